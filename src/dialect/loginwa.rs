@@ -1,0 +1,130 @@
+//! LoginWA: errors `{"error", "message", "errors"?}` with snake_case codes; validation
+//! messages in the Laravel wording its clients already display.
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::error::{ApiError, Rule};
+
+pub fn error(err: &ApiError) -> (u16, Value) {
+    let (status, code, message) = match err {
+        ApiError::Unauthorized => (401, "unauthorized", "Invalid or missing API key"),
+        ApiError::Suspended => (402, "subscription_suspended", "Subscription inactive, suspended, or past due"),
+        ApiError::Validation { errors } => {
+            let mut by_field = Map::new();
+            for e in errors {
+                let list = by_field.entry(e.field.clone()).or_insert_with(|| Value::Array(vec![]));
+                if let Value::Array(list) = list {
+                    list.push(Value::String(field_message(&e.field, &e.rule)));
+                }
+            }
+            return (
+                422,
+                json!({"error": "validation_failed", "message": "Invalid request parameters", "errors": by_field}),
+            );
+        }
+        ApiError::MalformedJson => {
+            return (
+                422,
+                json!({
+                    "error": "validation_failed",
+                    "message": "Invalid request parameters",
+                    "errors": {"body": ["The request body must be valid JSON."]},
+                }),
+            )
+        }
+        ApiError::NotFound { resource } => {
+            return (404, json!({"error": "not_found", "message": format!("{} not found", capitalised(resource))}))
+        }
+        ApiError::RouteNotFound => (404, "not_found", "Route not found"),
+        ApiError::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed on this route"),
+        ApiError::QuotaExceeded => {
+            return (
+                429,
+                json!({"error": "quota_exceeded", "message": "Monthly message quota exceeded", "quota_remaining": 0}),
+            )
+        }
+        ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
+        ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
+        ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
+        ApiError::BridgeUnavailable { .. } => (502, "send_failed", "WhatsApp engine failed to send the message"),
+        ApiError::Internal { .. } => (500, "internal_error", "Something went wrong on our side"),
+    };
+    (status, json!({"error": code, "message": message}))
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Laravel's wording: attribute names lose their underscores ("The device id field is required.").
+fn field_message(field: &str, rule: &Rule) -> String {
+    let name = field.replace('_', " ");
+    match rule {
+        Rule::Required => format!("The {name} field is required."),
+        Rule::Type { expected } => match expected.as_str() {
+            "integer" => format!("The {name} field must be an integer."),
+            "boolean" => format!("The {name} field must be true or false."),
+            "object" => format!("The {name} field must be an object."),
+            other => format!("The {name} field must be a {other}."),
+        },
+        Rule::MinChars { min } => format!("The {name} field must be at least {min} characters."),
+        Rule::MaxChars { max } => format!("The {name} field must not be greater than {max} characters."),
+        Rule::Range { min, max } => format!("The {name} field must be between {min} and {max}."),
+        Rule::Invalid { reason } => format!("The {name} field {reason}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::FieldError;
+
+    #[test]
+    fn validation_errors_group_by_field_in_laravel_words() {
+        let err = ApiError::Validation {
+            errors: vec![
+                FieldError { field: "phone".into(), rule: Rule::Required },
+                FieldError { field: "device_id".into(), rule: Rule::Type { expected: "string".into() } },
+                FieldError { field: "phone".into(), rule: Rule::Invalid { reason: "must start with the country code, not 0".into() } },
+            ],
+        };
+        let (status, body) = error(&err);
+        assert_eq!(status, 422);
+        assert_eq!(body["error"], "validation_failed");
+        assert_eq!(body["message"], "Invalid request parameters");
+        assert_eq!(
+            body["errors"]["phone"],
+            json!(["The phone field is required.", "The phone field must start with the country code, not 0."])
+        );
+        assert_eq!(body["errors"]["device_id"], json!(["The device id field must be a string."]));
+    }
+
+    #[test]
+    fn codes_and_statuses_follow_the_reference() {
+        let cases = [
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::Suspended, 402, "subscription_suspended"),
+            (ApiError::QuotaExceeded, 429, "quota_exceeded"),
+            (ApiError::NoDeviceAvailable, 503, "no_device_available"),
+            (ApiError::DeviceNotConnected, 503, "no_device_connected"),
+            (ApiError::BridgeUnavailable { message: "x".into() }, 502, "send_failed"),
+            (ApiError::MalformedJson, 422, "validation_failed"),
+            (ApiError::not_found("device"), 404, "not_found"),
+        ];
+        for (err, status, code) in cases {
+            let (s, body) = error(&err);
+            assert_eq!((s, body["error"].as_str().unwrap()), (status, code), "{err:?}");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        assert_eq!(error(&ApiError::QuotaExceeded).1["quota_remaining"], 0);
+        assert_eq!(error(&ApiError::not_found("device")).1["message"], "Device not found");
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let (status, body) = error(&ApiError::internal("sqlite: disk I/O error at /secret/path"));
+        assert_eq!(status, 500);
+        assert!(!body.to_string().contains("secret"));
+    }
+}

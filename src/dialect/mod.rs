@@ -1,0 +1,56 @@
+//! The two public API dialects: how each one words errors and wraps results.
+//! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
+
+pub mod loginwa;
+pub mod spwp;
+
+use serde_json::Value;
+
+use crate::domain::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    LoginWa,
+    Spwp,
+}
+
+impl Dialect {
+    /// `/api/v1/public/…` is SPWP; everything else (including the operator API) speaks LoginWA.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/api/v1/public/") || path == "/api/v1/public" {
+            Self::Spwp
+        } else {
+            Self::LoginWa
+        }
+    }
+}
+
+/// What every response of a request shares.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub path: String,
+    /// RFC 3339 with milliseconds, UTC.
+    pub timestamp: String,
+}
+
+/// Status code and JSON body of an error in `dialect`.
+pub fn error(dialect: Dialect, err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
+    match dialect {
+        Dialect::LoginWa => loginwa::error(err),
+        Dialect::Spwp => spwp::error(err, meta),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_decides_the_dialect() {
+        assert_eq!(Dialect::of_path("/api/v1/public/messages/text"), Dialect::Spwp);
+        assert_eq!(Dialect::of_path("/api/v1/messages/send"), Dialect::LoginWa);
+        assert_eq!(Dialect::of_path("/api/auth/start"), Dialect::LoginWa);
+        assert_eq!(Dialect::of_path("/api/v1/publications"), Dialect::LoginWa);
+    }
+}

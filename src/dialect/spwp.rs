@@ -1,0 +1,188 @@
+//! SPWP: success wrapped in `{"data", "meta"}`; errors as
+//! `{"statusCode", "code", "message", "details", "path", "timestamp"}` with
+//! SCREAMING_SNAKE codes and class-validator wording.
+
+use serde_json::{json, Value};
+
+use wagate_contract::wire::Content;
+
+use super::RequestMeta;
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::message::MessageStatus;
+use crate::domain::phone::Recipient;
+
+pub fn envelope(data: Value, meta: &RequestMeta) -> Value {
+    json!({"data": data, "meta": {"requestId": meta.request_id, "timestamp": meta.timestamp}})
+}
+
+/// The fields of a stored message that SPWP shows.
+pub struct MessageFields<'a> {
+    pub id: &'a str,
+    pub device_id: &'a str,
+    pub recipient: &'a Recipient,
+    pub content: &'a Content,
+    pub status: MessageStatus,
+    pub external_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_reason: Option<&'a str>,
+}
+
+/// An outbound message as SPWP shows it; `times` are the `…At` fields already formatted.
+pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static str, String)>) -> Value {
+    let (kind, payload) = match m.content {
+        Content::Text { text } => ("TEXT", json!({ "text": text })),
+    };
+    let mut body = json!({
+        "id": m.id,
+        "accountId": m.device_id,
+        "direction": "OUT",
+        "type": kind,
+        "remoteJid": m.recipient.jid(),
+        "status": m.status,
+        "payload": payload,
+    });
+    let fields = body.as_object_mut().expect("built as an object");
+    let optional = [("externalId", m.external_id), ("errorCode", m.error_code), ("errorReason", m.error_reason)];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            fields.insert(key.into(), value.into());
+        }
+    }
+    for (key, time) in times {
+        fields.insert(key.into(), time.into());
+    }
+    body
+}
+
+pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
+    let mut details = Vec::new();
+    let (status, code, message) = match err {
+        ApiError::Unauthorized => (401, "INVALID_API_KEY", "Missing or invalid API key, or the key has been revoked".to_owned()),
+        ApiError::Suspended => (402, "SUBSCRIPTION_SUSPENDED", "Subscription inactive, suspended, or past due".to_owned()),
+        ApiError::Validation { errors } => {
+            details = errors
+                .iter()
+                .map(|e| json!({"field": e.field, "message": field_message(&e.field, &e.rule)}))
+                .collect();
+            let first = details.first().and_then(|d| d["message"].as_str()).unwrap_or("Validation failed");
+            (400, "VALIDATION_FAILED", first.to_owned())
+        }
+        ApiError::MalformedJson => (400, "VALIDATION_FAILED", "Request body is not valid JSON".to_owned()),
+        ApiError::NotFound { resource } => (404, "NOT_FOUND", format!("{resource} not found")),
+        ApiError::RouteNotFound => (404, "NOT_FOUND", "Route not found".to_owned()),
+        ApiError::MethodNotAllowed => (405, "METHOD_NOT_ALLOWED", "Method not allowed on this route".to_owned()),
+        ApiError::QuotaExceeded => (429, "QUOTA_EXCEEDED", "Monthly message quota exceeded".to_owned()),
+        ApiError::NoDeviceAvailable | ApiError::DeviceNotConnected => (
+            409,
+            "ACCOUNT_NOT_CONNECTED",
+            "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
+        ),
+        ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::BridgeUnavailable { .. } => (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned()),
+        ApiError::Internal { .. } => (500, "INTERNAL_ERROR", "Something went wrong on our side".to_owned()),
+    };
+    let body = json!({
+        "statusCode": status,
+        "code": code,
+        "message": message,
+        "details": details,
+        "path": meta.path,
+        "timestamp": meta.timestamp,
+        "requestId": meta.request_id,
+    });
+    (status, body)
+}
+
+fn field_message(field: &str, rule: &Rule) -> String {
+    match rule {
+        Rule::Required => format!("{field} should not be empty"),
+        Rule::Type { expected } => match expected.as_str() {
+            "integer" => format!("{field} must be an integer number"),
+            "number" => format!("{field} must be a number"),
+            "boolean" => format!("{field} must be a boolean value"),
+            other => format!("{field} must be a {other}"),
+        },
+        Rule::MinChars { min } => format!("{field} must be longer than or equal to {min} characters"),
+        Rule::MaxChars { max } => format!("{field} must be shorter than or equal to {max} characters"),
+        Rule::Range { min, max } => format!("{field} must not be less than {min} or greater than {max}"),
+        Rule::Invalid { reason } => format!("{field} {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::FieldError;
+
+    fn meta() -> RequestMeta {
+        RequestMeta {
+            request_id: "01J7ABC".into(),
+            path: "/api/v1/public/messages/text".into(),
+            timestamp: "2026-05-04T13:24:18.835Z".into(),
+        }
+    }
+
+    #[test]
+    fn validation_error_has_the_reference_shape() {
+        let err = ApiError::Validation { errors: vec![FieldError { field: "to".into(), rule: Rule::Required }] };
+        let (status, body) = error(&err, &meta());
+        assert_eq!(status, 400);
+        assert_eq!(body["statusCode"], 400);
+        assert_eq!(body["code"], "VALIDATION_FAILED");
+        assert_eq!(body["message"], "to should not be empty");
+        assert_eq!(body["details"], json!([{"field": "to", "message": "to should not be empty"}]));
+        assert_eq!(body["path"], "/api/v1/public/messages/text");
+        assert_eq!(body["timestamp"], "2026-05-04T13:24:18.835Z");
+    }
+
+    #[test]
+    fn codes_and_statuses_follow_the_reference() {
+        let cases = [
+            (ApiError::Unauthorized, 401, "INVALID_API_KEY"),
+            (ApiError::DeviceNotConnected, 409, "ACCOUNT_NOT_CONNECTED"),
+            (ApiError::NoDeviceAvailable, 409, "ACCOUNT_NOT_CONNECTED"),
+            (ApiError::MalformedJson, 400, "VALIDATION_FAILED"),
+            (ApiError::internal("boom"), 500, "INTERNAL_ERROR"),
+            (ApiError::RouteNotFound, 404, "NOT_FOUND"),
+        ];
+        for (err, status, code) in cases {
+            let (s, body) = error(&err, &meta());
+            assert_eq!((s, body["code"].as_str().unwrap()), (status, code));
+            assert_eq!(body["statusCode"], status);
+            assert_eq!(body["details"], json!([]));
+        }
+    }
+
+    #[test]
+    fn message_shows_only_what_it_has() {
+        let recipient = Recipient::Phone("9647507644809".into());
+        let content = Content::Text { text: "hi".into() };
+        let fields = MessageFields {
+            id: "msg_1",
+            device_id: "dev_1",
+            recipient: &recipient,
+            content: &content,
+            status: MessageStatus::Failed,
+            external_id: None,
+            error_code: Some("engine_error"),
+            error_reason: Some("boom"),
+        };
+        let body = message(fields, [("createdAt", "2026-05-04T13:24:18.835Z".to_owned())]);
+        assert_eq!(
+            body,
+            json!({
+                "id": "msg_1", "accountId": "dev_1", "direction": "OUT", "type": "TEXT",
+                "remoteJid": "9647507644809@s.whatsapp.net", "status": "FAILED", "payload": {"text": "hi"},
+                "errorCode": "engine_error", "errorReason": "boom", "createdAt": "2026-05-04T13:24:18.835Z",
+            })
+        );
+    }
+
+    #[test]
+    fn envelope_carries_request_meta() {
+        let body = envelope(json!({"id": "msg_1"}), &meta());
+        assert_eq!(body["data"]["id"], "msg_1");
+        assert_eq!(body["meta"]["requestId"], "01J7ABC");
+        assert_eq!(body["meta"]["timestamp"], "2026-05-04T13:24:18.835Z");
+    }
+}

@@ -1,0 +1,69 @@
+//! The one error type of the API tier. Durable Objects return it across their
+//! boundary as JSON; each dialect maps it to its status code and body in one place.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApiError {
+    /// Missing, unknown or revoked API key (or admin token).
+    Unauthorized,
+    Suspended,
+    Validation { errors: Vec<FieldError> },
+    MalformedJson,
+    NotFound { resource: String },
+    RouteNotFound,
+    MethodNotAllowed,
+    QuotaExceeded,
+    /// The app has no connected device to send from.
+    NoDeviceAvailable,
+    /// The chosen device (by id or by key scope) is not connected.
+    DeviceNotConnected,
+    Conflict { message: String },
+    /// The device bridge could not be reached or refused the call.
+    BridgeUnavailable { message: String },
+    /// Something unexpected; `detail` is logged, never shown to clients.
+    Internal { detail: String },
+}
+
+impl ApiError {
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal { detail: detail.to_string() }
+    }
+
+    pub fn not_found(resource: &str) -> Self {
+        Self::NotFound { resource: resource.to_owned() }
+    }
+
+    pub fn field(field: &str, rule: Rule) -> Self {
+        Self::Validation { errors: vec![FieldError { field: field.to_owned(), rule }] }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// One failed rule on one field; each dialect words it in its own style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub rule: Rule,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    Required,
+    /// The value has the wrong JSON type; `expected` is "string", "integer", "boolean", "object", ….
+    Type { expected: String },
+    MinChars { min: usize },
+    MaxChars { max: usize },
+    Range { min: i64, max: i64 },
+    /// Any other failure, worded as the predicate after the field name ("must have at least 7 digits").
+    Invalid { reason: String },
+}

@@ -1,0 +1,140 @@
+//! The operator API (`/admin/v1`): apps, plans and keys. Errors speak LoginWA.
+
+use serde_json::{json, Value};
+use worker::{Method, Request};
+
+use super::{auth, json_body, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::ids::{AppId, DeviceId, KeyId};
+use crate::domain::keys;
+use crate::domain::validate::Fields;
+use crate::objects::app::{AppOp, AppPatch, AppView, Plan};
+use crate::objects::{call, APPS};
+use crate::runtime::{iso, month_of, now_ms};
+
+const DEFAULT_MONTHLY_MESSAGES: i64 = 5000;
+const DEFAULT_API_RPM: i64 = 120;
+const DEFAULT_AUTH_RPM: i64 = 60;
+const DEFAULT_MAX_DEVICES: i64 = 10;
+const LIMIT_MAX: i64 = 1_000_000_000;
+
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
+    auth::operator(req, ctx)?;
+    match (rest, method) {
+        (["apps"], Method::Post) => create_app(req, ctx).await,
+        (["apps", id], Method::Get) => view(ctx, &app_id(id)?).await,
+        (["apps", id], Method::Patch) => update(req, ctx, &app_id(id)?).await,
+        (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
+        (["apps", id, "keys", key], Method::Delete) => {
+            let key_id = KeyId::parse(key).ok_or_else(|| ApiError::not_found("key"))?;
+            call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
+            Ok(Reply::no_content())
+        }
+        (["apps"] | ["apps", _] | ["apps", _, "keys"] | ["apps", _, "keys", _], _) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+fn app_id(s: &str) -> Result<AppId, ApiError> {
+    AppId::parse(s).ok_or_else(|| ApiError::not_found("app"))
+}
+
+async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let name = f.string("name", true, 1, 200);
+    let plan = Plan {
+        monthly_messages: f.integer("monthly_messages", 0, LIMIT_MAX).unwrap_or(DEFAULT_MONTHLY_MESSAGES),
+        api_rpm: f.integer("api_rpm", 1, LIMIT_MAX).unwrap_or(DEFAULT_API_RPM),
+        auth_rpm: f.integer("auth_rpm", 1, LIMIT_MAX).unwrap_or(DEFAULT_AUTH_RPM),
+        max_devices: f.integer("max_devices", 0, 10_000).unwrap_or(DEFAULT_MAX_DEVICES),
+    };
+    f.finish()?;
+    let (app_id, key_id) = (AppId::generate(), KeyId::generate());
+    let api_key = keys::generate(&app_id, &key_id);
+    let op = AppOp::Create {
+        app_id: app_id.clone(),
+        name: name.unwrap_or_default(),
+        plan,
+        key_id: key_id.clone(),
+        key_hash: keys::hash(&api_key),
+        now: now_ms(),
+    };
+    call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    Ok(Reply::json(201, json!({"app_id": app_id, "api_key": api_key, "key_id": key_id})))
+}
+
+async fn view(ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
+    let app: AppView = call(ctx.env, APPS, app_id.as_str(), &AppOp::Get { period: month_of(now_ms()) }).await?;
+    Ok(Reply::json(200, render(app)))
+}
+
+async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let patch = AppPatch {
+        suspended: f.boolean("suspended"),
+        monthly_messages: f.integer("monthly_messages", 0, LIMIT_MAX),
+        api_rpm: f.integer("api_rpm", 1, LIMIT_MAX),
+        auth_rpm: f.integer("auth_rpm", 1, LIMIT_MAX),
+        max_devices: f.integer("max_devices", 0, 10_000),
+        default_country_code: f.string("default_country_code", false, 1, 4),
+    };
+    if patch.default_country_code.as_deref().is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0')) {
+        f.fail("default_country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
+    }
+    f.finish()?;
+    let op = AppOp::Update { patch, period: month_of(now_ms()) };
+    let app: AppView = call(ctx.env, APPS, app_id.as_str(), &op).await?;
+    Ok(Reply::json(200, render(app)))
+}
+
+async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let device = f.string("device_id", false, 1, 64);
+    let device_id = match device.as_deref().map(DeviceId::parse) {
+        Some(None) => {
+            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
+            None
+        }
+        other => other.flatten(),
+    };
+    f.finish()?;
+    let key_id = KeyId::generate();
+    let api_key = keys::generate(app_id, &key_id);
+    let op = AppOp::AddKey { key_id: key_id.clone(), key_hash: keys::hash(&api_key), device_id: device_id.clone(), now: now_ms() };
+    call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    Ok(Reply::json(201, json!({"key_id": key_id, "api_key": api_key, "device_id": device_id})))
+}
+
+fn render(app: AppView) -> Value {
+    let keys: Vec<Value> = app
+        .keys
+        .iter()
+        .map(|k| {
+            json!({
+                "key_id": k.key_id,
+                "device_id": k.device_id,
+                "created_at": iso(k.created_at),
+                "revoked": k.revoked_at.is_some(),
+                "revoked_at": k.revoked_at.map(iso),
+            })
+        })
+        .collect();
+    json!({
+        "app_id": app.app_id,
+        "name": app.name,
+        "plan": app.plan,
+        "quota": {
+            "period": app.quota_period,
+            "monthly_messages": app.plan.monthly_messages,
+            "used": app.quota_used,
+            "remaining": app.quota_remaining,
+        },
+        "suspended": app.suspended,
+        "default_country_code": app.default_country_code,
+        "keys": keys,
+        "created_at": iso(app.created_at),
+    })
+}

@@ -1,0 +1,147 @@
+//! LoginWA dialect: devices and `messages/send`.
+
+use serde_json::{json, Value};
+use wagate_contract::wire::Content;
+use worker::{Method, Request};
+
+use super::send::{self, Outgoing};
+use super::{auth, json_body, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::ids::{random_hex, DeviceId};
+use crate::domain::message::TEXT_MAX_CHARS;
+use crate::domain::phone::Recipient;
+use crate::domain::validate::Fields;
+use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
+use crate::objects::device::{DeviceOp, DeviceView};
+use crate::objects::{call, APPS, DEVICES};
+use crate::runtime::{iso, now_ms};
+
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
+    let known = matches!(rest, ["v1", "devices"] | ["v1", "devices", _] | ["v1", "messages", "send"]);
+    if !known {
+        return Err(ApiError::RouteNotFound);
+    }
+    let tenant = auth::tenant(req, ctx).await?;
+    match (rest, method) {
+        (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,
+        (["v1", "devices"], Method::Post) => create_device(req, ctx, &tenant).await,
+        (["v1", "devices", id], Method::Get) => get_device(ctx, &tenant, id).await,
+        (["v1", "messages", "send"], Method::Post) => send_message(req, ctx, &tenant).await,
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn device_json(d: &DeviceView) -> Value {
+    json!({
+        "id": d.device_id,
+        "engine_device_id": d.device_id,
+        "label": d.label,
+        "status": d.status,
+        "phone_number": d.phone,
+        "is_online": d.status == ONLINE,
+        "qr_code": d.qr,
+        "last_seen_at": d.last_seen_at.map(iso),
+        "created_at": iso(d.created_at),
+    })
+}
+
+async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let devices: Vec<DeviceEntry> = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+    let devices: Vec<Value> = devices
+        .iter()
+        .filter(|d| tenant.device_scope.as_ref().is_none_or(|scope| scope.as_str() == d.device_id))
+        .map(|d| {
+            json!({
+                "id": d.device_id,
+                "label": d.label,
+                "status": d.status,
+                "phone_number": d.phone,
+                "is_online": d.status == ONLINE,
+                "last_seen_at": d.last_seen_at.map(iso),
+                "created_at": iso(d.created_at),
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, json!({"count": devices.len(), "devices": devices})))
+}
+
+async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let label = f.string("label", false, 0, 100);
+    f.finish()?;
+    let device_id = DeviceId::generate();
+    let now = now_ms();
+    let register = AppOp::AddDevice { device_id: device_id.clone(), label: label.clone(), now };
+    call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
+    let create = DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, now };
+    let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &create).await?;
+    Ok(Reply::json(
+        202,
+        json!({
+            "device_id": device.device_id,
+            "engine_device_id": device.device_id,
+            "label": device.label,
+            "status": device.status,
+            "qr_code": device.qr,
+            "job_id": format!("job_{}", random_hex(8)),
+            "qr_status_url": format!("{}/api/v1/devices/{}", ctx.origin, device.device_id),
+            "message": "Scan QR code with WhatsApp to connect device",
+        }),
+    ))
+}
+
+async fn get_device(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Outcome {
+    let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
+    if tenant.device_scope.as_ref().is_some_and(|scope| *scope != device_id) {
+        return Err(ApiError::not_found("device"));
+    }
+    let device: DeviceView =
+        call(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+    Ok(Reply::json(200, device_json(&device)))
+}
+
+async fn send_message(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let phone = f.string("phone", true, 1, 64);
+    let text = f.string("message", true, 1, TEXT_MAX_CHARS);
+    let device = f.string("device_id", false, 1, 64);
+    let meta = f.object("meta");
+    let recipient = phone.and_then(|p| {
+        let is_jid = p.contains('@');
+        let length = p.chars().count();
+        // The reference bounds plain numbers at 10–20 characters; JIDs are wagate's addition.
+        if !is_jid && !(10..=20).contains(&length) {
+            f.fail("phone", Rule::Invalid { reason: "must be between 10 and 20 characters".into() });
+            return None;
+        }
+        Recipient::parse(&p, Some(&tenant.default_country_code))
+            .map_err(|e| f.fail("phone", Rule::Invalid { reason: e.to_string() }))
+            .ok()
+    });
+    let device_id = device.and_then(|d| {
+        DeviceId::parse(&d).or_else(|| {
+            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
+            None
+        })
+    });
+    f.finish()?;
+    let (Some(recipient), Some(text)) = (recipient, text) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let out = Outgoing { recipient, content: Content::Text { text }, device_id, meta: meta.map(Value::Object) };
+    let accepted = send::accept(ctx, tenant, out).await?;
+    let message = accepted.message;
+    Ok(Reply::json(
+        200,
+        json!({
+            "success": true,
+            "message_id": message.id,
+            "trace_id": message.trace_id,
+            "device_id": message.device_id,
+            "phone": message.recipient.display(),
+            "quota_remaining": accepted.quota_remaining,
+        }),
+    ))
+}

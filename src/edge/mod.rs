@@ -1,0 +1,117 @@
+//! The fetch entry point: routes a request to its handler and renders the
+//! outcome in the dialect its path belongs to.
+
+mod admin;
+mod auth;
+mod events;
+mod loginwa;
+mod send;
+mod spwp;
+
+use serde_json::Value;
+use worker::{event, Context, Env, Headers, Method, Request, Response};
+
+use crate::dialect::{self, Dialect, RequestMeta};
+use crate::domain::error::ApiError;
+use crate::domain::ids::random_hex;
+use crate::runtime::{iso, now_ms};
+use crate::url_parts::split_url;
+
+/// A handler's successful answer: status and JSON body (`None` for 204).
+pub struct Reply {
+    status: u16,
+    body: Option<Value>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Self { status, body: Some(body) }
+    }
+
+    pub fn no_content() -> Self {
+        Self { status: 204, body: None }
+    }
+}
+
+pub type Outcome = Result<Reply, ApiError>;
+
+/// What handlers need to know about the request besides its body.
+pub struct Ctx<'a> {
+    pub env: &'a Env,
+    pub meta: RequestMeta,
+    /// `scheme://host` as the client addressed us, for URLs we hand back.
+    pub origin: String,
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    // The raw URL string: `Request::url()` would pull a full URL parser into the bundle.
+    let url = req.inner().url();
+    let (origin, path, _query) = split_url(&url);
+    let ctx = Ctx {
+        env: &env,
+        meta: RequestMeta { request_id: random_hex(13), path: path.to_owned(), timestamp: iso(now_ms()) },
+        origin: origin.to_owned(),
+    };
+    let dialect = Dialect::of_path(path);
+    let outcome = route(&mut req, &ctx).await;
+    render(outcome, dialect, &ctx.meta)
+}
+
+async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
+    let method = req.method();
+    let path = ctx.meta.path.clone();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => {
+            only(&method, Method::Get)?;
+            Ok(Reply::json(200, serde_json::json!({"status": "ok"})))
+        }
+        ["admin", "v1", rest @ ..] => admin::route(req, ctx, &method, rest).await,
+        ["bridge", "v1", "events"] => {
+            only(&method, Method::Post)?;
+            events::receive(req, ctx).await
+        }
+        ["api", "v1", "public", rest @ ..] => spwp::route(req, ctx, &method, rest).await,
+        ["api", rest @ ..] => loginwa::route(req, ctx, &method, rest).await,
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+/// Rejects every method but `allowed` on a known path.
+pub fn only(method: &Method, allowed: Method) -> Result<(), ApiError> {
+    if *method == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed)
+    }
+}
+
+fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Result<Response> {
+    let (status, body) = match outcome {
+        Ok(reply) => (reply.status, reply.body),
+        Err(err) => {
+            if let ApiError::Internal { detail } = &err {
+                worker::console_error!("request {} failed: {detail}", meta.request_id);
+            }
+            let (status, body) = dialect::error(dialect, &err, meta);
+            (status, Some(body))
+        }
+    };
+    let headers = Headers::new();
+    headers.set("x-request-id", &meta.request_id)?;
+    let response = match body {
+        Some(body) => {
+            headers.set("content-type", "application/json")?;
+            Response::from_bytes(body.to_string().into_bytes())?
+        }
+        None => Response::empty()?,
+    };
+    Ok(response.with_status(status).with_headers(headers))
+}
+
+/// The request body as a JSON object, or the dialect's malformed-JSON error.
+pub async fn json_body(req: &mut Request) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let bytes = req.bytes().await.map_err(|_| ApiError::MalformedJson)?;
+    crate::domain::validate::json_object(&bytes)
+}

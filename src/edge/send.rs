@@ -1,0 +1,73 @@
+//! The one send path under both dialects: pick the device and reserve quota in
+//! the app's object, then queue the message in the device's object.
+
+use serde_json::Value;
+use wagate_contract::wire::Content;
+
+use super::Ctx;
+use crate::domain::error::ApiError;
+use crate::domain::ids::{random_hex, DeviceId, MessageId};
+use crate::domain::phone::Recipient;
+use crate::objects::app::{AppOp, Reservation, Tenant};
+use crate::objects::device::{DeviceOp, MessageView, NewMessage};
+use crate::objects::{call, APPS, DEVICES};
+use crate::runtime::{month_of, now_ms};
+
+pub struct Outgoing {
+    pub recipient: Recipient,
+    pub content: Content,
+    /// Explicit sender; `None` lets the key's scope or auto-selection decide.
+    pub device_id: Option<DeviceId>,
+    pub meta: Option<Value>,
+}
+
+pub struct Accepted {
+    pub message: MessageView,
+    pub quota_remaining: i64,
+}
+
+pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Accepted, ApiError> {
+    let device_id = match (&tenant.device_scope, out.device_id) {
+        (Some(scope), Some(asked)) if *scope != asked => return Err(ApiError::not_found("device")),
+        (Some(scope), _) => Some(scope.clone()),
+        (None, asked) => asked,
+    };
+    let now = now_ms();
+    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now };
+    let reservation: Reservation = call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await?;
+    let message = NewMessage {
+        message_id: reservation.message_id.clone(),
+        app_id: tenant.app_id.clone(),
+        recipient: out.recipient,
+        content: out.content,
+        trace_id: trace_id(),
+        meta: out.meta,
+        now,
+    };
+    let enqueue = DeviceOp::Enqueue { message };
+    match call::<_, MessageView>(ctx.env, DEVICES, reservation.device_id.as_str(), &enqueue).await {
+        Ok(message) => Ok(Accepted { message, quota_remaining: reservation.quota_remaining }),
+        Err(e) => {
+            let refund = AppOp::Refund { message_id: reservation.message_id };
+            call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await?;
+            Err(e)
+        }
+    }
+}
+
+pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageView, ApiError> {
+    let message_id = MessageId::parse(id).ok_or_else(|| ApiError::not_found("message"))?;
+    let device = message_id.device();
+    if tenant.device_scope.as_ref().is_some_and(|scope| *scope != device) {
+        return Err(ApiError::not_found("message"));
+    }
+    let op = DeviceOp::GetMessage { app_id: tenant.app_id.clone(), message_id };
+    call(ctx.env, DEVICES, device.as_str(), &op).await
+}
+
+/// A UUID-v4-shaped id, as the LoginWA reference shows `trace_id`.
+fn trace_id() -> String {
+    let h = random_hex(16);
+    let variant = ["8", "9", "a", "b"][usize::from_str_radix(&h[16..17], 16).unwrap_or(0) % 4];
+    format!("{}-{}-4{}-{variant}{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}

@@ -1,0 +1,384 @@
+//! One Durable Object per app: settings, API key hashes, quota and the app's
+//! device registry (with each device's last reported status, for auto-selection).
+
+use serde::{Deserialize, Serialize};
+use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
+
+use super::{rows, serve, to_json};
+use crate::domain::error::ApiError;
+use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
+use crate::domain::keys;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub monthly_messages: i64,
+    pub api_rpm: i64,
+    pub auth_rpm: i64,
+    pub max_devices: i64,
+}
+
+/// Operator changes; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppPatch {
+    pub suspended: Option<bool>,
+    pub monthly_messages: Option<i64>,
+    pub api_rpm: Option<i64>,
+    pub auth_rpm: Option<i64>,
+    pub max_devices: Option<i64>,
+    pub default_country_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AppOp {
+    Create { app_id: AppId, name: String, plan: Plan, key_id: KeyId, key_hash: String, now: u64 },
+    Get { period: String },
+    Update { patch: AppPatch, period: String },
+    AddKey { key_id: KeyId, key_hash: String, device_id: Option<DeviceId>, now: u64 },
+    RevokeKey { key_id: KeyId, now: u64 },
+    Authenticate { key_id: KeyId, key_hash: String, now: u64 },
+    AddDevice { device_id: DeviceId, label: Option<String>, now: u64 },
+    DeviceStatus { device_id: DeviceId, status: String, phone: Option<String>, now: u64 },
+    ListDevices,
+    /// Picks the sending device and reserves one unit of quota for a new message.
+    ReserveSend { device_id: Option<DeviceId>, period: String, now: u64 },
+    /// Gives back the unit of a message that failed; idempotent per message.
+    Refund { message_id: MessageId },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyView {
+    pub key_id: String,
+    pub device_id: Option<String>,
+    pub created_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppView {
+    pub app_id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub suspended: bool,
+    pub default_country_code: String,
+    pub quota_period: String,
+    pub quota_used: i64,
+    pub quota_remaining: i64,
+    pub keys: Vec<KeyView>,
+    pub created_at: u64,
+}
+
+/// Who is calling, once a key checks out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub app_id: AppId,
+    pub key_id: KeyId,
+    /// A key bound to one WhatsApp account acts for that device only.
+    pub device_scope: Option<DeviceId>,
+    pub default_country_code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    pub device_id: String,
+    pub label: Option<String>,
+    pub status: String,
+    pub phone: Option<String>,
+    pub created_at: u64,
+    pub last_seen_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reservation {
+    pub device_id: DeviceId,
+    pub message_id: MessageId,
+    pub quota_remaining: i64,
+}
+
+pub const DEFAULT_COUNTRY_CODE: &str = "62";
+pub const ONLINE: &str = "online";
+
+#[durable_object]
+pub struct AppObject {
+    state: State,
+}
+
+impl DurableObject for AppObject {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS app (
+                one INTEGER PRIMARY KEY CHECK (one = 1), app_id TEXT NOT NULL, name TEXT NOT NULL,
+                monthly_messages INTEGER NOT NULL, api_rpm INTEGER NOT NULL, auth_rpm INTEGER NOT NULL,
+                max_devices INTEGER NOT NULL, default_country_code TEXT NOT NULL, suspended INTEGER NOT NULL DEFAULT 0,
+                quota_period TEXT NOT NULL DEFAULT '', quota_used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS keys (
+                key_id TEXT PRIMARY KEY, hash TEXT NOT NULL, device_id TEXT,
+                created_at INTEGER NOT NULL, revoked_at INTEGER, last_used_at INTEGER)",
+            "CREATE TABLE IF NOT EXISTS devices (
+                device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
+                created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
+            "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
+        ] {
+            sql.exec(ddl, None).expect("schema statements are valid");
+        }
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        serve(req, |op: AppOp| async move { self.handle(op) }).await
+    }
+}
+
+#[derive(Deserialize)]
+struct AppRow {
+    app_id: String,
+    name: String,
+    monthly_messages: i64,
+    api_rpm: i64,
+    auth_rpm: i64,
+    max_devices: i64,
+    default_country_code: String,
+    suspended: i64,
+    quota_period: String,
+    quota_used: i64,
+    created_at: u64,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    hash: String,
+    device_id: Option<String>,
+    revoked_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+fn int(n: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(n as i64)
+}
+
+impl AppObject {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
+        match op {
+            AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
+                self.sql().exec(
+                    "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
+                     VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        app_id.as_str().into(),
+                        name.into(),
+                        plan.monthly_messages.into(),
+                        plan.api_rpm.into(),
+                        plan.auth_rpm.into(),
+                        plan.max_devices.into(),
+                        DEFAULT_COUNTRY_CODE.into(),
+                        int(now),
+                    ],
+                )?;
+                self.insert_key(&key_id, &key_hash, None, now)?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::Get { period } => to_json(&self.view(&period)?),
+            AppOp::Update { patch, period } => {
+                self.app()?;
+                let sets: [(&str, Option<SqlStorageValue>); 6] = [
+                    ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
+                    ("monthly_messages", patch.monthly_messages.map(Into::into)),
+                    ("api_rpm", patch.api_rpm.map(Into::into)),
+                    ("auth_rpm", patch.auth_rpm.map(Into::into)),
+                    ("max_devices", patch.max_devices.map(Into::into)),
+                    ("default_country_code", patch.default_country_code.map(Into::into)),
+                ];
+                for (column, value) in sets {
+                    if let Some(value) = value {
+                        self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
+                    }
+                }
+                to_json(&self.view(&period)?)
+            }
+            AppOp::AddKey { key_id, key_hash, device_id, now } => {
+                self.app()?;
+                if let Some(device) = &device_id {
+                    self.device_entry(device)?;
+                }
+                self.insert_key(&key_id, &key_hash, device_id.as_ref(), now)?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::RevokeKey { key_id, now } => {
+                let exists: Vec<Count> =
+                    rows(self.sql().exec("SELECT COUNT(*) AS n FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?)?;
+                if exists.first().map_or(0, |c| c.n) == 0 {
+                    return Err(ApiError::not_found("key"));
+                }
+                self.sql().exec(
+                    "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
+                    vec![int(now), key_id.as_str().into()],
+                )?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::Authenticate { key_id, key_hash, now } => to_json(&self.authenticate(key_id, &key_hash, now)?),
+            AppOp::AddDevice { device_id, label, now } => {
+                let app = self.app()?;
+                let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM devices", None)?)?;
+                if count.first().map_or(0, |c| c.n) >= app.max_devices {
+                    return Err(ApiError::Conflict {
+                        message: format!("This app may link at most {} devices", app.max_devices),
+                    });
+                }
+                self.sql().exec(
+                    "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",
+                    vec![device_id.as_str().into(), label.into(), int(now)],
+                )?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::DeviceStatus { device_id, status, phone, now } => {
+                self.sql().exec(
+                    "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
+                    vec![status.into(), phone.into(), int(now), device_id.as_str().into()],
+                )?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::ListDevices => to_json(&rows::<DeviceEntry>(self.sql().exec(
+                "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
+                None,
+            )?)?),
+            AppOp::ReserveSend { device_id, period, now } => to_json(&self.reserve(device_id, &period, now)?),
+            AppOp::Refund { message_id } => {
+                let found: Vec<Count> = rows(self.sql().exec(
+                    "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?",
+                    vec![message_id.as_str().into()],
+                )?)?;
+                if found.first().map_or(0, |c| c.n) > 0 {
+                    self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
+                    self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
+                }
+                Ok(serde_json::Value::Null)
+            }
+        }
+    }
+
+    fn app(&self) -> Result<AppRow, ApiError> {
+        rows::<AppRow>(self.sql().exec("SELECT * FROM app", None)?)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("app"))
+    }
+
+    /// The app row with its quota counter moved to `period` (a new month starts at zero).
+    fn app_in_period(&self, period: &str) -> Result<AppRow, ApiError> {
+        let mut app = self.app()?;
+        if app.quota_period != period {
+            self.sql().exec("UPDATE app SET quota_period = ?, quota_used = 0", vec![period.into()])?;
+            self.sql().exec("DELETE FROM reservations", None)?;
+            app.quota_period = period.to_owned();
+            app.quota_used = 0;
+        }
+        Ok(app)
+    }
+
+    fn insert_key(&self, key_id: &KeyId, hash: &str, device_id: Option<&DeviceId>, now: u64) -> Result<(), ApiError> {
+        self.sql().exec(
+            "INSERT INTO keys (key_id, hash, device_id, created_at) VALUES (?, ?, ?, ?)",
+            vec![key_id.as_str().into(), hash.into(), device_id.map(|d| d.as_str()).into(), int(now)],
+        )?;
+        Ok(())
+    }
+
+    fn view(&self, period: &str) -> Result<AppView, ApiError> {
+        let app = self.app_in_period(period)?;
+        let keys = rows::<KeyView>(
+            self.sql().exec("SELECT key_id, device_id, created_at, revoked_at FROM keys ORDER BY created_at, key_id", None)?,
+        )?;
+        Ok(AppView {
+            quota_remaining: (app.monthly_messages - app.quota_used).max(0),
+            app_id: app.app_id,
+            name: app.name,
+            plan: Plan {
+                monthly_messages: app.monthly_messages,
+                api_rpm: app.api_rpm,
+                auth_rpm: app.auth_rpm,
+                max_devices: app.max_devices,
+            },
+            suspended: app.suspended != 0,
+            default_country_code: app.default_country_code,
+            quota_period: app.quota_period,
+            quota_used: app.quota_used,
+            keys,
+            created_at: app.created_at,
+        })
+    }
+
+    fn authenticate(&self, key_id: KeyId, presented_hash: &str, now: u64) -> Result<Tenant, ApiError> {
+        let app = self.app().map_err(|_| ApiError::Unauthorized)?;
+        let key = rows::<KeyRow>(
+            self.sql().exec("SELECT hash, device_id, revoked_at FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?,
+        )?
+        .into_iter()
+        .next()
+        .ok_or(ApiError::Unauthorized)?;
+        if !keys::hashes_match(&key.hash, presented_hash) || key.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized);
+        }
+        if app.suspended != 0 {
+            return Err(ApiError::Suspended);
+        }
+        self.sql().exec("UPDATE keys SET last_used_at = ? WHERE key_id = ?", vec![int(now), key_id.as_str().into()])?;
+        Ok(Tenant {
+            app_id: AppId::parse(&app.app_id).ok_or_else(|| ApiError::internal("stored app id is malformed"))?,
+            key_id,
+            device_scope: key.device_id.as_deref().and_then(DeviceId::parse),
+            default_country_code: app.default_country_code,
+        })
+    }
+
+    fn device_entry(&self, device_id: &DeviceId) -> Result<DeviceEntry, ApiError> {
+        rows::<DeviceEntry>(self.sql().exec(
+            "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices WHERE device_id = ?",
+            vec![device_id.as_str().into()],
+        )?)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("device"))
+    }
+
+    fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
+        let app = self.app_in_period(period)?;
+        let device_id = match device_id {
+            Some(device_id) => {
+                if self.device_entry(&device_id)?.status != ONLINE {
+                    return Err(ApiError::DeviceNotConnected);
+                }
+                device_id
+            }
+            // Least recently used first, so an app's traffic spreads over its numbers.
+            None => rows::<DeviceEntry>(self.sql().exec(
+                "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices
+                 WHERE status = ? ORDER BY last_used_at, device_id LIMIT 1",
+                vec![ONLINE.into()],
+            )?)?
+            .into_iter()
+            .next()
+            .and_then(|d| DeviceId::parse(&d.device_id))
+            .ok_or(ApiError::NoDeviceAvailable)?,
+        };
+        if app.quota_used >= app.monthly_messages {
+            return Err(ApiError::QuotaExceeded);
+        }
+        let message_id = MessageId::generate(&device_id);
+        self.sql().exec("UPDATE app SET quota_used = quota_used + 1", None)?;
+        self.sql().exec("INSERT INTO reservations (message_id) VALUES (?)", vec![message_id.as_str().into()])?;
+        self.sql().exec(
+            "UPDATE devices SET last_used_at = ? WHERE device_id = ?",
+            vec![int(now), device_id.as_str().into()],
+        )?;
+        Ok(Reservation { device_id, message_id, quota_remaining: app.monthly_messages - app.quota_used - 1 })
+    }
+}

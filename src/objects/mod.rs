@@ -1,0 +1,51 @@
+//! Durable Objects, one file each. Callers talk to them through [`call`]: a typed
+//! operation in, a `Result<T, ApiError>` out, both as JSON over the stub's fetch.
+
+pub mod app;
+pub mod device;
+
+use serde::{de::DeserializeOwned, Serialize};
+use worker::{Env, Method, Request, RequestInit, Response};
+
+use crate::domain::error::ApiError;
+
+pub const APPS: &str = "APPS";
+pub const DEVICES: &str = "DEVICES";
+
+/// Runs `op` on the object named `name` in namespace `binding`.
+pub async fn call<Op: Serialize, T: DeserializeOwned>(env: &Env, binding: &str, name: &str, op: &Op) -> Result<T, ApiError> {
+    let stub = env.durable_object(binding)?.get_by_name(name)?;
+    let body = serde_json::to_string(op).map_err(ApiError::internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init("https://object/", &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    let bytes = resp.bytes().await?;
+    serde_json::from_slice::<Result<T, ApiError>>(&bytes)
+        .map_err(|e| ApiError::internal(format!("{binding} answered undecodable JSON: {e}")))?
+}
+
+/// The object side of [`call`]: decodes the operation, runs `handle`, encodes its result.
+pub async fn serve<Op, T, F, Fut>(mut req: Request, handle: F) -> worker::Result<Response>
+where
+    Op: DeserializeOwned,
+    T: Serialize,
+    F: FnOnce(Op) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let bytes = req.bytes().await?;
+    let result = match serde_json::from_slice::<Op>(&bytes) {
+        Ok(op) => handle(op).await,
+        Err(e) => Err(ApiError::internal(format!("undecodable operation: {e}"))),
+    };
+    Response::from_json(&result)
+}
+
+/// Deserialises every row of a query.
+pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, ApiError> {
+    Ok(cursor.to_array::<T>()?)
+}
+
+pub fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}

@@ -1,0 +1,39 @@
+//! Small bridges to the Workers runtime shared by the edge handlers and the Durable Objects.
+
+use wasm_bindgen::JsValue;
+use worker::Env;
+
+use crate::domain::error::ApiError;
+
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// RFC 3339 in UTC with milliseconds, as both references print times.
+pub fn iso(ms: u64) -> String {
+    String::from(js_sys::Date::new(&JsValue::from_f64(ms as f64)).to_iso_string())
+}
+
+/// `YYYY-MM` of `ms`: the monthly quota period.
+pub fn month_of(ms: u64) -> String {
+    iso(ms)[..7].to_owned()
+}
+
+/// A configuration value: a `[vars]` entry or a secret (`.dev.vars` locally).
+pub fn config(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|s| s.to_string()))
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+pub fn required_config(env: &Env, name: &str) -> Result<String, ApiError> {
+    config(env, name).ok_or_else(|| ApiError::internal(format!("{name} is not configured")))
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
