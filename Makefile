@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Both install whatever is missing first (scripts/bootstrap.sh), then reuse it.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+
+.PHONY: run test bootstrap build unit e2e
+
+## Start the worker (wrangler dev, local workerd) and the bridge; print a demo key and curl.
+run: build
+	python3 scripts/run.py
+
+## Unit tests of every crate, then the end-to-end suite against the real stack.
+test: build unit e2e
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+build: bootstrap
+	bash scripts/build-worker.sh
+	cargo build --release -p wagate-bridge
+
+unit:
+	cargo test --workspace
+
+e2e:
+	.venv/bin/pytest tests/e2e

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs whatever this machine is missing to build, run and test wagate, and
+# reuses what is already there: the wasm32 target, worker-build (matching the
+# `worker` crate), wasm-bindgen-cli (exactly the version in Cargo.lock), the npm
+# tools from package-lock.json, and the Python environment of the end-to-end suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+version_of() { # the first x.y.z that command $1 prints for --version, if it runs
+  "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true
+}
+
+locked_version() { # the version Cargo.lock pins for crate $1
+  awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+for tool in cargo rustup node npm python3; do
+  command -v "$tool" >/dev/null || { echo "bootstrap: '$tool' is required but not installed" >&2; exit 1; }
+done
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+worker_version=$(locked_version worker)
+if [ "$(version_of worker-build)" != "$worker_version" ]; then
+  say "installing worker-build $worker_version (takes a few minutes, once)"
+  cargo install worker-build --version "$worker_version" --locked
+fi
+
+bindgen_version=$(locked_version wasm-bindgen)
+if [ "$(version_of wasm-bindgen)" != "$bindgen_version" ]; then
+  say "installing wasm-bindgen-cli $bindgen_version (takes a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$bindgen_version" --locked
+fi
+
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm tools (wrangler, esbuild) from package-lock.json"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ ! -x .venv/bin/pytest ] || [ tests/requirements.txt -nt .venv/.installed ]; then
+  say "preparing the end-to-end test environment (.venv)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  touch .venv/.installed
+fi
