@@ -90,6 +90,7 @@ struct DeviceRow {
     phone: Option<String>,
     created_at: u64,
     last_seen_at: Option<u64>,
+    last_dispatch_at: u64,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +140,8 @@ impl DurableObject for DeviceObject {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS device (
                 one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
-                status TEXT NOT NULL, qr TEXT, phone TEXT, created_at INTEGER NOT NULL, last_seen_at INTEGER)",
+                status TEXT NOT NULL, qr TEXT, phone TEXT, created_at INTEGER NOT NULL, last_seen_at INTEGER,
+                last_dispatch_at INTEGER NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS messages (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL,
                 recipient TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, external_id TEXT,
@@ -367,9 +369,9 @@ impl DeviceObject {
                 external_id.into(),
                 code.into(),
                 reason.into(),
-                matches!(next, MessageStatus::Delivered | MessageStatus::Read).into(),
+                int(matches!(next, MessageStatus::Delivered | MessageStatus::Read) as u64),
                 int(at),
-                (next == MessageStatus::Read).into(),
+                int((next == MessageStatus::Read) as u64),
                 int(at),
                 id.as_str().into(),
             ],
@@ -396,11 +398,15 @@ impl DeviceObject {
         Ok(())
     }
 
-    /// Makes sure an alarm is pending so the queue drains.
+    /// Makes sure the queue drains from the earliest moment the pace allows. A pending
+    /// alarm may sit further out (a send lease, a retry backoff), so it is brought forward.
     async fn wake(&self) -> Result<(), ApiError> {
+        let now = now_ms();
+        let due = (self.device()?.last_dispatch_at + self.pace_ms()).max(now);
         let storage = self.state.storage();
-        if storage.get_alarm().await?.is_none() {
-            storage.set_alarm(0i64).await?;
+        match storage.get_alarm().await? {
+            Some(at) if at as u64 <= due => {}
+            _ => storage.set_alarm((due - now) as i64).await?,
         }
         Ok(())
     }
@@ -449,6 +455,7 @@ impl DeviceObject {
             "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
             vec![MessageStatus::Sending.as_str().into(), int(attempts), int(now + SEND_LEASE_MS), id.as_str().into()],
         )?;
+        self.sql().exec("UPDATE device SET last_dispatch_at = ?", vec![int(now)])?;
         let recipient: Recipient = serde_json::from_str(&row.recipient).map_err(ApiError::internal)?;
         let request = SendRequest {
             message_id: row.id.clone(),

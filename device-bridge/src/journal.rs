@@ -1,0 +1,236 @@
+//! The send journal: one row per wagate message id, written before the engine
+//! sees the message. A retried send finds its row and gets the recorded state
+//! instead of a second send; a row still `pending` after a crash tells recovery
+//! exactly which sends were interrupted.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use wagate_contract::wire::{Content, EventKind, SendResponse};
+
+use crate::clock::now_ms;
+use crate::db::parsed_column;
+use crate::engine::OutgoingMessage;
+use crate::ids::{DeviceId, MessageId};
+use crate::jid::Jid;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS journal (
+    message_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    content TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+    external_id TEXT,
+    fail_code TEXT,
+    fail_reason TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_pending ON journal (created_ms) WHERE state = 'pending';
+";
+
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// The id was new: this caller owns the send.
+    New,
+    /// The id was journaled before: its recorded state, and nothing to send.
+    Existing(SendResponse),
+}
+
+/// A journaled send whose outcome was never recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingSend {
+    pub device_id: DeviceId,
+    pub message: OutgoingMessage,
+}
+
+pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Option<SendResponse>> {
+    conn.query_row(
+        "SELECT state, external_id, fail_code, fail_reason FROM journal WHERE message_id = ?1",
+        [message_id.as_str()],
+        |row| {
+            let state: String = row.get(0)?;
+            Ok(match state.as_str() {
+                "sent" => SendResponse::Sent {
+                    external_id: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                },
+                "failed" => SendResponse::Failed {
+                    code: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    reason: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                },
+                _ => SendResponse::Accepted,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Journals the message as pending unless its id is already journaled; atomic,
+/// so of two concurrent sends of one id exactly one gets [`Claim::New`].
+pub fn claim(conn: &Connection, device_id: &DeviceId, message: &OutgoingMessage) -> rusqlite::Result<Claim> {
+    let content =
+        serde_json::to_string(&message.content).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let now = now_ms_sql();
+    let inserted = conn.execute(
+        "INSERT INTO journal (message_id, device_id, recipient, content, state, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
+         ON CONFLICT (message_id) DO NOTHING",
+        params![
+            message.message_id.as_str(),
+            device_id.as_str(),
+            message.to.to_string(),
+            content,
+            now
+        ],
+    )?;
+    if inserted == 1 {
+        return Ok(Claim::New);
+    }
+    Ok(Claim::Existing(
+        state(conn, &message.message_id)?.unwrap_or(SendResponse::Accepted),
+    ))
+}
+
+/// Forgets a pending send the engine refused without sending, so a later retry is a fresh send.
+pub fn release(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM journal WHERE message_id = ?1 AND state = 'pending'",
+        [message_id.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Records a send's outcome. Called inside the transaction that enqueues the
+/// event reporting it, so the journal never disagrees with what the worker hears.
+pub fn resolve(conn: &Connection, event: &EventKind) -> rusqlite::Result<()> {
+    let now = now_ms_sql();
+    match event {
+        EventKind::MessageSent {
+            message_id,
+            external_id,
+        } => conn.execute(
+            "UPDATE journal SET state = 'sent', external_id = ?2, updated_ms = ?3
+             WHERE message_id = ?1 AND state = 'pending'",
+            params![message_id, external_id, now],
+        )?,
+        EventKind::MessageFailed {
+            message_id,
+            code,
+            reason,
+        } => conn.execute(
+            "UPDATE journal SET state = 'failed', fail_code = ?2, fail_reason = ?3, updated_ms = ?4
+             WHERE message_id = ?1 AND state = 'pending'",
+            params![message_id, code, reason, now],
+        )?,
+        _ => 0,
+    };
+    Ok(())
+}
+
+/// Every pending send, oldest first.
+pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
+    let mut stmt = conn.prepare(
+        "SELECT message_id, device_id, recipient, content FROM journal WHERE state = 'pending' ORDER BY created_ms",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(PendingSend {
+            device_id: parsed_column(row, 1, DeviceId::parse)?,
+            message: OutgoingMessage {
+                message_id: parsed_column(row, 0, MessageId::parse)?,
+                to: parsed_column(row, 2, Jid::parse)?,
+                content: parsed_column(row, 3, |json| serde_json::from_str::<Content>(json))?,
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+fn now_ms_sql() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn message(id: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            message_id: MessageId::parse(id).unwrap(),
+            to: Jid::parse("14155552671@s.whatsapp.net").unwrap(),
+            content: Content::Text { text: "hi".into() },
+        }
+    }
+
+    #[test]
+    fn a_message_id_is_claimed_once_and_then_reports_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("bridge.db"), SCHEMA).unwrap();
+        let conn = db.lock();
+        let dev = DeviceId::parse("dev_a").unwrap();
+        let (m1, m2) = (message("msg_1"), message("msg_2"));
+
+        assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::New);
+        assert_eq!(
+            claim(&conn, &dev, &m1).unwrap(),
+            Claim::Existing(SendResponse::Accepted)
+        );
+        assert_eq!(claim(&conn, &dev, &m2).unwrap(), Claim::New);
+        assert_eq!(
+            pending(&conn).unwrap(),
+            [
+                PendingSend {
+                    device_id: dev.clone(),
+                    message: m1.clone()
+                },
+                PendingSend {
+                    device_id: dev.clone(),
+                    message: m2.clone()
+                },
+            ]
+        );
+
+        let sent = EventKind::MessageSent {
+            message_id: "msg_1".into(),
+            external_id: "3EB0AA".into(),
+        };
+        resolve(&conn, &sent).unwrap();
+        let failed = EventKind::MessageFailed {
+            message_id: "msg_1".into(),
+            code: "x".into(),
+            reason: "y".into(),
+        };
+        resolve(&conn, &failed).unwrap(); // an outcome is final
+        assert_eq!(
+            claim(&conn, &dev, &m1).unwrap(),
+            Claim::Existing(SendResponse::Sent {
+                external_id: "3EB0AA".into()
+            })
+        );
+
+        let failed = EventKind::MessageFailed {
+            message_id: "msg_2".into(),
+            code: "engine_error".into(),
+            reason: "boom".into(),
+        };
+        resolve(&conn, &failed).unwrap();
+        assert_eq!(
+            state(&conn, &m2.message_id).unwrap(),
+            Some(SendResponse::Failed {
+                code: "engine_error".into(),
+                reason: "boom".into()
+            })
+        );
+        assert!(pending(&conn).unwrap().is_empty());
+
+        // Released sends can be claimed again; resolved ones cannot be released.
+        let m3 = message("msg_3");
+        claim(&conn, &dev, &m3).unwrap();
+        release(&conn, &m3.message_id).unwrap();
+        release(&conn, &m1.message_id).unwrap();
+        assert_eq!(claim(&conn, &dev, &m3).unwrap(), Claim::New);
+        assert!(matches!(
+            state(&conn, &m1.message_id).unwrap(),
+            Some(SendResponse::Sent { .. })
+        ));
+    }
+}

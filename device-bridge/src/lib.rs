@@ -1,0 +1,20 @@
+//! wagate's device bridge: holds the WhatsApp sessions for the worker.
+//!
+//! The worker calls it over signed HTTP ([`http`]); everything that happens on
+//! WhatsApp comes back as events through a durable [`outbox`]. What sits behind the
+//! [`engine::Engine`] port (the simulator, later a real WhatsApp client) is invisible
+//! to the rest of the crate.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod dispatch;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod jid;
+pub mod journal;
+pub mod outbox;
+pub mod sim_api;
