@@ -19,7 +19,9 @@ pub enum CallError {
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         let message = match e {
-            CallError::Refused { status, error } => format!("bridge answered {status} {}: {}", error.code, error.message),
+            CallError::Refused { status, error } => {
+                format!("bridge answered {status} {}: {}", error.code, error.message)
+            }
             CallError::Unreachable(why) => format!("bridge unreachable: {why}"),
         };
         ApiError::BridgeUnavailable { message }

@@ -72,9 +72,7 @@ pub fn verify(
         return Err(SignatureError::Stale);
     }
     let given = hex::decode(signature.trim()).map_err(|_| SignatureError::Mismatch)?;
-    mac(secret, ts, method, path, body)
-        .verify_slice(&given)
-        .map_err(|_| SignatureError::Mismatch)
+    mac(secret, ts, method, path, body).verify_slice(&given).map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]

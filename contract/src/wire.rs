@@ -56,8 +56,13 @@ pub struct SendRequest {
 pub enum SendResponse {
     /// Handed to the engine; the outcome follows as events.
     Accepted,
-    Sent { external_id: String },
-    Failed { code: String, reason: String },
+    Sent {
+        external_id: String,
+    },
+    Failed {
+        code: String,
+        reason: String,
+    },
 }
 
 /// Error body for any non-2xx answer of the bridge.

@@ -48,10 +48,7 @@ impl Bridge {
             return Err(StartError::EngineNotBuilt);
         }
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         let storage = |path: PathBuf| move |source| StartError::Storage { path, source };
 
         let bridge_db_path = dir.join("bridge.db");
@@ -102,12 +99,7 @@ async fn pump(mut events: UnboundedReceiver<EngineEvent>, outbox: Outbox, dispat
             // Dropping it would lose a send's outcome; wait for the disk instead.
             attempt = attempt.saturating_add(1);
             tracing::error!(device_id = %event.device_id, error = %e, attempt, "cannot store an event; retrying");
-            tokio::time::sleep(
-                Duration::from_millis(100)
-                    .saturating_mul(attempt)
-                    .min(Duration::from_secs(5)),
-            )
-            .await;
+            tokio::time::sleep(Duration::from_millis(100).saturating_mul(attempt).min(Duration::from_secs(5))).await;
         }
         if let EventKind::Connected { .. } = event.kind {
             let dispatcher = dispatcher.clone();

@@ -4,9 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     // A clock before 1970 is a broken host, not a reason to stop serving.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 pub fn now_secs() -> u64 {

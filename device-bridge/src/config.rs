@@ -50,11 +50,7 @@ pub enum ConfigError {
     #[error("BRIDGE_SECRET is required: set it to the secret the worker signs its calls with")]
     MissingSecret,
     #[error("{var}={value:?} is not valid: {expected}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    Invalid { var: &'static str, value: String, expected: &'static str },
 }
 
 impl Config {
@@ -106,9 +102,7 @@ fn parse<T: std::str::FromStr>(
     var: &'static str,
     expected: &'static str,
 ) -> Result<Option<T>, ConfigError> {
-    get(var)
-        .map(|value| value.trim().parse().map_err(|_| invalid(var, value, expected)))
-        .transpose()
+    get(var).map(|value| value.trim().parse().map_err(|_| invalid(var, value, expected))).transpose()
 }
 
 #[cfg(test)]
@@ -151,10 +145,7 @@ mod tests {
         assert_eq!(c.sim.deliver, Duration::from_millis(5));
 
         assert_eq!(config(&[]).unwrap_err(), ConfigError::MissingSecret);
-        assert_eq!(
-            config(&[("BRIDGE_SECRET", " ")]).unwrap_err(),
-            ConfigError::MissingSecret
-        );
+        assert_eq!(config(&[("BRIDGE_SECRET", " ")]).unwrap_err(), ConfigError::MissingSecret);
         for (var, value) in [
             ("BRIDGE_PORT", "http"),
             ("BRIDGE_HOST", "localhost"),
@@ -164,10 +155,7 @@ mod tests {
             ("WAGATE_SIM_QR_TTL_S", "0"),
         ] {
             let err = config(&[("BRIDGE_SECRET", "x"), (var, value)]).unwrap_err();
-            assert!(
-                matches!(err, ConfigError::Invalid { var: v, .. } if v == var),
-                "{var}={value}: {err}"
-            );
+            assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}={value}: {err}");
         }
     }
 }

@@ -46,12 +46,7 @@ impl Dispatcher {
         for send in pending {
             interrupted.entry(send.device_id).or_default().push(send.message);
         }
-        Ok(Self {
-            engine,
-            journal,
-            outbox,
-            interrupted: Mutex::new(interrupted),
-        })
+        Ok(Self { engine, journal, outbox, interrupted: Mutex::new(interrupted) })
     }
 
     /// Sends a message unless its id was journaled before, in which case the
@@ -109,10 +104,7 @@ impl Dispatcher {
                     // Gone again: the rest waits for the next connection, order kept.
                     let mut waiting = vec![message];
                     waiting.extend(queue);
-                    self.interrupted()
-                        .entry(device_id.clone())
-                        .or_default()
-                        .splice(0..0, waiting);
+                    self.interrupted().entry(device_id.clone()).or_default().splice(0..0, waiting);
                     return;
                 }
                 Err(EngineError::DeviceNotFound) => self.fail(
@@ -146,10 +138,7 @@ impl Dispatcher {
             reason: reason.clone(),
         };
         self.outbox.record(&EngineEvent::now(device_id, kind))?;
-        Ok(SendResponse::Failed {
-            code: code.to_owned(),
-            reason,
-        })
+        Ok(SendResponse::Failed { code: code.to_owned(), reason })
     }
 
     fn interrupted(&self) -> MutexGuard<'_, HashMap<DeviceId, Vec<OutgoingMessage>>> {

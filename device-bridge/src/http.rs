@@ -46,10 +46,7 @@ async fn require_signature(State(secret): State<Secret>, req: Request, next: Nex
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::invalid_request(format!("body unreadable or over {MAX_BODY_BYTES} bytes")))?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |pq| pq.as_str());
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     signing::verify(
         secret.expose(),
@@ -77,14 +74,8 @@ async fn link(
 ) -> Result<Json<LinkResponse>, ApiError> {
     let device_id = DeviceId::parse(&req.device_id).map_err(ApiError::invalid_request)?;
     let response = match api.engine.link(&device_id).await? {
-        LinkState::Pairing { qr } => LinkResponse {
-            qr: Some(qr),
-            phone: None,
-        },
-        LinkState::Linked { phone } => LinkResponse {
-            qr: None,
-            phone: Some(phone),
-        },
+        LinkState::Pairing { qr } => LinkResponse { qr: Some(qr), phone: None },
+        LinkState::Linked { phone } => LinkResponse { qr: None, phone: Some(phone) },
     };
     Ok(Json(response))
 }

@@ -15,8 +15,7 @@ pub struct InvalidId {
 fn well_formed(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 macro_rules! id_type {

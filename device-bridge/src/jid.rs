@@ -86,8 +86,7 @@ impl fmt::Display for Jid {
 pub fn is_group_id(s: &str) -> bool {
     s.len() <= MAX_GROUP_LEN
         && s.split('-').count() <= 2
-        && s.split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        && s.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -96,17 +95,10 @@ mod tests {
 
     #[test]
     fn user_and_group_jids_round_trip() {
-        for jid in [
-            "6281234567890@s.whatsapp.net",
-            "120363025246125486@g.us",
-            "6281234567-1546527040@g.us",
-        ] {
+        for jid in ["6281234567890@s.whatsapp.net", "120363025246125486@g.us", "6281234567-1546527040@g.us"] {
             assert_eq!(Jid::parse(jid).unwrap().to_string(), jid);
         }
-        assert_eq!(
-            Jid::parse("6281234567890@s.whatsapp.net").unwrap().user(),
-            "6281234567890"
-        );
+        assert_eq!(Jid::parse("6281234567890@s.whatsapp.net").unwrap().user(), "6281234567890");
     }
 
     #[test]

@@ -50,9 +50,7 @@ pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Opti
         |row| {
             let state: String = row.get(0)?;
             Ok(match state.as_str() {
-                "sent" => SendResponse::Sent {
-                    external_id: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                },
+                "sent" => SendResponse::Sent { external_id: row.get::<_, Option<String>>(1)?.unwrap_or_default() },
                 "failed" => SendResponse::Failed {
                     code: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
                     reason: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
@@ -74,28 +72,17 @@ pub fn claim(conn: &Connection, device_id: &DeviceId, message: &OutgoingMessage)
         "INSERT INTO journal (message_id, device_id, recipient, content, state, created_ms, updated_ms)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
          ON CONFLICT (message_id) DO NOTHING",
-        params![
-            message.message_id.as_str(),
-            device_id.as_str(),
-            message.to.to_string(),
-            content,
-            now
-        ],
+        params![message.message_id.as_str(), device_id.as_str(), message.to.to_string(), content, now],
     )?;
     if inserted == 1 {
         return Ok(Claim::New);
     }
-    Ok(Claim::Existing(
-        state(conn, &message.message_id)?.unwrap_or(SendResponse::Accepted),
-    ))
+    Ok(Claim::Existing(state(conn, &message.message_id)?.unwrap_or(SendResponse::Accepted)))
 }
 
 /// Forgets a pending send the engine refused without sending, so a later retry is a fresh send.
 pub fn release(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM journal WHERE message_id = ?1 AND state = 'pending'",
-        [message_id.as_str()],
-    )?;
+    conn.execute("DELETE FROM journal WHERE message_id = ?1 AND state = 'pending'", [message_id.as_str()])?;
     Ok(())
 }
 
@@ -104,19 +91,12 @@ pub fn release(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<()
 pub fn resolve(conn: &Connection, event: &EventKind) -> rusqlite::Result<()> {
     let now = now_ms_sql();
     match event {
-        EventKind::MessageSent {
-            message_id,
-            external_id,
-        } => conn.execute(
+        EventKind::MessageSent { message_id, external_id } => conn.execute(
             "UPDATE journal SET state = 'sent', external_id = ?2, updated_ms = ?3
              WHERE message_id = ?1 AND state = 'pending'",
             params![message_id, external_id, now],
         )?,
-        EventKind::MessageFailed {
-            message_id,
-            code,
-            reason,
-        } => conn.execute(
+        EventKind::MessageFailed { message_id, code, reason } => conn.execute(
             "UPDATE journal SET state = 'failed', fail_code = ?2, fail_reason = ?3, updated_ms = ?4
              WHERE message_id = ?1 AND state = 'pending'",
             params![message_id, code, reason, now],
@@ -170,55 +150,31 @@ mod tests {
         let (m1, m2) = (message("msg_1"), message("msg_2"));
 
         assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::New);
-        assert_eq!(
-            claim(&conn, &dev, &m1).unwrap(),
-            Claim::Existing(SendResponse::Accepted)
-        );
+        assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::Existing(SendResponse::Accepted));
         assert_eq!(claim(&conn, &dev, &m2).unwrap(), Claim::New);
         assert_eq!(
             pending(&conn).unwrap(),
             [
-                PendingSend {
-                    device_id: dev.clone(),
-                    message: m1.clone()
-                },
-                PendingSend {
-                    device_id: dev.clone(),
-                    message: m2.clone()
-                },
+                PendingSend { device_id: dev.clone(), message: m1.clone() },
+                PendingSend { device_id: dev.clone(), message: m2.clone() },
             ]
         );
 
-        let sent = EventKind::MessageSent {
-            message_id: "msg_1".into(),
-            external_id: "3EB0AA".into(),
-        };
+        let sent = EventKind::MessageSent { message_id: "msg_1".into(), external_id: "3EB0AA".into() };
         resolve(&conn, &sent).unwrap();
-        let failed = EventKind::MessageFailed {
-            message_id: "msg_1".into(),
-            code: "x".into(),
-            reason: "y".into(),
-        };
+        let failed = EventKind::MessageFailed { message_id: "msg_1".into(), code: "x".into(), reason: "y".into() };
         resolve(&conn, &failed).unwrap(); // an outcome is final
         assert_eq!(
             claim(&conn, &dev, &m1).unwrap(),
-            Claim::Existing(SendResponse::Sent {
-                external_id: "3EB0AA".into()
-            })
+            Claim::Existing(SendResponse::Sent { external_id: "3EB0AA".into() })
         );
 
-        let failed = EventKind::MessageFailed {
-            message_id: "msg_2".into(),
-            code: "engine_error".into(),
-            reason: "boom".into(),
-        };
+        let failed =
+            EventKind::MessageFailed { message_id: "msg_2".into(), code: "engine_error".into(), reason: "boom".into() };
         resolve(&conn, &failed).unwrap();
         assert_eq!(
             state(&conn, &m2.message_id).unwrap(),
-            Some(SendResponse::Failed {
-                code: "engine_error".into(),
-                reason: "boom".into()
-            })
+            Some(SendResponse::Failed { code: "engine_error".into(), reason: "boom".into() })
         );
         assert!(pending(&conn).unwrap().is_empty());
 
@@ -228,9 +184,6 @@ mod tests {
         release(&conn, &m3.message_id).unwrap();
         release(&conn, &m1.message_id).unwrap();
         assert_eq!(claim(&conn, &dev, &m3).unwrap(), Claim::New);
-        assert!(matches!(
-            state(&conn, &m1.message_id).unwrap(),
-            Some(SendResponse::Sent { .. })
-        ));
+        assert!(matches!(state(&conn, &m1.message_id).unwrap(), Some(SendResponse::Sent { .. })));
     }
 }

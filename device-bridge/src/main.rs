@@ -48,9 +48,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         worker_url = %config.worker_url,
         "wagate-bridge listening"
     );
-    axum::serve(listener, bridge.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, bridge.router()).with_graceful_shutdown(shutdown_signal()).await?;
     bridge.stop();
     tracing::info!("wagate-bridge stopped");
     Ok(())

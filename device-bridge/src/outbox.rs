@@ -45,10 +45,7 @@ struct Queued {
 impl Outbox {
     /// `db` must hold the journal too: a send's outcome and its event commit together.
     pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            wake: Arc::default(),
-        }
+        Self { db, wake: Arc::default() }
     }
 
     /// Stores the event for delivery. A send's outcome (`MessageSent`,
@@ -79,17 +76,9 @@ impl Outbox {
         use rusqlite::OptionalExtension;
         self.db
             .lock()
-            .query_row(
-                "SELECT seq, event_id, body FROM outbox ORDER BY seq LIMIT 1",
-                [],
-                |row| {
-                    Ok(Queued {
-                        seq: row.get(0)?,
-                        event_id: row.get(1)?,
-                        body: row.get(2)?,
-                    })
-                },
-            )
+            .query_row("SELECT seq, event_id, body FROM outbox ORDER BY seq LIMIT 1", [], |row| {
+                Ok(Queued { seq: row.get(0)?, event_id: row.get(1)?, body: row.get(2)? })
+            })
             .optional()
     }
 
@@ -120,11 +109,7 @@ impl WorkerClient {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .build()?;
-        Ok(Self {
-            http,
-            url: format!("{}{EVENTS_PATH}", worker_url.trim_end_matches('/')),
-            secret,
-        })
+        Ok(Self { http, url: format!("{}{EVENTS_PATH}", worker_url.trim_end_matches('/')), secret })
     }
 
     async fn post(&self, body: &str) -> Result<(), DeliveryError> {
@@ -145,10 +130,7 @@ impl WorkerClient {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default().chars().take(200).collect();
-        Err(DeliveryError::Refused {
-            status: status.as_u16(),
-            body,
-        })
+        Err(DeliveryError::Refused { status: status.as_u16(), body })
     }
 }
 
@@ -237,16 +219,9 @@ mod tests {
             content: wagate_contract::wire::Content::Text { text: "hi".into() },
         };
         let kinds = [
-            EventKind::Connected {
-                phone: "6281234567890".into(),
-            },
-            EventKind::MessageSent {
-                message_id: "msg_1".into(),
-                external_id: "3EB0AB".into(),
-            },
-            EventKind::MessageDelivered {
-                message_id: "msg_1".into(),
-            },
+            EventKind::Connected { phone: "6281234567890".into() },
+            EventKind::MessageSent { message_id: "msg_1".into(), external_id: "3EB0AB".into() },
+            EventKind::MessageDelivered { message_id: "msg_1".into() },
         ];
         {
             let db = open(&path);
@@ -260,9 +235,7 @@ mod tests {
         let db = open(&path);
         assert_eq!(
             journal::state(&db.lock(), &message.message_id).unwrap(),
-            Some(SendResponse::Sent {
-                external_id: "3EB0AB".into()
-            })
+            Some(SendResponse::Sent { external_id: "3EB0AB".into() })
         );
         let outbox = Outbox::new(db);
         let mut delivered = Vec::new();

@@ -77,18 +77,14 @@ async fn scan(
     let phone = PhoneNumber::parse(&req.phone).map_err(ApiError::invalid_request)?;
     sim.scan(&device_id, &phone)?;
     tracing::info!(device_id = %device_id, "sim: QR scanned");
-    Ok(Json(
-        json!({ "device_id": device_id.as_str(), "status": "connected", "phone": phone.as_str() }),
-    ))
+    Ok(Json(json!({ "device_id": device_id.as_str(), "status": "connected", "phone": phone.as_str() })))
 }
 
 async fn disconnect(State(sim): State<SimEngine>, Path(device_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
     sim.unlink(&device_id)?;
     tracing::info!(device_id = %device_id, "sim: device unlinked from its phone");
-    Ok(Json(
-        json!({ "device_id": device_id.as_str(), "status": "disconnected" }),
-    ))
+    Ok(Json(json!({ "device_id": device_id.as_str(), "status": "disconnected" })))
 }
 
 async fn inbound(
@@ -109,9 +105,7 @@ async fn phone_messages(
     Path(phone): Path<String>,
 ) -> Result<Json<Vec<PhoneMessage>>, ApiError> {
     if PhoneNumber::parse(&phone).is_err() && !is_group_id(&phone) {
-        return Err(ApiError::invalid_request(
-            "expected a phone number (digits) or a group id",
-        ));
+        return Err(ApiError::invalid_request("expected a phone number (digits) or a group id"));
     }
     Ok(Json(sim.phone_messages(&phone).map_err(ApiError::internal)?))
 }

@@ -26,10 +26,7 @@ async fn bridge(worker_url: &str) -> (TestBridge, tempfile::TempDir) {
 #[tokio::test]
 async fn healthz_needs_no_signature() {
     let (bridge, _dir) = bridge(DEAD_WORKER).await;
-    assert_eq!(
-        bridge.call("GET", "/healthz", Auth::None, None).await,
-        (StatusCode::OK, json!({ "status": "ok" }))
-    );
+    assert_eq!(bridge.call("GET", "/healthz", Auth::None, None).await, (StatusCode::OK, json!({ "status": "ok" })));
 }
 
 #[tokio::test]
@@ -39,21 +36,9 @@ async fn worker_calls_must_be_signed_over_method_path_query_and_body() {
     let now = now_secs();
     let refused = [
         Auth::None,
-        Auth::Signed {
-            secret: "not-the-secret",
-            ts: now,
-            path: None,
-        },
-        Auth::Signed {
-            secret: SECRET,
-            ts: now - 301,
-            path: None,
-        },
-        Auth::Signed {
-            secret: SECRET,
-            ts: now,
-            path: Some("/v1/devices?x=1"),
-        },
+        Auth::Signed { secret: "not-the-secret", ts: now, path: None },
+        Auth::Signed { secret: SECRET, ts: now - 301, path: None },
+        Auth::Signed { secret: SECRET, ts: now, path: Some("/v1/devices?x=1") },
         Auth::Bearer(SECRET),
     ];
     for auth in refused {
@@ -63,35 +48,18 @@ async fn worker_calls_must_be_signed_over_method_path_query_and_body() {
         assert!(body["message"].is_string());
     }
     // The query string is part of what is signed, exactly as sent.
-    let (status, _) = bridge
-        .call("POST", "/v1/devices?x=1", Auth::signed(), link.clone())
-        .await;
+    let (status, _) = bridge.call("POST", "/v1/devices?x=1", Auth::signed(), link.clone()).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = bridge
-        .call(
-            "POST",
-            "/v1/devices?x=2",
-            Auth::Signed {
-                secret: SECRET,
-                ts: now,
-                path: Some("/v1/devices?x=1"),
-            },
-            link,
-        )
+        .call("POST", "/v1/devices?x=2", Auth::Signed { secret: SECRET, ts: now, path: Some("/v1/devices?x=1") }, link)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Unknown routes are 404 whether signed or not; errors are always BridgeError JSON.
     let (status, body) = bridge.call("GET", "/v2/nothing", Auth::None, None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let (status, body) = bridge.signed("GET", "/v1/devices", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
 }
 
 #[tokio::test]
@@ -105,9 +73,7 @@ async fn linking_is_idempotent_and_reports_the_phone_once_scanned() {
     assert_eq!(first["phone"], Value::Null);
     assert_eq!(bridge.signed("POST", "/v1/devices", link.clone()).await.1, first);
 
-    bridge
-        .sim("POST", "/sim/devices/dev_a/scan", Some(json!({ "phone": PHONE })))
-        .await;
+    bridge.sim("POST", "/sim/devices/dev_a/scan", Some(json!({ "phone": PHONE }))).await;
     assert_eq!(
         bridge.signed("POST", "/v1/devices", link).await,
         (StatusCode::OK, json!({ "qr": null, "phone": PHONE }))
@@ -115,10 +81,7 @@ async fn linking_is_idempotent_and_reports_the_phone_once_scanned() {
 
     for bad in [json!({ "device_id": "dev a" }), json!({ "device": "dev_a" }), json!([])] {
         let (status, body) = bridge.signed("POST", "/v1/devices", Some(bad)).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_request"))
-        );
+        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
     }
 }
 
@@ -145,25 +108,14 @@ async fn a_message_id_is_sent_exactly_once() {
             |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == "msg_1"),
         )
         .await;
-    let EventKind::MessageSent { external_id, .. } = sent.kind else {
-        unreachable!()
-    };
+    let EventKind::MessageSent { external_id, .. } = sent.kind else { unreachable!() };
     assert_eq!(sent.device_id, "dev_a");
 
     let (status, body) = bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::ACCEPTED,
-            json!({ "state": "sent", "external_id": external_id })
-        )
-    );
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({ "state": "sent", "external_id": external_id })));
 
     worker
-        .wait_for(
-            "MessageRead",
-            |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == "msg_1"),
-        )
+        .wait_for("MessageRead", |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == "msg_1"))
         .await;
     let for_msg_1: Vec<EventKind> = worker
         .kinds()
@@ -178,16 +130,9 @@ async fn a_message_id_is_sent_exactly_once() {
     assert_eq!(
         for_msg_1,
         [
-            EventKind::MessageSent {
-                message_id: "msg_1".into(),
-                external_id: external_id.clone()
-            },
-            EventKind::MessageDelivered {
-                message_id: "msg_1".into()
-            },
-            EventKind::MessageRead {
-                message_id: "msg_1".into()
-            },
+            EventKind::MessageSent { message_id: "msg_1".into(), external_id: external_id.clone() },
+            EventKind::MessageDelivered { message_id: "msg_1".into() },
+            EventKind::MessageRead { message_id: "msg_1".into() },
         ]
     );
 
@@ -209,20 +154,11 @@ async fn failed_sends_are_journaled_with_their_reason() {
     let (bridge, _dir) = bridge(&worker.url).await;
     bridge.connect("dev_a", PHONE).await;
     let path = "/v1/devices/dev_a/messages";
-    let (status, body) = bridge
-        .signed("POST", path, send_body("msg_x", &jid("9990001112")))
-        .await;
-    assert_eq!(
-        (status, body["state"].as_str()),
-        (StatusCode::ACCEPTED, Some("accepted"))
-    );
-    worker
-        .wait_for("MessageFailed", |e| matches!(&e.kind, EventKind::MessageFailed { .. }))
-        .await;
+    let (status, body) = bridge.signed("POST", path, send_body("msg_x", &jid("9990001112"))).await;
+    assert_eq!((status, body["state"].as_str()), (StatusCode::ACCEPTED, Some("accepted")));
+    worker.wait_for("MessageFailed", |e| matches!(&e.kind, EventKind::MessageFailed { .. })).await;
 
-    let (status, body) = bridge
-        .signed("POST", path, send_body("msg_x", &jid("9990001112")))
-        .await;
+    let (status, body) = bridge.signed("POST", path, send_body("msg_x", &jid("9990001112"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["state"], "failed");
     assert_eq!(body["code"], "not_on_whatsapp");
@@ -235,19 +171,11 @@ async fn sends_are_refused_without_journaling_when_they_cannot_go_out() {
     let path = "/v1/devices/dev_a/messages";
 
     let (status, body) = bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("device_not_found"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("device_not_found")));
 
-    bridge
-        .signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" })))
-        .await;
+    bridge.signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" }))).await;
     let (status, body) = bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("device_offline"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("device_offline")));
 
     for bad in [
         send_body("msg_1", FRIEND),
@@ -258,17 +186,11 @@ async fn sends_are_refused_without_journaling_when_they_cannot_go_out() {
         Some(json!("not an object")),
     ] {
         let (status, body) = bridge.signed("POST", path, bad.clone()).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_request")),
-            "{bad:?}"
-        );
+        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{bad:?}");
     }
 
     // Nothing was journaled: once the device is connected the same id goes out.
-    bridge
-        .sim("POST", "/sim/devices/dev_a/scan", Some(json!({ "phone": PHONE })))
-        .await;
+    bridge.sim("POST", "/sim/devices/dev_a/scan", Some(json!({ "phone": PHONE }))).await;
     let (status, body) = bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
     assert_eq!((status, body), (StatusCode::ACCEPTED, json!({ "state": "accepted" })));
     assert_eq!(bridge.inbox(FRIEND).await.len(), 1);
@@ -278,23 +200,13 @@ async fn sends_are_refused_without_journaling_when_they_cannot_go_out() {
 async fn logout_forgets_the_device() {
     let (bridge, _dir) = bridge(DEAD_WORKER).await;
     let (status, body) = bridge.signed("DELETE", "/v1/devices/dev_a", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("device_not_found"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("device_not_found")));
 
     bridge.connect("dev_a", PHONE).await;
-    assert_eq!(
-        bridge.signed("DELETE", "/v1/devices/dev_a", None).await,
-        (StatusCode::NO_CONTENT, Value::Null)
-    );
-    let (status, _) = bridge
-        .signed("POST", "/v1/devices/dev_a/messages", send_body("msg_1", &jid(FRIEND)))
-        .await;
+    assert_eq!(bridge.signed("DELETE", "/v1/devices/dev_a", None).await, (StatusCode::NO_CONTENT, Value::Null));
+    let (status, _) = bridge.signed("POST", "/v1/devices/dev_a/messages", send_body("msg_1", &jid(FRIEND))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = bridge
-        .signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" })))
-        .await;
+    let (status, body) = bridge.signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" }))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["qr"].is_string(), "a fresh pairing: {body}");
 }
@@ -306,35 +218,21 @@ async fn sim_control_api_plays_the_phones() {
 
     for auth in [Auth::None, Auth::Bearer("wrong"), Auth::signed()] {
         let (status, body) = bridge.call("GET", "/sim/phones/14155552671/messages", auth, None).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
-        );
+        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
     }
 
     let scan = |phone: &str| Some(json!({ "phone": phone }));
     let (status, body) = bridge.sim("POST", "/sim/devices/dev_a/scan", scan(PHONE)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("device_not_found"))
-    );
-    bridge
-        .signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" })))
-        .await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("device_not_found")));
+    bridge.signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_a" }))).await;
     for bad in ["123456", "1234567890123456", "+6281234567890", "62812345678a"] {
         let (status, _) = bridge.sim("POST", "/sim/devices/dev_a/scan", scan(bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
     let (status, body) = bridge.sim("POST", "/sim/devices/dev_a/disconnect", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("device_offline"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("device_offline")));
     let inbound = Some(json!({ "device_id": "dev_a", "from": FRIEND, "text": "hi" }));
-    assert_eq!(
-        bridge.sim("POST", "/sim/inbound", inbound.clone()).await.0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(bridge.sim("POST", "/sim/inbound", inbound.clone()).await.0, StatusCode::CONFLICT);
 
     let (status, body) = bridge.sim("POST", "/sim/devices/dev_a/scan", scan(PHONE)).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("connected")));
@@ -344,9 +242,7 @@ async fn sim_control_api_plays_the_phones() {
     let (status, body) = bridge.sim("POST", "/sim/inbound", inbound.clone()).await;
     assert_eq!(status, StatusCode::OK);
     let external_id = body["external_id"].as_str().unwrap().to_owned();
-    let event = worker
-        .wait_for("Inbound", |e| matches!(e.kind, EventKind::Inbound { .. }))
-        .await;
+    let event = worker.wait_for("Inbound", |e| matches!(e.kind, EventKind::Inbound { .. })).await;
     assert_eq!(
         event.kind,
         EventKind::Inbound {
@@ -356,37 +252,15 @@ async fn sim_control_api_plays_the_phones() {
         }
     );
     let bad_inbound = Some(json!({ "device_id": "dev_a", "from": "14155552671@s.whatsapp.net", "text": "hi" }));
-    assert_eq!(
-        bridge.sim("POST", "/sim/inbound", bad_inbound).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(bridge.sim("POST", "/sim/inbound", bad_inbound).await.0, StatusCode::BAD_REQUEST);
 
-    assert_eq!(
-        bridge.sim("POST", "/sim/devices/dev_a/disconnect", None).await.0,
-        StatusCode::OK
-    );
-    let event = worker
-        .wait_for("Disconnected", |e| matches!(e.kind, EventKind::Disconnected { .. }))
-        .await;
-    assert_eq!(
-        event.kind,
-        EventKind::Disconnected {
-            reason: "unlinked from phone".into(),
-            logged_out: true
-        }
-    );
-    let (status, body) = bridge
-        .signed("POST", "/v1/devices/dev_a/messages", send_body("msg_1", &jid(FRIEND)))
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("device_offline"))
-    );
+    assert_eq!(bridge.sim("POST", "/sim/devices/dev_a/disconnect", None).await.0, StatusCode::OK);
+    let event = worker.wait_for("Disconnected", |e| matches!(e.kind, EventKind::Disconnected { .. })).await;
+    assert_eq!(event.kind, EventKind::Disconnected { reason: "unlinked from phone".into(), logged_out: true });
+    let (status, body) = bridge.signed("POST", "/v1/devices/dev_a/messages", send_body("msg_1", &jid(FRIEND))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("device_offline")));
 
-    assert_eq!(
-        bridge.sim("GET", "/sim/phones/not-a-phone/messages", None).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(bridge.sim("GET", "/sim/phones/not-a-phone/messages", None).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(bridge.inbox("120363025246125486").await, Vec::<Value>::new());
 
     let kinds: Vec<&str> = worker

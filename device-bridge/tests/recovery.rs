@@ -23,11 +23,7 @@ const PHONE: &str = "6281234567890";
 const FRIEND: &str = "14155552671";
 
 fn process<F: Future>(run: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let output = runtime.block_on(run);
     runtime.shutdown_timeout(Duration::from_secs(1));
     output
@@ -51,9 +47,7 @@ async fn the_outbox_retries_until_the_worker_accepts_and_keeps_order() {
     let bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
     bridge.connect("dev_a", PHONE).await;
 
-    worker
-        .wait_for("Connected", |e| matches!(e.kind, EventKind::Connected { .. }))
-        .await;
+    worker.wait_for("Connected", |e| matches!(e.kind, EventKind::Connected { .. })).await;
     assert_eq!(worker.refused(), 3);
     assert_eq!(worker.bad_signatures(), 0);
     let labels: Vec<String> = worker.kinds().iter().map(label).collect();
@@ -68,10 +62,7 @@ fn events_written_while_the_worker_was_down_survive_a_restart() {
         bridge.connect("dev_a", PHONE).await;
         let body = json!({ "message_id": "msg_1", "to": format!("{FRIEND}@s.whatsapp.net"),
                            "content": { "type": "text", "text": "hi" } });
-        assert_eq!(
-            bridge.signed("POST", "/v1/devices/dev_a/messages", Some(body)).await.0,
-            StatusCode::ACCEPTED
-        );
+        assert_eq!(bridge.signed("POST", "/v1/devices/dev_a/messages", Some(body)).await.0, StatusCode::ACCEPTED);
         // Let the receipts happen (and be stored) before the "crash".
         tokio::time::sleep(Duration::from_millis(150)).await;
     });
@@ -85,17 +76,7 @@ fn events_written_while_the_worker_was_down_survive_a_restart() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let labels: Vec<String> = worker.kinds().iter().map(label).collect();
-        assert_eq!(
-            labels,
-            [
-                "qr_updated",
-                "connected",
-                "sent msg_1",
-                "delivered msg_1",
-                "read msg_1",
-                "connected"
-            ]
-        );
+        assert_eq!(labels, ["qr_updated", "connected", "sent msg_1", "delivered msg_1", "read msg_1", "connected"]);
         let ids: HashSet<String> = worker.events().into_iter().map(|e| e.event_id).collect();
         assert_eq!(ids.len(), 6, "event ids are unique");
         assert_eq!(worker.bad_signatures(), 0);
@@ -109,9 +90,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
     let message = |id: &str| OutgoingMessage {
         message_id: MessageId::parse(id).unwrap(),
         to: Jid::parse(&format!("{FRIEND}@s.whatsapp.net")).unwrap(),
-        content: Content::Text {
-            text: format!("text of {id}"),
-        },
+        content: Content::Text { text: format!("text of {id}") },
     };
 
     process(async {
@@ -122,11 +101,8 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
     // The crash: both sends journaled as pending; msg_out reached the network
     // (the phone has it) but its outcome was never recorded; msg_held never left.
     let out_external_id = process(async {
-        let bridge_db = Db::open(
-            &dir.path().join("bridge.db"),
-            &format!("{}{}", journal::SCHEMA, outbox::SCHEMA),
-        )
-        .unwrap();
+        let bridge_db =
+            Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
         for id in ["msg_out", "msg_held"] {
             journal::claim(&bridge_db.lock(), &device, &message(id)).unwrap();
         }
@@ -146,26 +122,15 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         let worker = FakeWorker::start(0).await;
         let bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
         for id in ["msg_out", "msg_held"] {
-            worker
-                .wait_for(
-                    id,
-                    |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == id),
-                )
-                .await;
+            worker.wait_for(id, |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == id)).await;
         }
 
         // Each message: one outcome, then its receipts, in order.
         for id in ["msg_out", "msg_held"] {
             let labels: Vec<String> = worker.kinds().iter().map(label).filter(|l| l.ends_with(id)).collect();
-            assert_eq!(
-                labels,
-                [format!("sent {id}"), format!("delivered {id}"), format!("read {id}")]
-            );
+            assert_eq!(labels, [format!("sent {id}"), format!("delivered {id}"), format!("read {id}")]);
         }
-        let out_sent = EventKind::MessageSent {
-            message_id: "msg_out".into(),
-            external_id: out_external_id.clone(),
-        };
+        let out_sent = EventKind::MessageSent { message_id: "msg_out".into(), external_id: out_external_id.clone() };
         assert!(worker.kinds().contains(&out_sent));
 
         let inbox = bridge.inbox(FRIEND).await;
@@ -177,13 +142,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         let body = json!({ "message_id": "msg_out", "to": format!("{FRIEND}@s.whatsapp.net"),
                            "content": { "type": "text", "text": "text of msg_out" } });
         let (status, state) = bridge.signed("POST", "/v1/devices/dev_a/messages", Some(body)).await;
-        assert_eq!(
-            (status, state),
-            (
-                StatusCode::ACCEPTED,
-                json!({ "state": "sent", "external_id": out_external_id })
-            )
-        );
+        assert_eq!((status, state), (StatusCode::ACCEPTED, json!({ "state": "sent", "external_id": out_external_id })));
         assert_eq!(bridge.inbox(FRIEND).await.len(), 2);
     });
 }

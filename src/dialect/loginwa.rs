@@ -86,7 +86,10 @@ mod tests {
             errors: vec![
                 FieldError { field: "phone".into(), rule: Rule::Required },
                 FieldError { field: "device_id".into(), rule: Rule::Type { expected: "string".into() } },
-                FieldError { field: "phone".into(), rule: Rule::Invalid { reason: "must start with the country code, not 0".into() } },
+                FieldError {
+                    field: "phone".into(),
+                    rule: Rule::Invalid { reason: "must start with the country code, not 0".into() },
+                },
             ],
         };
         let (status, body) = error(&err);

@@ -57,13 +57,15 @@ pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static s
 pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
     let mut details = Vec::new();
     let (status, code, message) = match err {
-        ApiError::Unauthorized => (401, "INVALID_API_KEY", "Missing or invalid API key, or the key has been revoked".to_owned()),
-        ApiError::Suspended => (402, "SUBSCRIPTION_SUSPENDED", "Subscription inactive, suspended, or past due".to_owned()),
+        ApiError::Unauthorized => {
+            (401, "INVALID_API_KEY", "Missing or invalid API key, or the key has been revoked".to_owned())
+        }
+        ApiError::Suspended => {
+            (402, "SUBSCRIPTION_SUSPENDED", "Subscription inactive, suspended, or past due".to_owned())
+        }
         ApiError::Validation { errors } => {
-            details = errors
-                .iter()
-                .map(|e| json!({"field": e.field, "message": field_message(&e.field, &e.rule)}))
-                .collect();
+            details =
+                errors.iter().map(|e| json!({"field": e.field, "message": field_message(&e.field, &e.rule)})).collect();
             let first = details.first().and_then(|d| d["message"].as_str()).unwrap_or("Validation failed");
             (400, "VALIDATION_FAILED", first.to_owned())
         }
@@ -78,7 +80,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
-        ApiError::BridgeUnavailable { .. } => (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned()),
+        ApiError::BridgeUnavailable { .. } => {
+            (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned())
+        }
         ApiError::Internal { .. } => (500, "INTERNAL_ERROR", "Something went wrong on our side".to_owned()),
     };
     let body = json!({

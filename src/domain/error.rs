@@ -9,9 +9,13 @@ pub enum ApiError {
     /// Missing, unknown or revoked API key (or admin token).
     Unauthorized,
     Suspended,
-    Validation { errors: Vec<FieldError> },
+    Validation {
+        errors: Vec<FieldError>,
+    },
     MalformedJson,
-    NotFound { resource: String },
+    NotFound {
+        resource: String,
+    },
     RouteNotFound,
     MethodNotAllowed,
     QuotaExceeded,
@@ -19,11 +23,17 @@ pub enum ApiError {
     NoDeviceAvailable,
     /// The chosen device (by id or by key scope) is not connected.
     DeviceNotConnected,
-    Conflict { message: String },
+    Conflict {
+        message: String,
+    },
     /// The device bridge could not be reached or refused the call.
-    BridgeUnavailable { message: String },
+    BridgeUnavailable {
+        message: String,
+    },
     /// Something unexpected; `detail` is logged, never shown to clients.
-    Internal { detail: String },
+    Internal {
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -60,10 +70,21 @@ pub struct FieldError {
 pub enum Rule {
     Required,
     /// The value has the wrong JSON type; `expected` is "string", "integer", "boolean", "object", ….
-    Type { expected: String },
-    MinChars { min: usize },
-    MaxChars { max: usize },
-    Range { min: i64, max: i64 },
+    Type {
+        expected: String,
+    },
+    MinChars {
+        min: usize,
+    },
+    MaxChars {
+        max: usize,
+    },
+    Range {
+        min: i64,
+        max: i64,
+    },
     /// Any other failure, worded as the predicate after the field name ("must have at least 7 digits").
-    Invalid { reason: String },
+    Invalid {
+        reason: String,
+    },
 }

@@ -36,7 +36,9 @@ impl std::fmt::Display for PhoneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Empty => f.write_str("is empty"),
-            Self::InvalidCharacters => f.write_str("may contain only digits, optionally a leading + (spaces and dashes are ignored)"),
+            Self::InvalidCharacters => {
+                f.write_str("may contain only digits, optionally a leading + (spaces and dashes are ignored)")
+            }
             Self::TooShort => write!(f, "must have at least {MIN_DIGITS} digits including the country code"),
             Self::TooLong => write!(f, "must have at most {MAX_DIGITS} digits including the country code"),
             Self::MissingCountryCode => f.write_str("must start with the country code, not 0"),
@@ -134,7 +136,8 @@ mod tests {
 
     #[test]
     fn international_numbers_normalise_to_digits() {
-        for input in ["6281234567890", "+62 812-3456-7890", "+62 (812) 3456.7890", " 6281234567890 ", "006281234567890"] {
+        for input in ["6281234567890", "+62 812-3456-7890", "+62 (812) 3456.7890", " 6281234567890 ", "006281234567890"]
+        {
             assert_eq!(phone(input), Ok(Recipient::Phone("6281234567890".into())), "{input}");
         }
         assert_eq!(phone("14155552671").unwrap().jid(), "14155552671@s.whatsapp.net");

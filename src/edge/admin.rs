@@ -80,7 +80,11 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         max_devices: f.integer("max_devices", 0, 10_000),
         default_country_code: f.string("default_country_code", false, 1, 4),
     };
-    if patch.default_country_code.as_deref().is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0')) {
+    if patch
+        .default_country_code
+        .as_deref()
+        .is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0'))
+    {
         f.fail("default_country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
     }
     f.finish()?;
@@ -103,7 +107,12 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
     f.finish()?;
     let key_id = KeyId::generate();
     let api_key = keys::generate(app_id, &key_id);
-    let op = AppOp::AddKey { key_id: key_id.clone(), key_hash: keys::hash(&api_key), device_id: device_id.clone(), now: now_ms() };
+    let op = AppOp::AddKey {
+        key_id: key_id.clone(),
+        key_hash: keys::hash(&api_key),
+        device_id: device_id.clone(),
+        now: now_ms(),
+    };
     call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
     Ok(Reply::json(201, json!({"key_id": key_id, "api_key": api_key, "device_id": device_id})))
 }

@@ -31,19 +31,58 @@ pub struct AppPatch {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AppOp {
-    Create { app_id: AppId, name: String, plan: Plan, key_id: KeyId, key_hash: String, now: u64 },
-    Get { period: String },
-    Update { patch: AppPatch, period: String },
-    AddKey { key_id: KeyId, key_hash: String, device_id: Option<DeviceId>, now: u64 },
-    RevokeKey { key_id: KeyId, now: u64 },
-    Authenticate { key_id: KeyId, key_hash: String, now: u64 },
-    AddDevice { device_id: DeviceId, label: Option<String>, now: u64 },
-    DeviceStatus { device_id: DeviceId, status: String, phone: Option<String>, now: u64 },
+    Create {
+        app_id: AppId,
+        name: String,
+        plan: Plan,
+        key_id: KeyId,
+        key_hash: String,
+        now: u64,
+    },
+    Get {
+        period: String,
+    },
+    Update {
+        patch: AppPatch,
+        period: String,
+    },
+    AddKey {
+        key_id: KeyId,
+        key_hash: String,
+        device_id: Option<DeviceId>,
+        now: u64,
+    },
+    RevokeKey {
+        key_id: KeyId,
+        now: u64,
+    },
+    Authenticate {
+        key_id: KeyId,
+        key_hash: String,
+        now: u64,
+    },
+    AddDevice {
+        device_id: DeviceId,
+        label: Option<String>,
+        now: u64,
+    },
+    DeviceStatus {
+        device_id: DeviceId,
+        status: String,
+        phone: Option<String>,
+        now: u64,
+    },
     ListDevices,
     /// Picks the sending device and reserves one unit of quota for a new message.
-    ReserveSend { device_id: Option<DeviceId>, period: String, now: u64 },
+    ReserveSend {
+        device_id: Option<DeviceId>,
+        period: String,
+        now: u64,
+    },
     /// Gives back the unit of a message that failed; idempotent per message.
-    Refund { message_id: MessageId },
+    Refund {
+        message_id: MessageId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,7 +334,8 @@ impl AppObject {
     fn view(&self, period: &str) -> Result<AppView, ApiError> {
         let app = self.app_in_period(period)?;
         let keys = rows::<KeyView>(
-            self.sql().exec("SELECT key_id, device_id, created_at, revoked_at FROM keys ORDER BY created_at, key_id", None)?,
+            self.sql()
+                .exec("SELECT key_id, device_id, created_at, revoked_at FROM keys ORDER BY created_at, key_id", None)?,
         )?;
         Ok(AppView {
             quota_remaining: (app.monthly_messages - app.quota_used).max(0),
@@ -319,7 +359,8 @@ impl AppObject {
     fn authenticate(&self, key_id: KeyId, presented_hash: &str, now: u64) -> Result<Tenant, ApiError> {
         let app = self.app().map_err(|_| ApiError::Unauthorized)?;
         let key = rows::<KeyRow>(
-            self.sql().exec("SELECT hash, device_id, revoked_at FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?,
+            self.sql()
+                .exec("SELECT hash, device_id, revoked_at FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?,
         )?
         .into_iter()
         .next()

@@ -242,9 +242,11 @@ impl DeviceObject {
     }
 
     fn message_row(&self, message_id: &MessageId) -> Result<Option<MessageRow>, ApiError> {
-        Ok(rows::<MessageRow>(self.sql().exec("SELECT * FROM messages WHERE id = ?", vec![message_id.as_str().into()])?)?
-            .into_iter()
-            .next())
+        Ok(rows::<MessageRow>(
+            self.sql().exec("SELECT * FROM messages WHERE id = ?", vec![message_id.as_str().into()])?,
+        )?
+        .into_iter()
+        .next())
     }
 
     fn message(&self, app_id: &AppId, message_id: &MessageId) -> Result<MessageView, ApiError> {
@@ -284,7 +286,13 @@ impl DeviceObject {
         self.follow_up(follow_ups).await
     }
 
-    fn set_status(&self, status: &str, qr: Option<String>, phone: Option<String>, now: u64) -> Result<Vec<FollowUp>, ApiError> {
+    fn set_status(
+        &self,
+        status: &str,
+        qr: Option<String>,
+        phone: Option<String>,
+        now: u64,
+    ) -> Result<Vec<FollowUp>, ApiError> {
         let previous = self.device()?.status;
         self.sql().exec(
             "UPDATE device SET status = ?, qr = ?, phone = COALESCE(?, phone), last_seen_at = ?",
@@ -329,7 +337,9 @@ impl DeviceObject {
             EventKind::MessageDelivered { message_id } => {
                 self.advance(&message_id, MessageStatus::Delivered, "delivered_at", at, None, None)
             }
-            EventKind::MessageRead { message_id } => self.advance(&message_id, MessageStatus::Read, "read_at", at, None, None),
+            EventKind::MessageRead { message_id } => {
+                self.advance(&message_id, MessageStatus::Read, "read_at", at, None, None)
+            }
             EventKind::MessageFailed { message_id, code, reason } => {
                 self.advance(&message_id, MessageStatus::Failed, "failed_at", at, None, Some((code, reason)))
             }
@@ -350,7 +360,8 @@ impl DeviceObject {
     ) -> Result<Vec<FollowUp>, ApiError> {
         let Some(id) = MessageId::parse(message_id) else { return Ok(vec![]) };
         let Some(row) = self.message_row(&id)? else { return Ok(vec![]) };
-        let current = MessageStatus::parse(&row.status).ok_or_else(|| ApiError::internal("stored status is unknown"))?;
+        let current =
+            MessageStatus::parse(&row.status).ok_or_else(|| ApiError::internal("stored status is unknown"))?;
         if !current.can_become(next) {
             return Ok(vec![]);
         }
@@ -384,7 +395,8 @@ impl DeviceObject {
             match follow_up {
                 FollowUp::DeviceStatus { status, phone } => {
                     let device = self.device()?;
-                    let device_id = DeviceId::parse(&device.device_id).ok_or_else(|| ApiError::internal("bad device id"))?;
+                    let device_id =
+                        DeviceId::parse(&device.device_id).ok_or_else(|| ApiError::internal("bad device id"))?;
                     let op = AppOp::DeviceStatus { device_id, status, phone, now: now_ms() };
                     call::<_, serde_json::Value>(&self.env, APPS, &device.app_id, &op).await?;
                 }
@@ -472,7 +484,8 @@ impl DeviceObject {
                 self.advance(&row.id, MessageStatus::Failed, "failed_at", now_ms(), None, Some((code, reason)))?
             }
             Err(e) => {
-                let offline = matches!(&e, CallError::Refused { error, .. } if error.code == error_code::DEVICE_OFFLINE);
+                let offline =
+                    matches!(&e, CallError::Refused { error, .. } if error.code == error_code::DEVICE_OFFLINE);
                 worker::console_warn!("send {} deferred: {e:?}", row.id);
                 let backoff = (RETRY_BASE_MS << attempts.min(6)).min(RETRY_MAX_MS);
                 self.sql().exec(

@@ -13,7 +13,12 @@ pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
 
 /// Runs `op` on the object named `name` in namespace `binding`.
-pub async fn call<Op: Serialize, T: DeserializeOwned>(env: &Env, binding: &str, name: &str, op: &Op) -> Result<T, ApiError> {
+pub async fn call<Op: Serialize, T: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    op: &Op,
+) -> Result<T, ApiError> {
     let stub = env.durable_object(binding)?.get_by_name(name)?;
     let body = serde_json::to_string(op).map_err(ApiError::internal)?;
     let mut init = RequestInit::new();

@@ -30,11 +30,7 @@ pub struct EngineEvent {
 
 impl EngineEvent {
     pub fn now(device_id: &DeviceId, kind: EventKind) -> Self {
-        Self {
-            device_id: device_id.clone(),
-            at_ms: now_ms(),
-            kind,
-        }
+        Self { device_id: device_id.clone(), at_ms: now_ms(), kind }
     }
 }
 
@@ -97,11 +93,7 @@ impl TryFrom<SendRequest> for OutgoingMessage {
             }
             Content::Text { .. } => {}
         }
-        Ok(Self {
-            message_id,
-            to,
-            content: req.content,
-        })
+        Ok(Self { message_id, to, content: req.content })
     }
 }
 
@@ -150,27 +142,18 @@ mod tests {
     use super::*;
 
     fn request(to: &str, text: &str) -> SendRequest {
-        SendRequest {
-            message_id: "msg_1".into(),
-            to: to.into(),
-            content: Content::Text { text: text.into() },
-        }
+        SendRequest { message_id: "msg_1".into(), to: to.into(), content: Content::Text { text: text.into() } }
     }
 
     #[test]
     fn send_requests_are_parsed_at_the_edge() {
         let ok = OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", "hi")).unwrap();
         assert_eq!(ok.to.user(), "6281234567890");
-        assert!(OutgoingMessage::try_from(request("6281234567890", "hi"))
-            .unwrap_err()
-            .contains("JID"));
+        assert!(OutgoingMessage::try_from(request("6281234567890", "hi")).unwrap_err().contains("JID"));
         assert!(OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", " ")).is_err());
         let long = "x".repeat(MAX_TEXT_CHARS + 1);
         assert!(OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", &long)).is_err());
-        let bad_id = SendRequest {
-            message_id: "msg 1".into(),
-            ..request("6281234567890@s.whatsapp.net", "hi")
-        };
+        let bad_id = SendRequest { message_id: "msg 1".into(), ..request("6281234567890@s.whatsapp.net", "hi") };
         assert!(OutgoingMessage::try_from(bad_id).unwrap_err().contains("message_id"));
     }
 }

@@ -59,14 +59,7 @@ impl TestBridge {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = bridge.router();
         let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        Self {
-            client: BridgeClient {
-                url,
-                http: reqwest::Client::new(),
-            },
-            bridge,
-            server,
-        }
+        Self { client: BridgeClient { url, http: reqwest::Client::new() }, bridge, server }
     }
 
     pub fn stop(self) {
@@ -93,27 +86,14 @@ impl BridgeClient {
     /// Sends a request exactly as `auth` says, with `body` as raw JSON text.
     pub async fn call(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.url));
+        let mut request = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url));
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => request = request.bearer_auth(token),
-            Auth::Signed {
-                secret,
-                ts,
-                path: signed_path,
-            } => {
-                let signature = signing::sign(
-                    secret.as_bytes(),
-                    ts,
-                    method,
-                    signed_path.unwrap_or(path),
-                    body.as_bytes(),
-                );
-                request = request
-                    .header(TIMESTAMP_HEADER, ts.to_string())
-                    .header(SIGNATURE_HEADER, signature);
+            Auth::Signed { secret, ts, path: signed_path } => {
+                let signature =
+                    signing::sign(secret.as_bytes(), ts, method, signed_path.unwrap_or(path), body.as_bytes());
+                request = request.header(TIMESTAMP_HEADER, ts.to_string()).header(SIGNATURE_HEADER, signature);
             }
         }
         read(request.body(body)).await
@@ -131,18 +111,10 @@ impl BridgeClient {
 
     /// Links and scans a device; returns once both calls succeeded.
     pub async fn connect(&self, device_id: &str, phone: &str) {
-        let (status, _) = self
-            .signed(
-                "POST",
-                "/v1/devices",
-                Some(serde_json::json!({ "device_id": device_id })),
-            )
-            .await;
+        let (status, _) = self.signed("POST", "/v1/devices", Some(serde_json::json!({ "device_id": device_id }))).await;
         assert_eq!(status, StatusCode::OK);
         let scan = format!("/sim/devices/{device_id}/scan");
-        let (status, body) = self
-            .sim("POST", &scan, Some(serde_json::json!({ "phone": phone })))
-            .await;
+        let (status, body) = self.sim("POST", &scan, Some(serde_json::json!({ "phone": phone }))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
@@ -166,11 +138,7 @@ pub enum Auth<'a> {
 
 impl Auth<'_> {
     pub fn signed() -> Self {
-        Auth::Signed {
-            secret: SECRET,
-            ts: now_secs(),
-            path: None,
-        }
+        Auth::Signed { secret: SECRET, ts: now_secs(), path: None }
     }
 }
 
@@ -178,11 +146,7 @@ async fn read(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("bridge reachable");
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
     let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).expect("JSON body")
-    };
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
     (status, body)
 }
 
@@ -209,9 +173,7 @@ impl FakeWorker {
             refused: AtomicU32::new(0),
             bad_signatures: AtomicU32::new(0),
         });
-        let app = Router::new()
-            .route(EVENTS_PATH, post(receive))
-            .with_state(state.clone());
+        let app = Router::new().route(EVENTS_PATH, post(receive)).with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -237,11 +199,7 @@ impl FakeWorker {
             if let Some(event) = self.events().into_iter().find(&matches) {
                 return event;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {what} within 10 s; got {:#?}",
-                self.events()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "no {what} within 10 s; got {:#?}", self.events());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -266,11 +224,7 @@ async fn receive(State(state): State<Arc<WorkerState>>, headers: HeaderMap, body
         state.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return StatusCode::UNAUTHORIZED;
     }
-    if state
-        .fail_remaining
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
+    if state.fail_remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         state.refused.fetch_add(1, Ordering::SeqCst);
         return StatusCode::SERVICE_UNAVAILABLE;
     }

@@ -117,19 +117,14 @@ impl Route {
         };
         let number = phone.as_str();
         if number.starts_with("999") {
-            Self::Refuse {
-                code: "not_on_whatsapp",
-                reason: format!("{number} is not on WhatsApp"),
-            }
+            Self::Refuse { code: "not_on_whatsapp", reason: format!("{number} is not on WhatsApp") }
         } else if number.starts_with("997") {
             Self::Refuse {
                 code: "engine_error",
                 reason: "simulated engine error: numbers starting with 997 always fail".into(),
             }
         } else {
-            Self::Deposit {
-                receipts: !number.starts_with("998"),
-            }
+            Self::Deposit { receipts: !number.starts_with("998") }
         }
     }
 }
@@ -152,12 +147,7 @@ pub struct SimEngine {
 
 impl SimEngine {
     pub fn open(path: &Path, timings: SimTimings, events: EventSink) -> rusqlite::Result<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-            timings,
-            events,
-            pairings: Arc::default(),
-        })
+        Ok(Self { db: Db::open(path, SCHEMA)?, timings, events, pairings: Arc::default() })
     }
 
     /// The phone scans the device's current QR.
@@ -175,12 +165,7 @@ impl SimEngine {
             )?;
         }
         self.stop_pairing(device_id);
-        self.events.emit(
-            device_id,
-            EventKind::Connected {
-                phone: phone.to_string(),
-            },
-        );
+        self.events.emit(device_id, EventKind::Connected { phone: phone.to_string() });
         Ok(())
     }
 
@@ -198,13 +183,7 @@ impl SimEngine {
                 params![device_id.as_str(), now_ms_sql()],
             )?;
         }
-        self.events.emit(
-            device_id,
-            EventKind::Disconnected {
-                reason: "unlinked from phone".into(),
-                logged_out: true,
-            },
-        );
+        self.events.emit(device_id, EventKind::Disconnected { reason: "unlinked from phone".into(), logged_out: true });
         Ok(())
     }
 
@@ -235,9 +214,7 @@ impl SimEngine {
              FROM inbox WHERE phone = ?1 ORDER BY seq",
         )?;
         let json = |row: &rusqlite::Row<'_>, idx| -> rusqlite::Result<Option<serde_json::Value>> {
-            row.get::<_, Option<String>>(idx)?
-                .map(|text| json_value(&text, idx))
-                .transpose()
+            row.get::<_, Option<String>>(idx)?.map(|text| json_value(&text, idx)).transpose()
         };
         let rows = stmt.query_map([phone], |row| {
             Ok(PhoneMessage {
@@ -302,12 +279,7 @@ impl SimEngine {
                 if !engine.mark(Receipt::Delivered, &message_id) {
                     return;
                 }
-                engine.events.emit(
-                    &device_id,
-                    EventKind::MessageDelivered {
-                        message_id: message_id.clone(),
-                    },
-                );
+                engine.events.emit(&device_id, EventKind::MessageDelivered { message_id: message_id.clone() });
             }
             sleep_until_ms(read_at).await;
             if engine.mark(Receipt::Read, &message_id) {
@@ -344,11 +316,9 @@ impl Engine for SimEngine {
     async fn restore(&self) -> Result<(), EngineError> {
         let (connected, waiting, receipts) = {
             let conn = self.db.lock();
-            let connected = query_vec(
-                &conn,
-                "SELECT id, phone FROM devices WHERE status = 'connected'",
-                |row| Ok((parsed_column(row, 0, DeviceId::parse)?, row.get::<_, String>(1)?)),
-            )?;
+            let connected = query_vec(&conn, "SELECT id, phone FROM devices WHERE status = 'connected'", |row| {
+                Ok((parsed_column(row, 0, DeviceId::parse)?, row.get::<_, String>(1)?))
+            })?;
             let waiting = query_vec(&conn, "SELECT id FROM devices WHERE status = 'waiting'", |row| {
                 parsed_column(row, 0, DeviceId::parse)
             })?;
@@ -404,10 +374,7 @@ impl Engine for SimEngine {
     }
 
     async fn logout(&self, device_id: &DeviceId) -> Result<(), EngineError> {
-        let removed = self
-            .db
-            .lock()
-            .execute("DELETE FROM devices WHERE id = ?1", [device_id.as_str()])?;
+        let removed = self.db.lock().execute("DELETE FROM devices WHERE id = ?1", [device_id.as_str()])?;
         if removed == 0 {
             return Err(EngineError::DeviceNotFound);
         }
@@ -428,14 +395,7 @@ impl Engine for SimEngine {
         match Route::of(&message.to) {
             Route::Refuse { code, reason } => {
                 connected_phone(&self.db.lock(), device_id)?;
-                self.events.emit(
-                    device_id,
-                    EventKind::MessageFailed {
-                        message_id,
-                        code: code.into(),
-                        reason,
-                    },
-                );
+                self.events.emit(device_id, EventKind::MessageFailed { message_id, code: code.into(), reason });
             }
             Route::Deposit { receipts } => {
                 let deposit = {
@@ -445,10 +405,7 @@ impl Engine for SimEngine {
                 };
                 self.events.emit(
                     device_id,
-                    EventKind::MessageSent {
-                        message_id: message_id.clone(),
-                        external_id: deposit.external_id,
-                    },
+                    EventKind::MessageSent { message_id: message_id.clone(), external_id: deposit.external_id },
                 );
                 // A repeated send reports the original outcome; its receipts are
                 // already scheduled (or were resumed by `restore`).
@@ -499,11 +456,7 @@ fn deposit(
         ],
     )?;
     if inserted == 1 {
-        return Ok(Deposit {
-            external_id,
-            sent_ms,
-            fresh: true,
-        });
+        return Ok(Deposit { external_id, sent_ms, fresh: true });
     }
     conn.query_row(
         "SELECT external_id, sent_ms FROM inbox WHERE message_id = ?1",
@@ -519,23 +472,19 @@ fn deposit(
 }
 
 fn device_state(conn: &Connection, device_id: &DeviceId) -> rusqlite::Result<Option<DeviceState>> {
-    conn.query_row(
-        "SELECT status, qr, phone FROM devices WHERE id = ?1",
-        [device_id.as_str()],
-        |row| {
-            let status: String = row.get(0)?;
-            match (status.as_str(), row.get(1)?, row.get(2)?) {
-                ("waiting", Some(qr), _) => Ok(DeviceState::Waiting { qr }),
-                ("connected", _, Some(phone)) => Ok(DeviceState::Connected { phone }),
-                ("unlinked", _, _) => Ok(DeviceState::Unlinked),
-                _ => Err(rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    format!("device row in impossible state {status:?}").into(),
-                )),
-            }
-        },
-    )
+    conn.query_row("SELECT status, qr, phone FROM devices WHERE id = ?1", [device_id.as_str()], |row| {
+        let status: String = row.get(0)?;
+        match (status.as_str(), row.get(1)?, row.get(2)?) {
+            ("waiting", Some(qr), _) => Ok(DeviceState::Waiting { qr }),
+            ("connected", _, Some(phone)) => Ok(DeviceState::Connected { phone }),
+            ("unlinked", _, _) => Ok(DeviceState::Unlinked),
+            _ => Err(rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("device row in impossible state {status:?}").into(),
+            )),
+        }
+    })
     .optional()
 }
 
