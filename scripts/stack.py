@@ -59,6 +59,8 @@ class Stack:
     env_files: list[Path] = field(default_factory=list)
     """Extra wrangler env files, loaded before the one this stack writes (which wins)."""
     bridge_env: dict[str, str] = field(default_factory=dict)
+    worker_vars: dict[str, str] = field(default_factory=dict)
+    """Worker configuration overriding wrangler.toml's `[vars]` (e.g. a faster send pace for tests)."""
     engine: str = "sim"
     quiet: bool = True
     worker: subprocess.Popen | None = None
@@ -88,9 +90,8 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         runtime_env = self.run_dir / "worker.env"
         runtime_env.touch(mode=0o600)
-        runtime_env.write_text(
-            f"BRIDGE_URL={self.bridge_url}\nBRIDGE_SECRET={self.bridge_secret}\nADMIN_TOKEN={self.admin_token}\n"
-        )
+        values = {"BRIDGE_URL": self.bridge_url, "BRIDGE_SECRET": self.bridge_secret, "ADMIN_TOKEN": self.admin_token}
+        runtime_env.write_text("".join(f"{k}={v}\n" for k, v in {**values, **self.worker_vars}.items()))
         cmd = [
             str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.worker_port),
             "--inspector-port", str(free_port()), "--persist-to", str(self.worker_state),

@@ -42,23 +42,36 @@ impl Bridge {
     }
 
     pub async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, CallError> {
-        let body = serde_json::to_string(body).map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let bytes = self.send(Method::Post, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| CallError::Unreachable(format!("undecodable answer: {e}")))
+        let body = serde_json::to_vec(body).map_err(|e| CallError::Unreachable(e.to_string()))?;
+        decode(self.send(Method::Post, path, "application/json", body).await?)
     }
 
-    async fn send(&self, method: Method, path: &str, body: String) -> Result<Vec<u8>, CallError> {
+    /// Uploads raw bytes (a media file) with their content type.
+    pub async fn put<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<R, CallError> {
+        decode(self.send(Method::Put, path, content_type, body).await?)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), CallError> {
+        self.send(Method::Delete, path, "application/json", Vec::new()).await.map(drop)
+    }
+
+    async fn send(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let unreachable = |e: worker::Error| CallError::Unreachable(e.to_string());
         let ts = now_ms() / 1000;
-        let signature = signing::sign(self.secret.as_bytes(), ts, method.as_ref(), path, body.as_bytes());
+        let signature = signing::sign(self.secret.as_bytes(), ts, method.as_ref(), path, &body);
         let headers = Headers::new();
-        headers.set("content-type", "application/json").map_err(unreachable)?;
+        headers.set("content-type", content_type).map_err(unreachable)?;
         headers.set(TIMESTAMP_HEADER, &ts.to_string()).map_err(unreachable)?;
         headers.set(SIGNATURE_HEADER, &signature).map_err(unreachable)?;
         let mut init = RequestInit::new();
         init.with_method(method).with_headers(headers);
         if !body.is_empty() {
-            init.with_body(Some(body.into()));
+            init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
         let req = Request::new_with_init(&format!("{}{path}", self.base_url), &init).map_err(unreachable)?;
         let mut resp = Fetch::Request(req).send().await.map_err(unreachable)?;
@@ -72,4 +85,8 @@ impl Bridge {
             Err(_) => Err(CallError::Unreachable(format!("bridge answered {status}"))),
         }
     }
+}
+
+fn decode<R: DeserializeOwned>(bytes: Vec<u8>) -> Result<R, CallError> {
+    serde_json::from_slice(&bytes).map_err(|e| CallError::Unreachable(format!("undecodable answer: {e}")))
 }

@@ -28,6 +28,11 @@ pub fn config(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Loopback receivers and `debug_code` are development conveniences, off in production.
+pub fn is_production(env: &Env) -> bool {
+    config(env, "ENVIRONMENT").as_deref() != Some("development")
+}
+
 pub fn required_config(env: &Env, name: &str) -> Result<String, ApiError> {
     config(env, name).ok_or_else(|| ApiError::internal(format!("{name} is not configured")))
 }

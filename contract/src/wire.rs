@@ -1,6 +1,6 @@
 //! Request and response bodies exchanged between worker and bridge, and the paths they travel on.
 //!
-//! Worker → bridge: [`LINK_PATH`], [`device_path`], [`send_path`].
+//! Worker → bridge: [`LINK_PATH`], [`device_path`], [`send_path`], [`check_path`], [`media_path`].
 //! Bridge → worker: [`EVENTS_PATH`], one [`BridgeEvent`] per request, acknowledged by any 2xx.
 
 use serde::{Deserialize, Serialize};
@@ -20,24 +20,105 @@ pub fn send_path(device_id: &str) -> String {
     format!("{LINK_PATH}/{device_id}/messages")
 }
 
+/// `POST` [`CheckRequest`] → [`CheckResponse`]: which numbers are on WhatsApp.
+pub fn check_path(device_id: &str) -> String {
+    format!("{LINK_PATH}/{device_id}/check")
+}
+
+/// `PUT` the raw bytes of a media file (at most [`MAX_MEDIA_BYTES`]) → [`MediaRef`] without
+/// `mime_type`/`file_name` set; `GET` returns the bytes. Content-addressed, so idempotent.
+pub fn media_path(sha256_hex: &str) -> String {
+    format!("/v1/media/{sha256_hex}")
+}
+
+/// WhatsApp's limit for media other than documents, and what both references allow.
+pub const MAX_MEDIA_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkRequest {
     pub device_id: String,
+    /// Link by an 8-character pairing code entered on this phone instead of a QR scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_phone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkResponse {
     /// The QR reference to show while waiting for a scan; `None` once linked.
     pub qr: Option<String>,
+    /// The pairing code to type on `pair_phone`, when one was asked for and is ready.
+    #[serde(default)]
+    pub pair_code: Option<String>,
     /// The phone number when the device is already linked.
     pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// International numbers, digits only.
+    pub phones: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResponse {
+    pub results: Vec<CheckResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub phone: String,
+    pub exists: bool,
+    /// The JID WhatsApp knows the number by, when it exists.
+    pub jid: Option<String>,
+}
+
+/// A media file held by the bridge's content-addressed store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaRef {
+    /// Lowercase hex SHA-256 of the bytes: the file's name in the store.
+    pub sha256: String,
+    pub size: u64,
+    pub mime_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+    Sticker,
 }
 
 /// What a message carries; the same shape travels out (send) and in (inbound).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Content {
-    Text { text: String },
+    Text {
+        text: String,
+    },
+    Media {
+        kind: MediaKind,
+        media: MediaRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    /// Inbound only: an emoji reaction to an earlier message (empty emoji = removed).
+    Reaction {
+        target_external_id: String,
+        emoji: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +177,7 @@ pub struct BridgeEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     QrUpdated { qr: String },
+    PairCode { code: String },
     Connected { phone: String },
     Disconnected { reason: String, logged_out: bool },
     MessageSent { message_id: String, external_id: String },
@@ -125,6 +207,28 @@ mod tests {
         assert_eq!(json["type"], "message_failed");
         assert_eq!(json["message_id"], "msg_1");
         assert_eq!(serde_json::from_value::<BridgeEvent>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn media_content_round_trips() {
+        let content = Content::Media {
+            kind: MediaKind::Image,
+            media: MediaRef { sha256: "ab".repeat(32), size: 3, mime_type: "image/png".into(), file_name: None },
+            caption: Some("hi".into()),
+        };
+        let json = serde_json::to_value(&content).unwrap();
+        assert_eq!(json["type"], "media");
+        assert_eq!(json["kind"], "image");
+        assert_eq!(json["media"]["mime_type"], "image/png");
+        assert!(json["media"].get("file_name").is_none());
+        assert_eq!(serde_json::from_value::<Content>(json).unwrap(), content);
+    }
+
+    #[test]
+    fn link_request_without_pair_phone_is_the_old_shape() {
+        let req: LinkRequest = serde_json::from_str(r#"{"device_id":"dev_a"}"#).unwrap();
+        assert_eq!(req.pair_phone, None);
+        assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"device_id":"dev_a"}"#);
     }
 
     #[test]

@@ -1,29 +1,36 @@
 //! Wiring: storage, engine, event pipeline and routes, started in the order
-//! recovery needs.
+//! recovery needs, and stopped in the order that loses nothing.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
 use wagate_contract::wire::EventKind;
 
 use crate::config::{Config, EngineKind};
 use crate::db::Db;
 use crate::dispatch::Dispatcher;
 use crate::engine::sim::SimEngine;
+use crate::engine::whatsapp::{WhatsappConfig, WhatsappEngine};
 use crate::engine::{Engine, EngineError, EngineEvent, EventSink};
 use crate::error::{method_not_allowed, not_found};
 use crate::http::{self, ApiState};
+use crate::ids::DeviceId;
+use crate::media::MediaStore;
+use crate::metrics::{self, Metrics, MetricsState};
 use crate::outbox::{self, Outbox, WorkerClient};
 use crate::{journal, sim_api};
 
+/// How long a stop waits for sends being resumed to reach the engine.
+const SEND_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("whatsapp engine not built in yet; run with WAGATE_ENGINE=sim")]
-    EngineNotBuilt,
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open {path}: {source}")]
@@ -39,71 +46,136 @@ pub enum StartError {
 /// A started bridge: its routes, and the background tasks behind them.
 pub struct Bridge {
     router: Router,
-    tasks: Vec<JoinHandle<()>>,
+    pump: JoinHandle<()>,
+    stop_pump: oneshot::Sender<()>,
+    delivery: JoinHandle<()>,
 }
 
 impl Bridge {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        if config.engine == EngineKind::Whatsapp {
-            return Err(StartError::EngineNotBuilt);
-        }
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        let media_dir = dir.join("media");
+        let media =
+            MediaStore::open(media_dir.clone()).map_err(|source| StartError::DataDir { path: media_dir, source })?;
         let storage = |path: PathBuf| move |source| StartError::Storage { path, source };
 
         let bridge_db_path = dir.join("bridge.db");
         let bridge_db = Db::open(&bridge_db_path, &format!("{}{}", journal::SCHEMA, outbox::SCHEMA))
             .map_err(storage(bridge_db_path))?;
         let (sink, events) = EventSink::channel();
-        let sim_db_path = dir.join("sim.db");
-        let sim = SimEngine::open(&sim_db_path, config.sim, sink).map_err(storage(sim_db_path))?;
-        let engine: Arc<dyn Engine> = Arc::new(sim.clone());
-        let outbox = Outbox::new(bridge_db.clone());
+        let (engine, sim): (Arc<dyn Engine>, Option<SimEngine>) = match config.engine {
+            EngineKind::Sim => {
+                let sim_db_path = dir.join("sim.db");
+                let sim = SimEngine::open(&sim_db_path, config.sim, sink).map_err(storage(sim_db_path))?;
+                (Arc::new(sim.clone()), Some(sim))
+            }
+            EngineKind::Whatsapp => {
+                let whatsapp = WhatsappConfig::new(dir);
+                let registry_path = whatsapp.registry_path.clone();
+                let engine = WhatsappEngine::open(whatsapp, media.clone(), sink).map_err(storage(registry_path))?;
+                (Arc::new(engine), None)
+            }
+        };
+        let metrics = Arc::new(Metrics::default());
+        let outbox = Outbox::new(bridge_db.clone(), metrics.clone());
         let worker = WorkerClient::new(&config.worker_url, config.secret.clone())?;
 
         // Interrupted sends are tried before `restore` (so their outcome precedes
         // resumed receipts); those that cannot go yet wait for their device's `Connected`.
         let dispatcher =
-            Arc::new(Dispatcher::new(engine.clone(), bridge_db, outbox.clone()).map_err(StartError::Journal)?);
+            Dispatcher::new(engine.clone(), bridge_db.clone(), outbox.clone(), media.clone(), metrics.clone())
+                .map_err(StartError::Journal)?;
+        let dispatcher = Arc::new(dispatcher);
         dispatcher.resume_all().await;
         engine.restore().await?;
-        let tasks = vec![
-            tokio::spawn(pump(events, outbox.clone(), dispatcher.clone())),
-            tokio::spawn(outbox::deliver(outbox, worker)),
-        ];
+        let (stop_pump, stop) = oneshot::channel();
+        let pump = tokio::spawn(pump(events, outbox.clone(), dispatcher.clone(), metrics.clone(), stop));
+        let delivery = tokio::spawn(outbox::deliver(outbox.clone(), worker));
 
-        let router = http::router(ApiState { engine, dispatcher }, config.secret.clone())
-            .merge(sim_api::router(sim, config.secret.clone()))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed);
-        Ok(Self { router, tasks })
+        let api = ApiState { engine: engine.clone(), dispatcher, media: media.clone() };
+        let mut router = http::router(api, config.secret.clone()).merge(metrics::router(MetricsState {
+            metrics,
+            engine,
+            outbox,
+            journal: bridge_db,
+        }));
+        if let Some(sim) = sim {
+            router = router.merge(sim_api::router(sim, media, config.secret.clone()));
+        }
+        let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
+        Ok(Self { router, pump, stop_pump, delivery })
     }
 
     pub fn router(&self) -> Router {
         self.router.clone()
     }
 
-    /// Stops the background tasks. Nothing is lost: undelivered events stay in the outbox.
-    pub fn stop(self) {
-        for task in self.tasks {
-            task.abort();
+    /// Call once the HTTP server has finished its requests: sends being resumed
+    /// finish, every event emitted so far is stored, then delivery stops. Nothing
+    /// is lost: undelivered events stay in the outbox for the next start.
+    pub async fn stop(self) {
+        // A pump that is already gone has nothing left to store.
+        let _ = self.stop_pump.send(());
+        if let Err(e) = self.pump.await {
+            tracing::error!(error = %e, "the event pump failed while stopping");
         }
+        self.delivery.abort();
     }
 }
 
-/// Moves engine events into the outbox, and resumes interrupted sends when a device connects.
-async fn pump(mut events: UnboundedReceiver<EngineEvent>, outbox: Outbox, dispatcher: Arc<Dispatcher>) {
+/// Moves engine events into the outbox, resumes interrupted sends when a device
+/// connects, and counts reconnections. On `stop`, it lets the resumed sends
+/// finish, then stores every event already emitted before returning.
+async fn pump(
+    mut events: UnboundedReceiver<EngineEvent>,
+    outbox: Outbox,
+    dispatcher: Arc<Dispatcher>,
+    metrics: Arc<Metrics>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut resumes = JoinSet::new();
+    // A `Connected` that does not end one of these pairings is a session coming back.
+    let mut pairing: HashSet<DeviceId> = HashSet::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                store(&outbox, &event).await;
+                match event.kind {
+                    EventKind::QrUpdated { .. } | EventKind::PairCode { .. } => {
+                        pairing.insert(event.device_id);
+                    }
+                    EventKind::Connected { .. } => {
+                        if !pairing.remove(&event.device_id) {
+                            metrics.reconnected();
+                        }
+                        let dispatcher = dispatcher.clone();
+                        resumes.spawn(async move { dispatcher.resume(&event.device_id).await });
+                    }
+                    _ => {}
+                }
+            }
+            Some(_) = resumes.join_next(), if !resumes.is_empty() => {}
+            _ = &mut stop => break,
+        }
+    }
+    let finished = tokio::time::timeout(SEND_GRACE, async { while resumes.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!("stopping with resumed sends unfinished; they stay pending for the next start");
+    }
+    events.close();
     while let Some(event) = events.recv().await {
-        let mut attempt: u32 = 0;
-        while let Err(e) = outbox.record(&event) {
-            // Dropping it would lose a send's outcome; wait for the disk instead.
-            attempt = attempt.saturating_add(1);
-            tracing::error!(device_id = %event.device_id, error = %e, attempt, "cannot store an event; retrying");
-            tokio::time::sleep(Duration::from_millis(100).saturating_mul(attempt).min(Duration::from_secs(5))).await;
-        }
-        if let EventKind::Connected { .. } = event.kind {
-            let dispatcher = dispatcher.clone();
-            tokio::spawn(async move { dispatcher.resume(&event.device_id).await });
-        }
+        store(&outbox, &event).await;
+    }
+}
+
+async fn store(outbox: &Outbox, event: &EngineEvent) {
+    let mut attempt: u32 = 0;
+    while let Err(e) = outbox.record(event) {
+        // Dropping it would lose a send's outcome; wait for the disk instead.
+        attempt = attempt.saturating_add(1);
+        tracing::error!(device_id = %event.device_id, error = %e, attempt, "cannot store an event; retrying");
+        tokio::time::sleep(Duration::from_millis(100).saturating_mul(attempt).min(Duration::from_secs(5))).await;
     }
 }

@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wagate_contract::wire::{EventKind, SendResponse};
 
 use crate::db::Db;
-use crate::engine::{DeviceStatus, Engine, EngineError, EngineEvent, OutgoingMessage};
-use crate::ids::DeviceId;
-use crate::journal::{self, Claim};
+use crate::engine::message::InvalidContent;
+use crate::engine::{DeviceStatus, Engine, EngineError, EngineEvent, OutgoingMessage, Payload};
+use crate::ids::{DeviceId, MessageId};
+use crate::journal::{self, Claim, PendingSend};
+use crate::media::MediaStore;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +30,23 @@ pub struct Dispatcher {
     engine: Arc<dyn Engine>,
     journal: Db,
     outbox: Outbox,
+    media: MediaStore,
+    metrics: Arc<Metrics>,
     /// Sends that were pending when the process started, by device, oldest first.
-    interrupted: Mutex<HashMap<DeviceId, Vec<OutgoingMessage>>>,
+    interrupted: Mutex<HashMap<DeviceId, Vec<PendingSend>>>,
 }
 
 impl Dispatcher {
     /// Must run before the engine's first `Connected` event is consumed, so that
     /// every interrupted send still waiting for its device is found.
-    pub fn new(engine: Arc<dyn Engine>, journal: Db, outbox: Outbox) -> rusqlite::Result<Self> {
-        let mut interrupted: HashMap<DeviceId, Vec<OutgoingMessage>> = HashMap::new();
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        journal: Db,
+        outbox: Outbox,
+        media: MediaStore,
+        metrics: Arc<Metrics>,
+    ) -> rusqlite::Result<Self> {
+        let mut interrupted: HashMap<DeviceId, Vec<PendingSend>> = HashMap::new();
         let pending = journal::pending(&journal.lock())?;
         if !pending.is_empty() {
             tracing::info!(
@@ -44,9 +55,9 @@ impl Dispatcher {
             );
         }
         for send in pending {
-            interrupted.entry(send.device_id).or_default().push(send.message);
+            interrupted.entry(send.device_id.clone()).or_default().push(send);
         }
-        Ok(Self { engine, journal, outbox, interrupted: Mutex::new(interrupted) })
+        Ok(Self { engine, journal, outbox, media, metrics, interrupted: Mutex::new(interrupted) })
     }
 
     /// Sends a message unless its id was journaled before, in which case the
@@ -61,12 +72,15 @@ impl Dispatcher {
         match self.engine.status(device_id).await? {
             None => return Err(EngineError::DeviceNotFound.into()),
             Some(DeviceStatus::Connected) => {}
-            Some(DeviceStatus::Pairing | DeviceStatus::Disconnected) => return Err(EngineError::DeviceOffline.into()),
+            Some(DeviceStatus::Pairing | DeviceStatus::Connecting | DeviceStatus::Disconnected) => {
+                return Err(EngineError::DeviceOffline.into())
+            }
         }
         let claim = journal::claim(&self.journal.lock(), device_id, &message)?;
         if let Claim::Existing(state) = claim {
             return Ok(state);
         }
+        self.metrics.sent();
         match self.engine.send(device_id, &message).await {
             Ok(()) => Ok(SendResponse::Accepted),
             Err(e @ (EngineError::DeviceNotFound | EngineError::DeviceOffline)) => {
@@ -74,7 +88,7 @@ impl Dispatcher {
                 journal::release(&self.journal.lock(), &message.message_id)?;
                 Err(e.into())
             }
-            Err(e) => Ok(self.fail(device_id, &message, "engine_error", e.to_string())?),
+            Err(e) => Ok(self.fail(device_id, &message.message_id, "engine_error", e.to_string())?),
         }
     }
 
@@ -90,36 +104,47 @@ impl Dispatcher {
 
     /// Hands the device's interrupted sends to the engine again.
     pub async fn resume(&self, device_id: &DeviceId) {
-        let Some(messages) = self.interrupted().remove(device_id) else {
+        let Some(sends) = self.interrupted().remove(device_id) else {
             return;
         };
-        let mut queue = messages.into_iter();
-        while let Some(message) = queue.next() {
-            let outcome = match self.engine.send(device_id, &message).await {
+        let mut queue = sends.into_iter();
+        while let Some(send) = queue.next() {
+            let outcome = match self.resend(&send).await {
                 Ok(()) => {
-                    tracing::info!(device_id = %device_id, message_id = %message.message_id, "resumed an interrupted send");
+                    tracing::info!(device_id = %device_id, message_id = %send.message_id, "resumed an interrupted send");
                     continue;
                 }
-                Err(EngineError::DeviceOffline) => {
+                Err(Resend::Engine(EngineError::DeviceOffline)) => {
                     // Gone again: the rest waits for the next connection, order kept.
-                    let mut waiting = vec![message];
+                    let mut waiting = vec![send];
                     waiting.extend(queue);
                     self.interrupted().entry(device_id.clone()).or_default().splice(0..0, waiting);
                     return;
                 }
-                Err(EngineError::DeviceNotFound) => self.fail(
+                Err(Resend::Engine(EngineError::DeviceNotFound)) => self.fail(
                     device_id,
-                    &message,
+                    &send.message_id,
                     "device_not_found",
                     "device was logged out before the send went out".into(),
                 ),
-                Err(e) => self.fail(device_id, &message, "engine_error", e.to_string()),
+                Err(Resend::Engine(e)) => self.fail(device_id, &send.message_id, "engine_error", e.to_string()),
+                // Its media vanished from the store (or never passed today's checks).
+                Err(Resend::Content(e)) => self.fail(device_id, &send.message_id, e.code(), e.to_string()),
             };
             if let Err(e) = outcome {
                 // Still pending in the journal: the next start tries again.
-                tracing::error!(message_id = %message.message_id, error = %e, "cannot record the failure of an interrupted send");
+                tracing::error!(message_id = %send.message_id, error = %e, "cannot record the failure of an interrupted send");
             }
         }
+    }
+
+    async fn resend(&self, send: &PendingSend) -> Result<(), Resend> {
+        let message = OutgoingMessage {
+            message_id: send.message_id.clone(),
+            to: send.to.clone(),
+            payload: Payload::resolve(&send.content, &self.media).map_err(Resend::Content)?,
+        };
+        self.engine.send(&send.device_id, &message).await.map_err(Resend::Engine)
     }
 
     /// Records a send that failed without the engine reporting it: journal and
@@ -127,13 +152,13 @@ impl Dispatcher {
     fn fail(
         &self,
         device_id: &DeviceId,
-        message: &OutgoingMessage,
+        message_id: &MessageId,
         code: &str,
         reason: String,
     ) -> rusqlite::Result<SendResponse> {
-        tracing::warn!(device_id = %device_id, message_id = %message.message_id, code, reason, "send failed");
+        tracing::warn!(device_id = %device_id, message_id = %message_id, code, reason, "send failed");
         let kind = EventKind::MessageFailed {
-            message_id: message.message_id.to_string(),
+            message_id: message_id.to_string(),
             code: code.to_owned(),
             reason: reason.clone(),
         };
@@ -141,7 +166,13 @@ impl Dispatcher {
         Ok(SendResponse::Failed { code: code.to_owned(), reason })
     }
 
-    fn interrupted(&self) -> MutexGuard<'_, HashMap<DeviceId, Vec<OutgoingMessage>>> {
+    fn interrupted(&self) -> MutexGuard<'_, HashMap<DeviceId, Vec<PendingSend>>> {
         self.interrupted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Why an interrupted send could not be handed over again.
+enum Resend {
+    Content(InvalidContent),
+    Engine(EngineError),
 }

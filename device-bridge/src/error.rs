@@ -5,6 +5,7 @@
 use std::fmt::Display;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,9 @@ use serde::de::DeserializeOwned;
 use wagate_contract::wire::{error_code, BridgeError};
 
 use crate::dispatch::DispatchError;
+use crate::engine::message::InvalidContent;
 use crate::engine::EngineError;
+use crate::media::PutError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -55,8 +58,34 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, error_code::DEVICE_NOT_FOUND, e.to_string())
             }
             EngineError::DeviceOffline => Self::new(StatusCode::CONFLICT, error_code::DEVICE_OFFLINE, e.to_string()),
-            EngineError::Storage(_) => Self::internal(e),
+            EngineError::Upstream(_) => Self::new(StatusCode::BAD_GATEWAY, "engine_error", e.to_string()),
+            EngineError::Storage(_) | EngineError::Media(_) => Self::internal(e),
         }
+    }
+}
+
+impl From<InvalidContent> for ApiError {
+    fn from(e: InvalidContent) -> Self {
+        match e {
+            InvalidContent::Invalid(_) | InvalidContent::MediaNotFound(_) => Self::invalid_request(e),
+            InvalidContent::Storage(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<PutError> for ApiError {
+    fn from(e: PutError) -> Self {
+        match e {
+            PutError::Mismatch { .. } => Self::invalid_request(e),
+            PutError::Io(_) => Self::internal(e),
+        }
+    }
+}
+
+/// An unreadable or oversized body (413), as a [`BridgeError`] like every other error.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::new(rejection.status(), error_code::INVALID_REQUEST, rejection.body_text())
     }
 }
 
@@ -77,12 +106,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            ApiError::new(rejection.status(), error_code::INVALID_REQUEST, rejection.body_text())
-        })?;
+        let bytes = Bytes::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The raw body, with [`JsonBody`]'s error answers.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(Bytes::from_request(req, state).await?))
     }
 }
 

@@ -36,11 +36,14 @@ pub enum Claim {
     Existing(SendResponse),
 }
 
-/// A journaled send whose outcome was never recorded.
+/// A journaled send whose outcome was never recorded, as the worker asked for it:
+/// its media is resolved again when it is resumed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingSend {
     pub device_id: DeviceId,
-    pub message: OutgoingMessage,
+    pub message_id: MessageId,
+    pub to: Jid,
+    pub content: Content,
 }
 
 pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Option<SendResponse>> {
@@ -65,8 +68,8 @@ pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Opti
 /// Journals the message as pending unless its id is already journaled; atomic,
 /// so of two concurrent sends of one id exactly one gets [`Claim::New`].
 pub fn claim(conn: &Connection, device_id: &DeviceId, message: &OutgoingMessage) -> rusqlite::Result<Claim> {
-    let content =
-        serde_json::to_string(&message.content).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let content = serde_json::to_string(&message.payload.to_content())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let now = now_ms_sql();
     let inserted = conn.execute(
         "INSERT INTO journal (message_id, device_id, recipient, content, state, created_ms, updated_ms)
@@ -114,14 +117,17 @@ pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
     let rows = stmt.query_map([], |row| {
         Ok(PendingSend {
             device_id: parsed_column(row, 1, DeviceId::parse)?,
-            message: OutgoingMessage {
-                message_id: parsed_column(row, 0, MessageId::parse)?,
-                to: parsed_column(row, 2, Jid::parse)?,
-                content: parsed_column(row, 3, |json| serde_json::from_str::<Content>(json))?,
-            },
+            message_id: parsed_column(row, 0, MessageId::parse)?,
+            to: parsed_column(row, 2, Jid::parse)?,
+            content: parsed_column(row, 3, |json| serde_json::from_str::<Content>(json))?,
         })
     })?;
     rows.collect()
+}
+
+pub fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM journal WHERE state = 'pending'", [], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 fn now_ms_sql() -> i64 {
@@ -132,12 +138,22 @@ fn now_ms_sql() -> i64 {
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::engine::Payload;
 
     fn message(id: &str) -> OutgoingMessage {
         OutgoingMessage {
             message_id: MessageId::parse(id).unwrap(),
             to: Jid::parse("14155552671@s.whatsapp.net").unwrap(),
-            content: Content::Text { text: "hi".into() },
+            payload: Payload::Text { text: "hi".into() },
+        }
+    }
+
+    fn pending_send(dev: &DeviceId, message: &OutgoingMessage) -> PendingSend {
+        PendingSend {
+            device_id: dev.clone(),
+            message_id: message.message_id.clone(),
+            to: message.to.clone(),
+            content: message.payload.to_content(),
         }
     }
 
@@ -152,13 +168,8 @@ mod tests {
         assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::New);
         assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::Existing(SendResponse::Accepted));
         assert_eq!(claim(&conn, &dev, &m2).unwrap(), Claim::New);
-        assert_eq!(
-            pending(&conn).unwrap(),
-            [
-                PendingSend { device_id: dev.clone(), message: m1.clone() },
-                PendingSend { device_id: dev.clone(), message: m2.clone() },
-            ]
-        );
+        assert_eq!(pending(&conn).unwrap(), [pending_send(&dev, &m1), pending_send(&dev, &m2)]);
+        assert_eq!(pending_count(&conn).unwrap(), 2);
 
         let sent = EventKind::MessageSent { message_id: "msg_1".into(), external_id: "3EB0AA".into() };
         resolve(&conn, &sent).unwrap();
@@ -177,6 +188,7 @@ mod tests {
             Some(SendResponse::Failed { code: "engine_error".into(), reason: "boom".into() })
         );
         assert!(pending(&conn).unwrap().is_empty());
+        assert_eq!(pending_count(&conn).unwrap(), 0);
 
         // Released sends can be claimed again; resolved ones cannot be released.
         let m3 = message("msg_3");

@@ -49,7 +49,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         "wagate-bridge listening"
     );
     axum::serve(listener, bridge.router()).with_graceful_shutdown(shutdown_signal()).await?;
-    bridge.stop();
+    bridge.stop().await;
     tracing::info!("wagate-bridge stopped");
     Ok(())
 }

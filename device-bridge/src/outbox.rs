@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use wagate_contract::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use wagate_contract::wire::{BridgeEvent, EVENTS_PATH};
+use wagate_contract::wire::{BridgeEvent, EventKind, EVENTS_PATH};
 
 use crate::clock::now_secs;
 use crate::config::Secret;
 use crate::db::Db;
 use crate::engine::EngineEvent;
 use crate::journal;
+use crate::metrics::Metrics;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -34,6 +35,7 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 pub struct Outbox {
     db: Db,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 struct Queued {
@@ -44,8 +46,8 @@ struct Queued {
 
 impl Outbox {
     /// `db` must hold the journal too: a send's outcome and its event commit together.
-    pub fn new(db: Db) -> Self {
-        Self { db, wake: Arc::default() }
+    pub fn new(db: Db, metrics: Arc<Metrics>) -> Self {
+        Self { db, wake: Arc::default(), metrics }
     }
 
     /// Stores the event for delivery. A send's outcome (`MessageSent`,
@@ -68,8 +70,17 @@ impl Outbox {
             )?;
             tx.commit()?;
         }
+        if let EventKind::MessageFailed { code, .. } = &wire.kind {
+            self.metrics.send_failed(code);
+        }
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Events not yet acknowledged by the worker.
+    pub fn depth(&self) -> rusqlite::Result<u64> {
+        let count: i64 = self.db.lock().query_row("SELECT count(*) FROM outbox", [], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     fn oldest(&self) -> rusqlite::Result<Option<Queued>> {
@@ -153,6 +164,7 @@ pub async fn deliver(outbox: Outbox, worker: WorkerClient) {
         };
         match worker.post(&queued.body).await {
             Ok(()) => {
+                outbox.metrics.event_posted();
                 if failures > 0 {
                     tracing::info!(failures, "worker reachable again; delivering queued events");
                     failures = 0;
@@ -164,6 +176,7 @@ pub async fn deliver(outbox: Outbox, worker: WorkerClient) {
                 }
             }
             Err(e) => {
+                outbox.metrics.event_post_failed();
                 failures = failures.saturating_add(1);
                 let delay = retry_delay(failures);
                 // One warning per backoff step; once at the cap, further retries only at debug.
@@ -198,9 +211,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wagate_contract::wire::{EventKind, SendResponse};
+    use wagate_contract::wire::SendResponse;
 
-    use crate::engine::OutgoingMessage;
+    use crate::engine::{OutgoingMessage, Payload};
     use crate::ids::{DeviceId, MessageId};
     use crate::jid::Jid;
 
@@ -216,7 +229,7 @@ mod tests {
         let message = OutgoingMessage {
             message_id: MessageId::parse("msg_1").unwrap(),
             to: Jid::parse("14155552671@s.whatsapp.net").unwrap(),
-            content: wagate_contract::wire::Content::Text { text: "hi".into() },
+            payload: Payload::Text { text: "hi".into() },
         };
         let kinds = [
             EventKind::Connected { phone: "6281234567890".into() },
@@ -226,7 +239,7 @@ mod tests {
         {
             let db = open(&path);
             journal::claim(&db.lock(), &dev, &message).unwrap();
-            let outbox = Outbox::new(db);
+            let outbox = Outbox::new(db, Arc::default());
             for kind in &kinds {
                 outbox.record(&EngineEvent::now(&dev, kind.clone())).unwrap();
             }
@@ -237,7 +250,8 @@ mod tests {
             journal::state(&db.lock(), &message.message_id).unwrap(),
             Some(SendResponse::Sent { external_id: "3EB0AB".into() })
         );
-        let outbox = Outbox::new(db);
+        let outbox = Outbox::new(db, Arc::default());
+        assert_eq!(outbox.depth().unwrap(), 3);
         let mut delivered = Vec::new();
         while let Some(queued) = outbox.oldest().unwrap() {
             let event: BridgeEvent = serde_json::from_str(&queued.body).unwrap();
@@ -248,6 +262,7 @@ mod tests {
             outbox.remove(queued.seq).unwrap();
         }
         assert_eq!(delivered, kinds);
+        assert_eq!(outbox.depth().unwrap(), 0);
     }
 
     #[test]

@@ -1,32 +1,50 @@
 //! The simulator's control API (sim engine only): tests and demos act as the
-//! phones here, scanning QRs, unlinking, writing to devices and reading what
-//! the phones received.
+//! phones here, scanning QRs, typing pairing codes, unlinking, writing to
+//! devices and reading what the phones received.
 
-use axum::extract::{Path, Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
-use wagate_contract::wire::error_code;
+use wagate_contract::wire::{error_code, Content, MediaKind, MediaRef, MAX_MEDIA_BYTES};
 
 use crate::config::Secret;
+use crate::engine::message::check_text;
 use crate::engine::sim::{PhoneMessage, SimEngine, SimError};
+use crate::engine::Location;
 use crate::error::{ApiError, JsonBody};
 use crate::ids::DeviceId;
 use crate::jid::{is_group_id, PhoneNumber};
+use crate::media::{parse_mime_type, MediaStore};
+use crate::pair_code::PairCode;
 
-pub fn router(sim: SimEngine, secret: Secret) -> Router {
+/// Room for a base64-encoded file of the largest size WhatsApp takes.
+const MAX_INBOUND_BYTES: usize = (MAX_MEDIA_BYTES as usize) / 3 * 4 + 64 * 1024;
+
+#[derive(Clone)]
+struct SimApi {
+    sim: SimEngine,
+    media: MediaStore,
+}
+
+pub fn router(sim: SimEngine, media: MediaStore, secret: Secret) -> Router {
     Router::new()
         .route("/sim/devices/{device_id}/scan", post(scan))
+        .route("/sim/devices/{device_id}/pair", post(pair))
         .route("/sim/devices/{device_id}/disconnect", post(disconnect))
         .route("/sim/inbound", post(inbound))
         .route("/sim/phones/{phone}/messages", get(phone_messages))
         .route_layer(middleware::from_fn_with_state(secret, require_bearer))
-        .with_state(sim)
+        .layer(DefaultBodyLimit::max(MAX_INBOUND_BYTES))
+        .with_state(SimApi { sim, media })
 }
 
 impl From<SimError> for ApiError {
@@ -36,6 +54,8 @@ impl From<SimError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, error_code::DEVICE_NOT_FOUND, e.to_string())
             }
             SimError::NotWaitingForScan => ApiError::new(StatusCode::CONFLICT, "not_waiting_for_scan", e.to_string()),
+            SimError::NoPairCode => ApiError::new(StatusCode::CONFLICT, "no_pair_code", e.to_string()),
+            SimError::WrongPairCode => ApiError::new(StatusCode::BAD_REQUEST, "wrong_pair_code", e.to_string()),
             SimError::NotConnected => ApiError::new(StatusCode::CONFLICT, error_code::DEVICE_OFFLINE, e.to_string()),
             SimError::Storage(_) => ApiError::internal(e),
         }
@@ -62,50 +82,136 @@ struct ScanRequest {
 }
 
 #[derive(Deserialize)]
+struct PairRequest {
+    code: String,
+}
+
+/// Exactly one of `text`, `media`, `location` and `reaction`.
+#[derive(Deserialize)]
 struct InboundRequest {
     device_id: String,
     from: String,
-    text: String,
+    text: Option<String>,
+    media: Option<InboundMedia>,
+    location: Option<InboundLocation>,
+    reaction: Option<InboundReaction>,
+}
+
+#[derive(Deserialize)]
+struct InboundMedia {
+    mime_type: String,
+    data_base64: String,
+    file_name: Option<String>,
+    caption: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InboundLocation {
+    latitude: f64,
+    longitude: f64,
+    name: Option<String>,
+    address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InboundReaction {
+    external_id: String,
+    emoji: String,
 }
 
 async fn scan(
-    State(sim): State<SimEngine>,
+    State(api): State<SimApi>,
     Path(device_id): Path<String>,
     JsonBody(req): JsonBody<ScanRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
     let phone = PhoneNumber::parse(&req.phone).map_err(ApiError::invalid_request)?;
-    sim.scan(&device_id, &phone)?;
+    api.sim.scan(&device_id, &phone)?;
     tracing::info!(device_id = %device_id, "sim: QR scanned");
     Ok(Json(json!({ "device_id": device_id.as_str(), "status": "connected", "phone": phone.as_str() })))
 }
 
-async fn disconnect(State(sim): State<SimEngine>, Path(device_id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn pair(
+    State(api): State<SimApi>,
+    Path(device_id): Path<String>,
+    JsonBody(req): JsonBody<PairRequest>,
+) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
-    sim.unlink(&device_id)?;
+    let code = PairCode::parse(&req.code).map_err(ApiError::invalid_request)?;
+    let phone = api.sim.pair(&device_id, &code)?;
+    tracing::info!(device_id = %device_id, "sim: pairing code entered");
+    Ok(Json(json!({ "device_id": device_id.as_str(), "status": "connected", "phone": phone })))
+}
+
+async fn disconnect(State(api): State<SimApi>, Path(device_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
+    api.sim.unlink(&device_id)?;
     tracing::info!(device_id = %device_id, "sim: device unlinked from its phone");
     Ok(Json(json!({ "device_id": device_id.as_str(), "status": "disconnected" })))
 }
 
-async fn inbound(
-    State(sim): State<SimEngine>,
-    JsonBody(req): JsonBody<InboundRequest>,
-) -> Result<Json<Value>, ApiError> {
+async fn inbound(State(api): State<SimApi>, JsonBody(req): JsonBody<InboundRequest>) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&req.device_id).map_err(ApiError::invalid_request)?;
     let from = PhoneNumber::parse(&req.from).map_err(ApiError::invalid_request)?;
-    if req.text.trim().is_empty() {
-        return Err(ApiError::invalid_request("text must not be empty"));
-    }
-    let external_id = sim.inbound(&device_id, &from, req.text)?;
+    let content = match (req.text, req.media, req.location, req.reaction) {
+        (Some(text), None, None, None) => {
+            check_text("text", &text).map_err(ApiError::invalid_request)?;
+            Content::Text { text }
+        }
+        (None, Some(media), None, None) => received_media(media, &api.media).await?,
+        (None, None, Some(l), None) => {
+            Location::parse(l.latitude, l.longitude, l.name, l.address).map_err(ApiError::invalid_request)?.into()
+        }
+        (None, None, None, Some(reaction)) if reaction.external_id.trim().is_empty() => {
+            return Err(ApiError::invalid_request("reaction.external_id must not be empty"))
+        }
+        (None, None, None, Some(reaction)) => {
+            Content::Reaction { target_external_id: reaction.external_id, emoji: reaction.emoji }
+        }
+        _ => return Err(ApiError::invalid_request("give exactly one of text, media, location and reaction")),
+    };
+    let external_id = api.sim.inbound(&device_id, &from, content)?;
     Ok(Json(json!({ "external_id": external_id })))
 }
 
+/// Stores the file the phone sent, as a real engine stores what it downloads.
+async fn received_media(media: InboundMedia, store: &MediaStore) -> Result<Content, ApiError> {
+    let mime_type = parse_mime_type(&media.mime_type).map_err(ApiError::invalid_request)?;
+    let bytes = BASE64
+        .decode(media.data_base64.as_bytes())
+        .map_err(|e| ApiError::invalid_request(format!("media.data_base64: {e}")))?;
+    if bytes.is_empty() || bytes.len() as u64 > MAX_MEDIA_BYTES {
+        return Err(ApiError::invalid_request(format!("media must be 1-{MAX_MEDIA_BYTES} bytes")));
+    }
+    let stored = store.put(Bytes::from(bytes), None).await?;
+    Ok(Content::Media {
+        kind: kind_of(&mime_type),
+        media: MediaRef {
+            sha256: stored.sha256().to_string(),
+            size: stored.size(),
+            mime_type,
+            file_name: media.file_name,
+        },
+        caption: media.caption.filter(|c| !c.trim().is_empty()),
+    })
+}
+
+/// How WhatsApp would present a file of this type.
+fn kind_of(mime_type: &str) -> MediaKind {
+    match mime_type.split('/').next() {
+        Some("image") => MediaKind::Image,
+        Some("video") => MediaKind::Video,
+        Some("audio") => MediaKind::Audio,
+        _ => MediaKind::Document,
+    }
+}
+
 async fn phone_messages(
-    State(sim): State<SimEngine>,
+    State(api): State<SimApi>,
     Path(phone): Path<String>,
 ) -> Result<Json<Vec<PhoneMessage>>, ApiError> {
     if PhoneNumber::parse(&phone).is_err() && !is_group_id(&phone) {
         return Err(ApiError::invalid_request("expected a phone number (digits) or a group id"));
     }
-    Ok(Json(sim.phone_messages(&phone).map_err(ApiError::internal)?))
+    Ok(Json(api.sim.phone_messages(&phone).map_err(ApiError::internal)?))
 }

@@ -63,29 +63,6 @@ async fn worker_calls_must_be_signed_over_method_path_query_and_body() {
 }
 
 #[tokio::test]
-async fn linking_is_idempotent_and_reports_the_phone_once_scanned() {
-    let (bridge, _dir) = bridge(DEAD_WORKER).await;
-    let link = Some(json!({ "device_id": "dev_a" }));
-    let (status, first) = bridge.signed("POST", "/v1/devices", link.clone()).await;
-    assert_eq!(status, StatusCode::OK);
-    let qr = first["qr"].as_str().expect("a QR while pairing");
-    assert!(qr.starts_with("2@"), "{qr}");
-    assert_eq!(first["phone"], Value::Null);
-    assert_eq!(bridge.signed("POST", "/v1/devices", link.clone()).await.1, first);
-
-    bridge.sim("POST", "/sim/devices/dev_a/scan", Some(json!({ "phone": PHONE }))).await;
-    assert_eq!(
-        bridge.signed("POST", "/v1/devices", link).await,
-        (StatusCode::OK, json!({ "qr": null, "phone": PHONE }))
-    );
-
-    for bad in [json!({ "device_id": "dev a" }), json!({ "device": "dev_a" }), json!([])] {
-        let (status, body) = bridge.signed("POST", "/v1/devices", Some(bad)).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
-    }
-}
-
-#[tokio::test]
 async fn a_message_id_is_sent_exactly_once() {
     let worker = FakeWorker::start(0).await;
     let (bridge, _dir) = bridge(&worker.url).await;
@@ -275,4 +252,37 @@ async fn sim_control_api_plays_the_phones() {
         })
         .collect();
     assert_eq!(kinds, ["qr_updated", "connected", "inbound", "disconnected"]);
+}
+
+#[tokio::test]
+async fn metrics_need_no_signature_and_follow_sends() {
+    let worker = FakeWorker::start(0).await;
+    let (bridge, _dir) = bridge(&worker.url).await;
+    bridge.connect("dev_a", PHONE).await;
+    bridge.signed("POST", "/v1/devices", Some(json!({ "device_id": "dev_b" }))).await;
+    let path = "/v1/devices/dev_a/messages";
+    bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
+    bridge.signed("POST", path, send_body("msg_2", &jid("9990001112"))).await;
+    worker.wait_for("MessageRead", |e| matches!(e.kind, EventKind::MessageRead { .. })).await;
+
+    let (status, body) = bridge.raw("GET", "/metrics", Auth::None, Vec::new(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "wagate_bridge_sends_total 2",
+        "wagate_bridge_send_failures_total{code=\"not_on_whatsapp\"} 1",
+        "wagate_bridge_devices{state=\"connected\"} 1",
+        "wagate_bridge_devices{state=\"pairing\"} 1",
+        "wagate_bridge_devices{state=\"disconnected\"} 0",
+        "wagate_bridge_journal_pending 0",
+        "wagate_bridge_reconnects_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    let posted = |text: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with("wagate_bridge_events_posted_total ")).expect("events posted");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(posted(&text) >= 5, "{text}");
+    assert!(text.lines().any(|l| l.starts_with("wagate_bridge_outbox_depth ")), "{text}");
 }

@@ -13,11 +13,11 @@ use common::{config, FakeWorker, TestBridge, DEAD_WORKER};
 use serde_json::json;
 use wagate_bridge::db::Db;
 use wagate_bridge::engine::sim::SimEngine;
-use wagate_bridge::engine::{Engine, EventSink, OutgoingMessage};
+use wagate_bridge::engine::{Engine, EventSink, OutgoingMessage, Payload};
 use wagate_bridge::ids::{DeviceId, MessageId};
 use wagate_bridge::jid::Jid;
 use wagate_bridge::{journal, outbox};
-use wagate_contract::wire::{Content, EventKind};
+use wagate_contract::wire::EventKind;
 
 const PHONE: &str = "6281234567890";
 const FRIEND: &str = "14155552671";
@@ -90,7 +90,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
     let message = |id: &str| OutgoingMessage {
         message_id: MessageId::parse(id).unwrap(),
         to: Jid::parse(&format!("{FRIEND}@s.whatsapp.net")).unwrap(),
-        content: Content::Text { text: format!("text of {id}") },
+        payload: Payload::Text { text: format!("text of {id}") },
     };
 
     process(async {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use wagate_contract::wire::Content;
+use wagate_contract::wire::{Content, MediaKind};
 
 use super::RequestMeta;
 use crate::domain::error::{ApiError, Rule};
@@ -29,9 +29,7 @@ pub struct MessageFields<'a> {
 
 /// An outbound message as SPWP shows it; `times` are the `…At` fields already formatted.
 pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static str, String)>) -> Value {
-    let (kind, payload) = match m.content {
-        Content::Text { text } => ("TEXT", json!({ "text": text })),
-    };
+    let (kind, payload) = content(m.content);
     let mut body = json!({
         "id": m.id,
         "accountId": m.device_id,
@@ -52,6 +50,44 @@ pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static s
         fields.insert(key.into(), time.into());
     }
     body
+}
+
+/// SPWP's message `type` and `payload` for what a message carries.
+pub fn content(content: &Content) -> (&'static str, Value) {
+    match content {
+        Content::Text { text } => ("TEXT", json!({ "text": text })),
+        Content::Media { kind, media, caption } => {
+            let kind = match kind {
+                MediaKind::Image => "IMAGE",
+                MediaKind::Video => "VIDEO",
+                MediaKind::Audio => "AUDIO",
+                MediaKind::Document => "DOCUMENT",
+                MediaKind::Sticker => "STICKER",
+            };
+            let mut payload = json!({ "mimeType": media.mime_type, "size": media.size, "sha256": media.sha256 });
+            let fields = payload.as_object_mut().expect("built as an object");
+            if let Some(caption) = caption {
+                fields.insert("caption".into(), caption.as_str().into());
+            }
+            if let Some(file_name) = &media.file_name {
+                fields.insert("fileName".into(), file_name.as_str().into());
+            }
+            (kind, payload)
+        }
+        Content::Location { latitude, longitude, name, address } => {
+            let mut payload = json!({ "latitude": latitude, "longitude": longitude });
+            let fields = payload.as_object_mut().expect("built as an object");
+            for (key, value) in [("name", name), ("address", address)] {
+                if let Some(value) = value {
+                    fields.insert(key.into(), value.as_str().into());
+                }
+            }
+            ("LOCATION", payload)
+        }
+        Content::Reaction { target_external_id, emoji } => {
+            ("REACTION", json!({ "targetExternalId": target_external_id, "emoji": emoji }))
+        }
+    }
 }
 
 pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
@@ -80,6 +116,7 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::MediaFetchFailed { message } => (400, "MEDIA_FETCH_FAILED", message.clone()),
         ApiError::BridgeUnavailable { .. } => {
             (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned())
         }

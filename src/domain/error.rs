@@ -26,6 +26,10 @@ pub enum ApiError {
     Conflict {
         message: String,
     },
+    /// A media `source` could not be fetched, or is not the file it claims to be.
+    MediaFetchFailed {
+        message: String,
+    },
     /// The device bridge could not be reached or refused the call.
     BridgeUnavailable {
         message: String,

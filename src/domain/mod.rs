@@ -1,8 +1,11 @@
 //! Pure logic: no `worker` types, unit-tested natively with `cargo test`.
 
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod media;
 pub mod message;
 pub mod phone;
+pub mod qr;
 pub mod validate;

@@ -75,6 +75,27 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A JSON number in `min..=max`.
+    pub fn number(&mut self, field: &str, required: bool, min: f64, max: f64) -> Option<f64> {
+        let Some(value) = self.present(field) else {
+            if required {
+                self.fail(field, Rule::Required);
+            }
+            return None;
+        };
+        match value.as_f64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) => {
+                self.fail(field, Rule::Invalid { reason: format!("must be between {min} and {max}") });
+                None
+            }
+            None => {
+                self.fail(field, Rule::Type { expected: "number".into() });
+                None
+            }
+        }
+    }
+
     pub fn boolean(&mut self, field: &str) -> Option<bool> {
         let value = self.present(field)?;
         let b = value.as_bool();
@@ -150,6 +171,24 @@ mod tests {
         assert_eq!(
             rules(f.finish()),
             vec![("long".into(), Rule::MaxChars { max: 4096 }), ("n".into(), Rule::Type { expected: "string".into() })]
+        );
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        let b = body(json!({"lat": 36.19, "far": 91.0, "text": "north"}));
+        let mut f = Fields::new(&b);
+        assert_eq!(f.number("lat", true, -90.0, 90.0), Some(36.19));
+        assert_eq!(f.number("far", true, -90.0, 90.0), None);
+        assert_eq!(f.number("text", true, -90.0, 90.0), None);
+        assert_eq!(f.number("lng", true, -180.0, 180.0), None);
+        assert_eq!(
+            rules(f.finish()),
+            vec![
+                ("far".into(), Rule::Invalid { reason: "must be between -90 and 90".into() }),
+                ("text".into(), Rule::Type { expected: "number".into() }),
+                ("lng".into(), Rule::Required),
+            ]
         );
     }
 

@@ -8,7 +8,7 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, DeviceId, KeyId};
 use crate::domain::keys;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, AppPatch, AppView, Plan};
+use crate::objects::app::{AppOp, AppPatch, AppView, Plan, RecordedEvent};
 use crate::objects::{call, APPS};
 use crate::runtime::{iso, month_of, now_ms};
 
@@ -25,14 +25,35 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         (["apps", id], Method::Get) => view(ctx, &app_id(id)?).await,
         (["apps", id], Method::Patch) => update(req, ctx, &app_id(id)?).await,
         (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
+        (["apps", id, "events"], Method::Get) => {
+            let page: EventsPage = ctx.query()?;
+            let op = AppOp::Events { after: page.after.unwrap_or(0), limit: page.limit.unwrap_or(100).clamp(1, 1000) };
+            let events: Vec<RecordedEvent> = call(ctx.env, APPS, app_id(id)?.as_str(), &op).await?;
+            let events: Vec<Value> = events
+                .into_iter()
+                .map(|e| {
+                    json!({"seq": e.seq, "id": e.event.id, "event": e.event.name, "device_id": e.event.device_id,
+                           "timestamp": iso(e.event.at_ms), "data": e.event.data})
+                })
+                .collect();
+            Ok(Reply::json(200, json!({"events": events})))
+        }
         (["apps", id, "keys", key], Method::Delete) => {
             let key_id = KeyId::parse(key).ok_or_else(|| ApiError::not_found("key"))?;
             call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
             Ok(Reply::no_content())
         }
-        (["apps"] | ["apps", _] | ["apps", _, "keys"] | ["apps", _, "keys", _], _) => Err(ApiError::MethodNotAllowed),
+        (["apps"] | ["apps", _] | ["apps", _, "keys" | "events"] | ["apps", _, "keys", _], _) => {
+            Err(ApiError::MethodNotAllowed)
+        }
         _ => Err(ApiError::RouteNotFound),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct EventsPage {
+    after: Option<i64>,
+    limit: Option<i64>,
 }
 
 fn app_id(s: &str) -> Result<AppId, ApiError> {

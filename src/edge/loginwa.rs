@@ -10,6 +10,7 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
+use crate::domain::qr;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
@@ -17,7 +18,13 @@ use crate::objects::{call, APPS, DEVICES};
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
-    let known = matches!(rest, ["v1", "devices"] | ["v1", "devices", _] | ["v1", "messages", "send"]);
+    let known = matches!(
+        rest,
+        ["v1", "devices"]
+            | ["v1", "devices", _]
+            | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png"]
+            | ["v1", "messages", "send"]
+    );
     if !known {
         return Err(ApiError::RouteNotFound);
     }
@@ -25,7 +32,30 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     match (rest, method) {
         (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,
         (["v1", "devices"], Method::Post) => create_device(req, ctx, &tenant).await,
-        (["v1", "devices", id], Method::Get) => get_device(ctx, &tenant, id).await,
+        (["v1", "devices", id], Method::Get) => {
+            let device = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            Ok(Reply::json(200, device_json(&device)))
+        }
+        (["v1", "devices", id], Method::Delete) => {
+            let _: Value = device(ctx, &tenant, id, DeviceOp::Delete { app_id: tenant.app_id.clone() }).await?;
+            Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
+        }
+        (["v1", "devices", id, "refresh-qr"], Method::Post) => {
+            let device = device(ctx, &tenant, id, DeviceOp::RefreshQr { app_id: tenant.app_id.clone() }).await?;
+            Ok(Reply::json(202, pairing_json(ctx, &device)))
+        }
+        (["v1", "devices", id, picture @ ("qr.svg" | "qr.png")], Method::Get) => {
+            let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            let qr = device.qr.ok_or_else(|| ApiError::Conflict {
+                message: format!("The device is {}; there is no QR code to scan", device.status),
+            })?;
+            let unrenderable = |e: qr::QrError| ApiError::internal(e);
+            Ok(if *picture == "qr.svg" {
+                Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(unrenderable)?.into_bytes())
+            } else {
+                Reply::bytes("image/png", qr::png(&qr).map_err(unrenderable)?)
+            })
+        }
         (["v1", "messages", "send"], Method::Post) => send_message(req, ctx, &tenant).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
@@ -40,6 +70,8 @@ fn device_json(d: &DeviceView) -> Value {
         "phone_number": d.phone,
         "is_online": d.status == ONLINE,
         "qr_code": d.qr,
+        "pair_code": d.pair_code,
+        "disconnect_reason": d.disconnect_reason,
         "last_seen_at": d.last_seen_at.map(iso),
         "created_at": iso(d.created_at),
     })
@@ -69,36 +101,51 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
     let label = f.string("label", false, 0, 100);
+    let pair_phone = f.string("pair_phone", false, 1, 32).and_then(|p| match Recipient::parse(&p, None) {
+        Ok(Recipient::Phone(digits)) => Some(digits),
+        _ => {
+            f.fail("pair_phone", Rule::Invalid { reason: "must be the phone's international number".into() });
+            None
+        }
+    });
     f.finish()?;
     let device_id = DeviceId::generate();
     let now = now_ms();
     let register = AppOp::AddDevice { device_id: device_id.clone(), label: label.clone(), now };
     call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
-    let create = DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, now };
+    let create =
+        DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
     let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &create).await?;
-    Ok(Reply::json(
-        202,
-        json!({
-            "device_id": device.device_id,
-            "engine_device_id": device.device_id,
-            "label": device.label,
-            "status": device.status,
-            "qr_code": device.qr,
-            "job_id": format!("job_{}", random_hex(8)),
-            "qr_status_url": format!("{}/api/v1/devices/{}", ctx.origin, device.device_id),
-            "message": "Scan QR code with WhatsApp to connect device",
-        }),
-    ))
+    Ok(Reply::json(202, pairing_json(ctx, &device)))
 }
 
-async fn get_device(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Outcome {
+/// The answer to starting or refreshing a pairing, as the reference shows it.
+fn pairing_json(ctx: &Ctx<'_>, device: &DeviceView) -> Value {
+    json!({
+        "device_id": device.device_id,
+        "engine_device_id": device.device_id,
+        "label": device.label,
+        "status": device.status,
+        "qr_code": device.qr,
+        "pair_code": device.pair_code,
+        "job_id": format!("job_{}", random_hex(8)),
+        "qr_status_url": format!("{}/api/v1/devices/{}", ctx.origin, device.device_id),
+        "message": "Scan QR code with WhatsApp to connect device",
+    })
+}
+
+/// Runs `op` on the device `id` of this tenant (a device-scoped key sees only its own device).
+async fn device<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    id: &str,
+    op: DeviceOp,
+) -> Result<T, ApiError> {
     let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
     if tenant.device_scope.as_ref().is_some_and(|scope| *scope != device_id) {
         return Err(ApiError::not_found("device"));
     }
-    let device: DeviceView =
-        call(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
-    Ok(Reply::json(200, device_json(&device)))
+    call(ctx.env, DEVICES, device_id.as_str(), &op).await
 }
 
 async fn send_message(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {

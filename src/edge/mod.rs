@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod events;
 mod loginwa;
+mod media;
 mod send;
 mod spwp;
 
@@ -17,19 +18,29 @@ use crate::domain::ids::random_hex;
 use crate::runtime::{iso, now_ms};
 use crate::url_parts::split_url;
 
-/// A handler's successful answer: status and JSON body (`None` for 204).
+/// A handler's successful answer.
 pub struct Reply {
     status: u16,
-    body: Option<Value>,
+    body: Body,
+}
+
+enum Body {
+    Json(Value),
+    Bytes { content_type: &'static str, bytes: Vec<u8> },
+    Empty,
 }
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Self { status, body: Some(body) }
+        Self { status, body: Body::Json(body) }
+    }
+
+    pub fn bytes(content_type: &'static str, bytes: Vec<u8>) -> Self {
+        Self { status: 200, body: Body::Bytes { content_type, bytes } }
     }
 
     pub fn no_content() -> Self {
-        Self { status: 204, body: None }
+        Self { status: 204, body: Body::Empty }
     }
 }
 
@@ -41,17 +52,27 @@ pub struct Ctx<'a> {
     pub meta: RequestMeta,
     /// `scheme://host` as the client addressed us, for URLs we hand back.
     pub origin: String,
+    pub query: String,
+}
+
+impl Ctx<'_> {
+    /// The query string as `T`, or the dialect's validation error.
+    pub fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_urlencoded::from_str(&self.query)
+            .map_err(|e| ApiError::field("query", crate::domain::error::Rule::Invalid { reason: e.to_string() }))
+    }
 }
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     // The raw URL string: `Request::url()` would pull a full URL parser into the bundle.
     let url = req.inner().url();
-    let (origin, path, _query) = split_url(&url);
+    let (origin, path, query) = split_url(&url);
     let ctx = Ctx {
         env: &env,
         meta: RequestMeta { request_id: random_hex(13), path: path.to_owned(), timestamp: iso(now_ms()) },
         origin: origin.to_owned(),
+        query: query.to_owned(),
     };
     let dialect = Dialect::of_path(path);
     let outcome = route(&mut req, &ctx).await;
@@ -95,17 +116,22 @@ fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Res
                 worker::console_error!("request {} failed: {detail}", meta.request_id);
             }
             let (status, body) = dialect::error(dialect, &err, meta);
-            (status, Some(body))
+            (status, Body::Json(body))
         }
     };
     let headers = Headers::new();
     headers.set("x-request-id", &meta.request_id)?;
     let response = match body {
-        Some(body) => {
+        Body::Json(body) => {
             headers.set("content-type", "application/json")?;
             Response::from_bytes(body.to_string().into_bytes())?
         }
-        None => Response::empty()?,
+        Body::Bytes { content_type, bytes } => {
+            headers.set("content-type", content_type)?;
+            headers.set("cache-control", "no-store")?;
+            Response::from_bytes(bytes)?
+        }
+        Body::Empty => Response::empty()?,
     };
     Ok(response.with_status(status).with_headers(headers))
 }

@@ -1,18 +1,29 @@
 //! SPWP dialect: `/api/v1/public/messages/…`, answers wrapped in `{data, meta}`.
 
-use serde_json::Value;
-use wagate_contract::wire::Content;
+use serde_json::{json, Value};
+use wagate_contract::wire::{check_path, error_code, CheckRequest, CheckResponse, Content, MediaKind};
 use worker::{Method, Request};
 
+use super::media::{self, MediaInput};
 use super::send::{self, Outgoing};
 use super::{auth, json_body, Ctx, Outcome, Reply};
+use crate::bridge::{Bridge, CallError};
 use crate::dialect::spwp::{envelope, message, MessageFields};
 use crate::domain::error::{ApiError, Rule};
+use crate::domain::ids::DeviceId;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::validate::Fields;
+use crate::objects::app::{AppOp, Tenant};
 use crate::objects::device::MessageView;
+use crate::objects::{call, APPS};
 use crate::runtime::iso;
+
+const CAPTION_MAX_CHARS: usize = 1024;
+/// A data URL of the largest file (16 MB) is about 22 million characters of base64.
+const SOURCE_MAX_CHARS: usize = 23_000_000;
+
+const SEND_KINDS: [&str; 6] = ["text", "image", "video", "audio", "document", "location"];
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
     if !matches!(rest, ["messages", _]) {
@@ -20,31 +31,107 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     }
     let tenant = auth::tenant(req, ctx).await?;
     match (rest, method) {
-        (["messages", "text"], Method::Post) => {
-            let body = json_body(req).await?;
-            let mut f = Fields::new(&body);
-            let to = f.string("to", true, 1, 64);
-            let text = f.string("text", true, 1, TEXT_MAX_CHARS);
-            let recipient = to.and_then(|to| {
-                Recipient::parse(&to, Some(&tenant.default_country_code))
-                    .map_err(|e| f.fail("to", Rule::Invalid { reason: e.to_string() }))
-                    .ok()
-            });
-            f.finish()?;
-            let (Some(recipient), Some(text)) = (recipient, text) else {
-                return Err(ApiError::internal("validated fields missing"));
-            };
-            let out = Outgoing { recipient, content: Content::Text { text }, device_id: None, meta: None };
-            let accepted = send::accept(ctx, &tenant, out).await?;
-            Ok(Reply::json(202, envelope(render(&accepted.message), &ctx.meta)))
-        }
-        (["messages", "text"], _) => Err(ApiError::MethodNotAllowed),
+        (["messages", "check-phone"], Method::Post) => check_phone(req, ctx, &tenant).await,
+        (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => send_message(req, ctx, &tenant, kind).await,
+        (["messages", "check-phone"], _) => Err(ApiError::MethodNotAllowed),
+        (["messages", kind], _) if SEND_KINDS.contains(kind) => Err(ApiError::MethodNotAllowed),
         (["messages", id], Method::Get) => {
             let message = send::lookup(ctx, &tenant, id).await?;
             Ok(Reply::json(200, envelope(render(&message), &ctx.meta)))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// What a send request carries once validated; media still has to be fetched.
+enum Body {
+    Ready(Content),
+    Media(MediaInput),
+}
+
+fn recipient(f: &mut Fields<'_>, field: &str, tenant: &Tenant) -> Option<Recipient> {
+    let raw = f.string(field, true, 1, 64)?;
+    Recipient::parse(&raw, Some(&tenant.default_country_code))
+        .map_err(|e| f.fail(field, Rule::Invalid { reason: e.to_string() }))
+        .ok()
+}
+
+async fn send_message(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let recipient = recipient(&mut f, "to", tenant);
+    let content = match kind {
+        "text" => f.string("text", true, 1, TEXT_MAX_CHARS).map(|text| Body::Ready(Content::Text { text })),
+        "location" => {
+            let latitude = f.number("latitude", true, -90.0, 90.0);
+            let longitude = f.number("longitude", true, -180.0, 180.0);
+            let name = f.string("name", false, 0, 256);
+            let address = f.string("address", false, 0, 512);
+            latitude
+                .zip(longitude)
+                .map(|(latitude, longitude)| Body::Ready(Content::Location { latitude, longitude, name, address }))
+        }
+        media => {
+            let kind = match media {
+                "image" => MediaKind::Image,
+                "video" => MediaKind::Video,
+                "audio" => MediaKind::Audio,
+                _ => MediaKind::Document,
+            };
+            let source = f.string("source", true, 1, SOURCE_MAX_CHARS);
+            let caption = f.string("caption", false, 0, CAPTION_MAX_CHARS);
+            let file_name = f.string("fileName", false, 1, 255);
+            let mime_type = f.string("mimeType", false, 3, 255);
+            source.map(|source| Body::Media(MediaInput { kind, source, caption, file_name, mime_type }))
+        }
+    };
+    f.finish()?;
+    let (Some(recipient), Some(content)) = (recipient, content) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let content = match content {
+        Body::Ready(content) => content,
+        Body::Media(input) => media::prepare(ctx, input).await?,
+    };
+    let out = Outgoing { recipient, content, device_id: None, meta: None };
+    let accepted = send::accept(ctx, tenant, out).await?;
+    Ok(Reply::json(202, envelope(render(&accepted.message), &ctx.meta)))
+}
+
+async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let phone = recipient(&mut f, "phone", tenant).and_then(|r| match r {
+        Recipient::Phone(digits) => Some(digits),
+        Recipient::Group(_) => {
+            f.fail("phone", Rule::Invalid { reason: "must be a phone number, not a group".into() });
+            None
+        }
+    });
+    f.finish()?;
+    let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
+    // The reference answers an offline account in the body rather than with an error.
+    let not_connected = || {
+        Ok(Reply::json(200, envelope(json!({"phone": phone, "exists": false, "reason": "NOT_CONNECTED"}), &ctx.meta)))
+    };
+    let pick = AppOp::PickDevice { device_id: tenant.device_scope.clone() };
+    let device: DeviceId = match call(ctx.env, APPS, tenant.app_id.as_str(), &pick).await {
+        Ok(device) => device,
+        Err(ApiError::NoDeviceAvailable | ApiError::DeviceNotConnected) => return not_connected(),
+        Err(e) => return Err(e),
+    };
+    let request = CheckRequest { phones: vec![phone.clone()] };
+    let checked: CheckResponse = match Bridge::from_env(ctx.env)?.post(&check_path(device.as_str()), &request).await {
+        Ok(checked) => checked,
+        Err(CallError::Refused { error, .. }) if error.code == error_code::DEVICE_OFFLINE => return not_connected(),
+        Err(e) => return Err(e.into()),
+    };
+    let result = checked.results.into_iter().find(|r| r.phone == phone);
+    let data: Value = match result {
+        Some(r) => json!({"phone": phone, "exists": r.exists, "jid": r.jid}),
+        None => json!({"phone": phone, "exists": false, "jid": null}),
+    };
+    Ok(Reply::json(200, envelope(data, &ctx.meta)))
 }
 
 fn render(m: &MessageView) -> Value {

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::{rows, serve, to_json};
+use super::{create_schema, int, rows, serve, to_json};
 use crate::domain::error::ApiError;
+use crate::domain::events::Event;
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 
@@ -66,13 +67,30 @@ pub enum AppOp {
         label: Option<String>,
         now: u64,
     },
-    DeviceStatus {
+    /// A device's new status, mirrored here for auto-selection, and the event it makes.
+    DeviceChanged {
         device_id: DeviceId,
         status: String,
         phone: Option<String>,
-        now: u64,
+        event: Event,
+    },
+    RemoveDevice {
+        device_id: DeviceId,
+        event: Event,
+    },
+    Record {
+        event: Event,
+    },
+    /// Recorded events, oldest first, after sequence number `after`.
+    Events {
+        after: i64,
+        limit: i64,
     },
     ListDevices,
+    /// The device to act for: the one asked for if connected, else the least recently used online one.
+    PickDevice {
+        device_id: Option<DeviceId>,
+    },
     /// Picks the sending device and reserves one unit of quota for a new message.
     ReserveSend {
         device_id: Option<DeviceId>,
@@ -127,6 +145,42 @@ pub struct DeviceEntry {
     pub last_seen_at: Option<u64>,
 }
 
+#[derive(Deserialize)]
+struct StoredEvent {
+    seq: i64,
+    id: String,
+    name: String,
+    device_id: Option<String>,
+    data: String,
+    at: u64,
+}
+
+/// An event as recorded, with its position in the app's event log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl TryFrom<StoredEvent> for RecordedEvent {
+    type Error = ApiError;
+
+    fn try_from(row: StoredEvent) -> Result<Self, ApiError> {
+        let corrupt = |e: serde_json::Error| ApiError::internal(format!("stored event {} is corrupt: {e}", row.id));
+        Ok(Self {
+            seq: row.seq,
+            event: Event {
+                name: serde_json::from_value(serde_json::Value::String(row.name.clone())).map_err(corrupt)?,
+                data: serde_json::from_str(&row.data).map_err(corrupt)?,
+                id: row.id,
+                device_id: row.device_id,
+                at_ms: row.at,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reservation {
     pub device_id: DeviceId,
@@ -144,8 +198,9 @@ pub struct AppObject {
 
 impl DurableObject for AppObject {
     fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        for ddl in [
+        create_schema(
+            &state,
+            &[
             "CREATE TABLE IF NOT EXISTS app (
                 one INTEGER PRIMARY KEY CHECK (one = 1), app_id TEXT NOT NULL, name TEXT NOT NULL,
                 monthly_messages INTEGER NOT NULL, api_rpm INTEGER NOT NULL, auth_rpm INTEGER NOT NULL,
@@ -158,9 +213,11 @@ impl DurableObject for AppObject {
                 device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
                 created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
-        ] {
-            sql.exec(ddl, None).expect("schema statements are valid");
-        }
+            "CREATE TABLE IF NOT EXISTS events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+                device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
+            ],
+        );
         Self { state }
     }
 
@@ -194,10 +251,6 @@ struct KeyRow {
 #[derive(Deserialize)]
 struct Count {
     n: i64,
-}
-
-fn int(n: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(n as i64)
 }
 
 impl AppObject {
@@ -278,18 +331,37 @@ impl AppObject {
                 )?;
                 Ok(serde_json::Value::Null)
             }
-            AppOp::DeviceStatus { device_id, status, phone, now } => {
+            AppOp::DeviceChanged { device_id, status, phone, event } => {
                 self.sql().exec(
                     "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
-                    vec![status.into(), phone.into(), int(now), device_id.as_str().into()],
+                    vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
                 )?;
+                self.record(&event)?;
                 Ok(serde_json::Value::Null)
+            }
+            AppOp::RemoveDevice { device_id, event } => {
+                self.sql().exec("DELETE FROM devices WHERE device_id = ?", vec![device_id.as_str().into()])?;
+                self.record(&event)?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::Record { event } => {
+                self.record(&event)?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::Events { after, limit } => {
+                let stored = rows::<StoredEvent>(self.sql().exec(
+                    "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    vec![after.into(), limit.into()],
+                )?)?;
+                let events: Result<Vec<RecordedEvent>, ApiError> = stored.into_iter().map(RecordedEvent::try_from).collect();
+                to_json(&events?)
             }
             AppOp::ListDevices => to_json(&rows::<DeviceEntry>(self.sql().exec(
                 "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
                 None,
             )?)?),
             AppOp::ReserveSend { device_id, period, now } => to_json(&self.reserve(device_id, &period, now)?),
+            AppOp::PickDevice { device_id } => to_json(&self.pick(device_id)?),
             AppOp::Refund { message_id } => {
                 let found: Vec<Count> = rows(self.sql().exec(
                     "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?",
@@ -302,6 +374,23 @@ impl AppObject {
                 Ok(serde_json::Value::Null)
             }
         }
+    }
+
+    /// Events are recorded in the app's object so that webhook fan-out (per app) can join
+    /// the same transaction as the recording.
+    fn record(&self, event: &Event) -> Result<(), ApiError> {
+        let name = serde_json::to_value(event.name).map_err(ApiError::internal)?;
+        self.sql().exec(
+            "INSERT OR IGNORE INTO events (id, name, device_id, data, at) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                event.id.as_str().into(),
+                name.as_str().unwrap_or_default().into(),
+                event.device_id.clone().into(),
+                event.data.to_string().into(),
+                int(event.at_ms),
+            ],
+        )?;
+        Ok(())
     }
 
     fn app(&self) -> Result<AppRow, ApiError> {
@@ -390,14 +479,13 @@ impl AppObject {
         .ok_or_else(|| ApiError::not_found("device"))
     }
 
-    fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
-        let app = self.app_in_period(period)?;
-        let device_id = match device_id {
+    fn pick(&self, device_id: Option<DeviceId>) -> Result<DeviceId, ApiError> {
+        match device_id {
             Some(device_id) => {
                 if self.device_entry(&device_id)?.status != ONLINE {
                     return Err(ApiError::DeviceNotConnected);
                 }
-                device_id
+                Ok(device_id)
             }
             // Least recently used first, so an app's traffic spreads over its numbers.
             None => rows::<DeviceEntry>(self.sql().exec(
@@ -408,8 +496,13 @@ impl AppObject {
             .into_iter()
             .next()
             .and_then(|d| DeviceId::parse(&d.device_id))
-            .ok_or(ApiError::NoDeviceAvailable)?,
-        };
+            .ok_or(ApiError::NoDeviceAvailable),
+        }
+    }
+
+    fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
+        let app = self.app_in_period(period)?;
+        let device_id = self.pick(device_id)?;
         if app.quota_used >= app.monthly_messages {
             return Err(ApiError::QuotaExceeded);
         }

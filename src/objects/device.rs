@@ -2,16 +2,18 @@
 //! messages, and the paced send queue that alarms drain into the bridge.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use wagate_contract::wire::{
-    error_code, send_path, BridgeEvent, Content, EventKind, LinkRequest, LinkResponse, SendRequest, SendResponse,
-    LINK_PATH,
+    device_path, error_code, send_path, BridgeEvent, Content, EventKind, LinkRequest, LinkResponse, SendRequest,
+    SendResponse, LINK_PATH,
 };
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::{AppOp, ONLINE};
-use super::{call, rows, serve, to_json, APPS};
+use super::{call, create_schema, int, rows, serve, to_json, APPS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
+use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{AppId, DeviceId, MessageId};
 use crate::domain::message::MessageStatus;
 use crate::domain::phone::Recipient;
@@ -44,11 +46,34 @@ pub struct NewMessage {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum DeviceOp {
-    Create { device_id: DeviceId, app_id: AppId, label: Option<String>, now: u64 },
-    Get { app_id: AppId },
-    Enqueue { message: NewMessage },
-    GetMessage { app_id: AppId, message_id: MessageId },
-    Event { event: BridgeEvent },
+    Create {
+        device_id: DeviceId,
+        app_id: AppId,
+        label: Option<String>,
+        pair_phone: Option<String>,
+        now: u64,
+    },
+    Get {
+        app_id: AppId,
+    },
+    /// A fresh pairing session, for a device waiting for a scan or unlinked.
+    RefreshQr {
+        app_id: AppId,
+    },
+    /// Logs the device out of WhatsApp and retires it; its messages stay readable.
+    Delete {
+        app_id: AppId,
+    },
+    Enqueue {
+        message: NewMessage,
+    },
+    GetMessage {
+        app_id: AppId,
+        message_id: MessageId,
+    },
+    Event {
+        event: BridgeEvent,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +82,9 @@ pub struct DeviceView {
     pub label: Option<String>,
     pub status: String,
     pub qr: Option<String>,
+    pub pair_code: Option<String>,
     pub phone: Option<String>,
+    pub disconnect_reason: Option<String>,
     pub created_at: u64,
     pub last_seen_at: Option<u64>,
 }
@@ -87,7 +114,11 @@ struct DeviceRow {
     label: Option<String>,
     status: String,
     qr: Option<String>,
+    pair_phone: Option<String>,
+    pair_code: Option<String>,
     phone: Option<String>,
+    disconnect_reason: Option<String>,
+    deleted: i64,
     created_at: u64,
     last_seen_at: Option<u64>,
     last_dispatch_at: u64,
@@ -117,15 +148,25 @@ struct Due {
     next_attempt_at: u64,
 }
 
-fn int(n: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(n as i64)
+/// Where a device's pairing and connection stand.
+enum Status {
+    WaitingForScan { qr: String },
+    Online { phone: String },
+    Offline { reason: String, logged_out: bool },
 }
 
-/// Work that follows a state change and needs other objects.
+/// Work that follows a state change. Operations on the app's object go through a durable
+/// outbox in this object, written with the change itself, so a failed call is retried by the
+/// alarm rather than lost; they are idempotent, so a retry that overlaps does no harm.
 enum FollowUp {
-    DeviceStatus { status: String, phone: Option<String> },
-    Refund(MessageId),
+    App(AppOp),
     DrainQueue,
+}
+
+#[derive(Deserialize)]
+struct PendingAppOp {
+    seq: i64,
+    op: String,
 }
 
 #[durable_object]
@@ -136,23 +177,25 @@ pub struct DeviceObject {
 
 impl DurableObject for DeviceObject {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        for ddl in [
-            "CREATE TABLE IF NOT EXISTS device (
+        create_schema(
+            &state,
+            &[
+                "CREATE TABLE IF NOT EXISTS device (
                 one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
-                status TEXT NOT NULL, qr TEXT, phone TEXT, created_at INTEGER NOT NULL, last_seen_at INTEGER,
+                status TEXT NOT NULL, qr TEXT, pair_phone TEXT, pair_code TEXT, phone TEXT, disconnect_reason TEXT,
+                deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_seen_at INTEGER,
                 last_dispatch_at INTEGER NOT NULL DEFAULT 0)",
-            "CREATE TABLE IF NOT EXISTS messages (
+                "CREATE TABLE IF NOT EXISTS messages (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL,
                 recipient TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, external_id TEXT,
                 error_code TEXT, error_reason TEXT, trace_id TEXT NOT NULL, meta TEXT, created_at INTEGER NOT NULL,
                 sent_at INTEGER, delivered_at INTEGER, read_at INTEGER, failed_at INTEGER,
                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0)",
-            "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, next_attempt_at, seq)",
-            "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
-        ] {
-            sql.exec(ddl, None).expect("schema statements are valid");
-        }
+                "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, next_attempt_at, seq)",
+                "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS app_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL)",
+            ],
+        );
         Self { state, env }
     }
 
@@ -175,10 +218,18 @@ impl DeviceObject {
 
     async fn handle(&self, op: DeviceOp) -> Result<serde_json::Value, ApiError> {
         match op {
-            DeviceOp::Create { device_id, app_id, label, now } => {
+            DeviceOp::Create { device_id, app_id, label, pair_phone, now } => {
                 self.sql().exec(
-                    "INSERT INTO device (one, device_id, app_id, label, status, created_at) VALUES (1, ?, ?, ?, ?, ?)",
-                    vec![device_id.as_str().into(), app_id.as_str().into(), label.into(), REGISTERING.into(), int(now)],
+                    "INSERT INTO device (one, device_id, app_id, label, status, pair_phone, created_at)
+                     VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        device_id.as_str().into(),
+                        app_id.as_str().into(),
+                        label.into(),
+                        REGISTERING.into(),
+                        pair_phone.into(),
+                        int(now),
+                    ],
                 )?;
                 // Pairing starts now if the bridge answers; otherwise the alarm keeps trying.
                 if let Err(e) = self.link().await {
@@ -188,6 +239,19 @@ impl DeviceObject {
                 to_json(&self.view(&app_id)?)
             }
             DeviceOp::Get { app_id } => to_json(&self.view(&app_id)?),
+            DeviceOp::RefreshQr { app_id } => {
+                if self.device_of(&app_id)?.status == ONLINE {
+                    return Err(ApiError::Conflict {
+                        message: "The device is connected; there is no QR to refresh".into(),
+                    });
+                }
+                self.link().await?;
+                to_json(&self.view(&app_id)?)
+            }
+            DeviceOp::Delete { app_id } => {
+                self.delete(&app_id).await?;
+                Ok(serde_json::Value::Null)
+            }
             DeviceOp::Enqueue { message } => {
                 self.device_of(&message.app_id)?;
                 self.sql().exec(
@@ -225,7 +289,16 @@ impl DeviceObject {
 
     /// The device, provided it belongs to `app_id`: other apps get a plain 404.
     fn device_of(&self, app_id: &AppId) -> Result<DeviceRow, ApiError> {
-        self.device().and_then(|d| if d.app_id == app_id.as_str() { Ok(d) } else { Err(ApiError::not_found("device")) })
+        let device = self.device()?;
+        if device.app_id == app_id.as_str() && device.deleted == 0 {
+            Ok(device)
+        } else {
+            Err(ApiError::not_found("device"))
+        }
+    }
+
+    fn device_id(&self, device: &DeviceRow) -> Result<DeviceId, ApiError> {
+        DeviceId::parse(&device.device_id).ok_or_else(|| ApiError::internal("stored device id is malformed"))
     }
 
     fn view(&self, app_id: &AppId) -> Result<DeviceView, ApiError> {
@@ -235,7 +308,9 @@ impl DeviceObject {
             label: d.label,
             status: d.status,
             qr: d.qr,
+            pair_code: d.pair_code,
             phone: d.phone,
+            disconnect_reason: d.disconnect_reason,
             created_at: d.created_at,
             last_seen_at: d.last_seen_at,
         })
@@ -277,32 +352,58 @@ impl DeviceObject {
     async fn link(&self) -> Result<(), ApiError> {
         let device = self.device()?;
         let bridge = Bridge::from_env(&self.env)?;
-        let linked: LinkResponse = bridge.post(LINK_PATH, &LinkRequest { device_id: device.device_id.clone() }).await?;
+        let request = LinkRequest { device_id: device.device_id.clone(), pair_phone: device.pair_phone.clone() };
+        let linked: LinkResponse = bridge.post(LINK_PATH, &request).await?;
         let follow_ups = match (linked.qr, linked.phone) {
-            (_, Some(phone)) => self.set_status(ONLINE, None, Some(phone), now_ms())?,
-            (Some(qr), None) => self.set_status(QR_WAITING, Some(qr), None, now_ms())?,
+            (_, Some(phone)) => self.set_status(Status::Online { phone }, now_ms())?,
+            (Some(qr), None) => {
+                let follow_ups = self.set_status(Status::WaitingForScan { qr }, now_ms())?;
+                if let Some(code) = linked.pair_code {
+                    self.sql().exec("UPDATE device SET pair_code = ?", vec![code.into()])?;
+                }
+                follow_ups
+            }
             (None, None) => return Err(ApiError::internal("bridge returned neither a QR nor a phone")),
         };
         self.follow_up(follow_ups).await
     }
 
-    fn set_status(
-        &self,
-        status: &str,
-        qr: Option<String>,
-        phone: Option<String>,
-        now: u64,
-    ) -> Result<Vec<FollowUp>, ApiError> {
-        let previous = self.device()?.status;
+    /// Records a new pairing/connection state and the event it makes.
+    fn set_status(&self, status: Status, at: u64) -> Result<Vec<FollowUp>, ApiError> {
+        let device = self.device()?;
+        let device_id = device.device_id.as_str();
+        let (name, qr, phone, reason, event_name, data) = match status {
+            Status::WaitingForScan { qr } => {
+                let data = json!({"device_id": device_id, "status": QR_WAITING, "qr_code": qr});
+                (QR_WAITING, Some(qr), None, None, EventName::DeviceQrReady, data)
+            }
+            Status::Online { phone } => {
+                let data = json!({"device_id": device_id, "status": ONLINE, "phone_number": phone});
+                (ONLINE, None, Some(phone), None, EventName::DeviceConnected, data)
+            }
+            Status::Offline { reason, logged_out } => {
+                let data = json!({"device_id": device_id, "status": OFFLINE, "phone_number": device.phone,
+                                  "reason": reason, "logged_out": logged_out});
+                (OFFLINE, None, None, Some(reason), EventName::DeviceDisconnected, data)
+            }
+        };
+        // A pair code belongs to one pairing session: it goes once the device links or drops.
         self.sql().exec(
-            "UPDATE device SET status = ?, qr = ?, phone = COALESCE(?, phone), last_seen_at = ?",
-            vec![status.into(), qr.into(), phone.clone().into(), int(now)],
+            "UPDATE device SET status = ?, qr = ?, phone = COALESCE(?, phone), disconnect_reason = ?,
+             last_seen_at = ?, pair_code = CASE WHEN ? THEN pair_code END",
+            vec![
+                name.into(),
+                qr.into(),
+                phone.clone().into(),
+                reason.into(),
+                int(at),
+                int((name == QR_WAITING) as u64),
+            ],
         )?;
-        let mut follow_ups = vec![];
-        if previous != status {
-            follow_ups.push(FollowUp::DeviceStatus { status: status.to_owned(), phone });
-        }
-        if status == ONLINE {
+        let event = Event::new(event_name, Some(device_id), at, data);
+        let op = AppOp::DeviceChanged { device_id: self.device_id(&device)?, status: name.to_owned(), phone, event };
+        let mut follow_ups = vec![FollowUp::App(op)];
+        if name == ONLINE {
             follow_ups.push(FollowUp::DrainQueue);
         }
         Ok(follow_ups)
@@ -314,7 +415,7 @@ impl DeviceObject {
             "SELECT at AS next_attempt_at FROM applied_events WHERE event_id = ?",
             vec![event.event_id.as_str().into()],
         )?)?;
-        if !seen.is_empty() || self.device().is_err() {
+        if !seen.is_empty() || self.device().map_or(true, |d| d.deleted != 0) {
             return Ok(vec![]);
         }
         self.sql().exec(
@@ -327,10 +428,16 @@ impl DeviceObject {
                 if self.device()?.status == ONLINE {
                     return Ok(vec![]);
                 }
-                self.set_status(QR_WAITING, Some(qr), None, at)
+                self.set_status(Status::WaitingForScan { qr }, at)
             }
-            EventKind::Connected { phone } => self.set_status(ONLINE, None, Some(phone), at),
-            EventKind::Disconnected { .. } => self.set_status(OFFLINE, None, None, at),
+            EventKind::PairCode { code } => {
+                self.sql().exec("UPDATE device SET pair_code = ?", vec![code.into()])?;
+                Ok(vec![])
+            }
+            EventKind::Connected { phone } => self.set_status(Status::Online { phone }, at),
+            EventKind::Disconnected { reason, logged_out } => {
+                self.set_status(Status::Offline { reason, logged_out }, at)
+            }
             EventKind::MessageSent { message_id, external_id } => {
                 self.advance(&message_id, MessageStatus::Sent, "sent_at", at, Some(external_id), None)
             }
@@ -387,38 +494,117 @@ impl DeviceObject {
                 id.as_str().into(),
             ],
         )?;
-        Ok(if next == MessageStatus::Failed { vec![FollowUp::Refund(id)] } else { vec![] })
+        let recipient: Recipient = serde_json::from_str(&row.recipient).map_err(ApiError::internal)?;
+        let updated = self.message_row(&id)?.ok_or_else(|| ApiError::internal("message vanished"))?;
+        let name = match next {
+            MessageStatus::Sent => EventName::MessageSent,
+            MessageStatus::Delivered => EventName::MessageDelivered,
+            MessageStatus::Read => EventName::MessageRead,
+            MessageStatus::Failed => EventName::MessageFailed,
+            MessageStatus::Queued | MessageStatus::Sending => return Ok(vec![]),
+        };
+        let device_id = id.device().to_string();
+        let data = json!({
+            "message_id": id.as_str(),
+            "device_id": device_id,
+            "phone": recipient.display(),
+            "remote_jid": recipient.jid(),
+            "status": next,
+            "external_id": updated.external_id,
+            "error_code": updated.error_code,
+            "error_reason": updated.error_reason,
+            "trace_id": updated.trace_id,
+        });
+        let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(name, Some(&device_id), at, data) })];
+        if next == MessageStatus::Failed {
+            follow_ups.push(FollowUp::App(AppOp::Refund { message_id: id }));
+        }
+        Ok(follow_ups)
     }
 
     async fn follow_up(&self, follow_ups: Vec<FollowUp>) -> Result<(), ApiError> {
+        let mut drain = false;
         for follow_up in follow_ups {
             match follow_up {
-                FollowUp::DeviceStatus { status, phone } => {
-                    let device = self.device()?;
-                    let device_id =
-                        DeviceId::parse(&device.device_id).ok_or_else(|| ApiError::internal("bad device id"))?;
-                    let op = AppOp::DeviceStatus { device_id, status, phone, now: now_ms() };
-                    call::<_, serde_json::Value>(&self.env, APPS, &device.app_id, &op).await?;
+                FollowUp::App(op) => {
+                    let op = serde_json::to_string(&op).map_err(ApiError::internal)?;
+                    self.sql().exec("INSERT INTO app_outbox (op) VALUES (?)", vec![op.into()])?;
                 }
-                FollowUp::Refund(message_id) => {
-                    let app_id = self.device()?.app_id;
-                    call::<_, serde_json::Value>(&self.env, APPS, &app_id, &AppOp::Refund { message_id }).await?;
-                }
-                FollowUp::DrainQueue => self.wake().await?,
+                FollowUp::DrainQueue => drain = true,
             }
         }
+        if drain {
+            self.wake().await?;
+        }
+        self.flush_app_outbox().await;
         Ok(())
+    }
+
+    /// Delivers the outbox to the app's object in order; on failure the alarm tries again.
+    async fn flush_app_outbox(&self) {
+        let result: Result<(), ApiError> = async {
+            let app_id = self.device()?.app_id;
+            loop {
+                let pending = rows::<PendingAppOp>(
+                    self.sql().exec("SELECT seq, op FROM app_outbox ORDER BY seq LIMIT 1", None)?,
+                )?;
+                let Some(pending) = pending.into_iter().next() else { return Ok(()) };
+                let op: AppOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
+                call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                self.sql().exec("DELETE FROM app_outbox WHERE seq = ?", vec![pending.seq.into()])?;
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            worker::console_warn!("app outbox delivery deferred: {e}");
+            if let Err(e) = self.alarm_within(RETRY_BASE_MS).await {
+                worker::console_error!("cannot schedule the outbox retry: {e}");
+            }
+        }
+    }
+
+    /// Logs out at the bridge first: if that fails the device stays, and the client can retry.
+    /// Messages still waiting end FAILED with a reason rather than vanishing with the device.
+    async fn delete(&self, app_id: &AppId) -> Result<(), ApiError> {
+        let device = self.device_of(app_id)?;
+        match Bridge::from_env(&self.env)?.delete(&device_path(&device.device_id)).await {
+            Ok(()) => {}
+            Err(CallError::Refused { error, .. }) if error.code == error_code::DEVICE_NOT_FOUND => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = now_ms();
+        let waiting = rows::<MessageRow>(self.sql().exec(
+            "SELECT * FROM messages WHERE status IN (?, ?)",
+            vec![MessageStatus::Queued.as_str().into(), MessageStatus::Sending.as_str().into()],
+        )?)?;
+        let mut follow_ups = vec![];
+        for message in waiting {
+            let failure = Some(("device_deleted".to_owned(), "the sending device was deleted".to_owned()));
+            follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
+        }
+        self.sql()
+            .exec("UPDATE device SET deleted = 1, status = ?, qr = NULL, pair_code = NULL", vec![OFFLINE.into()])?;
+        let data = json!({"device_id": device.device_id, "status": "deleted", "phone_number": device.phone,
+                          "reason": "device deleted", "logged_out": true});
+        let event = Event::new(EventName::DeviceDisconnected, Some(&device.device_id), now, data);
+        follow_ups.push(FollowUp::App(AppOp::RemoveDevice { device_id: self.device_id(&device)?, event }));
+        self.follow_up(follow_ups).await
     }
 
     /// Makes sure the queue drains from the earliest moment the pace allows. A pending
     /// alarm may sit further out (a send lease, a retry backoff), so it is brought forward.
     async fn wake(&self) -> Result<(), ApiError> {
+        let device = self.device()?;
+        self.alarm_within((device.last_dispatch_at + self.pace_ms()).saturating_sub(now_ms())).await
+    }
+
+    /// Makes the alarm fire within `delay_ms` from now, keeping an earlier one.
+    async fn alarm_within(&self, delay_ms: u64) -> Result<(), ApiError> {
         let now = now_ms();
-        let due = (self.device()?.last_dispatch_at + self.pace_ms()).max(now);
         let storage = self.state.storage();
         match storage.get_alarm().await? {
-            Some(at) if at as u64 <= due => {}
-            _ => storage.set_alarm((due - now) as i64).await?,
+            Some(at) if at as u64 <= now + delay_ms => {}
+            _ => storage.set_alarm(delay_ms as i64).await?,
         }
         Ok(())
     }
@@ -430,6 +616,7 @@ impl DeviceObject {
     /// One alarm: finish pairing if it is pending, else send the next due message
     /// and schedule the next tick at the device's pace.
     async fn tick(&self) -> Result<(), ApiError> {
+        self.flush_app_outbox().await;
         let device = self.device()?;
         if device.status == REGISTERING {
             if let Err(e) = self.link().await {
@@ -467,7 +654,6 @@ impl DeviceObject {
             "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
             vec![MessageStatus::Sending.as_str().into(), int(attempts), int(now + SEND_LEASE_MS), id.as_str().into()],
         )?;
-        self.sql().exec("UPDATE device SET last_dispatch_at = ?", vec![int(now)])?;
         let recipient: Recipient = serde_json::from_str(&row.recipient).map_err(ApiError::internal)?;
         let request = SendRequest {
             message_id: row.id.clone(),
@@ -475,7 +661,11 @@ impl DeviceObject {
             content: serde_json::from_str(&row.content).map_err(ApiError::internal)?,
         };
         let bridge = Bridge::from_env(&self.env)?;
-        let follow_ups = match bridge.post::<_, SendResponse>(&send_path(&self.device()?.device_id), &request).await {
+        let answer = bridge.post::<_, SendResponse>(&send_path(&self.device()?.device_id), &request).await;
+        // The pace runs from the moment the bridge has the message, so WhatsApp never sees two
+        // sends closer together than the pace, however long each hand-over took.
+        self.sql().exec("UPDATE device SET last_dispatch_at = ?", vec![int(now_ms())])?;
+        let follow_ups = match answer {
             Ok(SendResponse::Accepted) => vec![],
             Ok(SendResponse::Sent { external_id }) => {
                 self.advance(&row.id, MessageStatus::Sent, "sent_at", now_ms(), Some(external_id), None)?
@@ -498,7 +688,8 @@ impl DeviceObject {
                     ],
                 )?;
                 if offline {
-                    self.set_status(OFFLINE, None, None, now_ms())?
+                    let reason = "the bridge reports the device is not connected".to_owned();
+                    self.set_status(Status::Offline { reason, logged_out: false }, now_ms())?
                 } else {
                     vec![]
                 }

@@ -5,7 +5,7 @@ pub mod app;
 pub mod device;
 
 use serde::{de::DeserializeOwned, Serialize};
-use worker::{Env, Method, Request, RequestInit, Response};
+use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
 
 use crate::domain::error::ApiError;
 
@@ -53,4 +53,18 @@ pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, Ap
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+/// Creates an object's tables on first use; statements are `IF NOT EXISTS`, so this is cheap
+/// on every later construction.
+pub fn create_schema(state: &State, ddl: &[&str]) {
+    let sql = state.storage().sql();
+    for statement in ddl {
+        sql.exec(statement, None).expect("schema statements are valid");
+    }
+}
+
+/// Milliseconds and counters as SQL integers.
+pub fn int(n: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(n as i64)
 }

@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from stack import Stack, free_port  # noqa: E402
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
+# Each number sends at most one message per PACE_MS; faster than production's default so bursts finish quickly.
+PACE_MS = 20
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +31,9 @@ def stack():
         bridge_data=run_dir / "bridge-data",
         bridge_secret=secrets.token_hex(32),
         admin_token=secrets.token_hex(16),
+        # QR codes rotate fast enough to watch one rotate within a test.
+        bridge_env={"WAGATE_SIM_QR_TTL_S": "2"},
+        worker_vars={"DEVICE_PACE_MS": str(PACE_MS)},
     )
     try:
         s.start()
@@ -60,6 +65,23 @@ class Tenant:
 
     def get(self, path: str, **kw) -> requests.Response:
         return requests.get(self.stack.api + path, headers=self.headers(), timeout=30, **kw)
+
+    def delete(self, path: str) -> requests.Response:
+        return requests.delete(self.stack.api + path, headers=self.headers(), timeout=30)
+
+    def device(self, device_id: str) -> dict:
+        return self.get(f"/api/v1/devices/{device_id}").json()
+
+    def scoped_to(self, device_id: str) -> "Tenant":
+        """The same app through a new key bound to one device, as SPWP keys are."""
+        status, body, _ = self.stack.admin("POST", f"/admin/v1/apps/{self.app_id}/keys", {"device_id": device_id})
+        assert status == 201, body
+        return Tenant(self.stack, self.app_id, body["api_key"])
+
+    def events(self, name: str) -> list:
+        status, body, _ = self.stack.admin("GET", f"/admin/v1/apps/{self.app_id}/events?limit=1000")
+        assert status == 200, body
+        return [e for e in body["events"] if e["event"] == name]
 
     def post(self, path: str, body=None, style: str = "bearer", **kw) -> requests.Response:
         return requests.post(self.stack.api + path, json=body, headers=self.headers(style), timeout=30, **kw)

@@ -53,6 +53,16 @@ def test_loginwa_send_reaches_the_virtual_phone_and_is_read(stack, new_tenant):
     assert read["remoteJid"] == f"{to}@s.whatsapp.net" and read["payload"] == {"text": "Hello from LoginWA!"}
     assert read["externalId"] and read["sentAt"] <= read["deliveredAt"] <= read["readAt"]
 
+    # Each status change is recorded once, in order, for webhook delivery.
+    def recorded():
+        mine = [e for name in ("message.sent", "message.delivered", "message.read") for e in tenant.events(name)]
+        return sorted((e for e in mine if e["data"]["message_id"] == sent["message_id"]), key=lambda e: e["seq"])
+
+    events = eventually(lambda: len(recorded()) == 3 and recorded())
+    assert [e["event"] for e in events] == ["message.sent", "message.delivered", "message.read"]
+    assert all(e["device_id"] == device_id and e["data"]["phone"] == to for e in events)
+    assert events[0]["data"]["external_id"] == read["externalId"]
+
 
 def test_spwp_send_walks_the_whole_lifecycle(stack, new_tenant):
     tenant = new_tenant()
@@ -90,6 +100,8 @@ def test_engine_failure_ends_failed_with_a_reason(stack, new_tenant):
     assert r.status_code == 202
     failed = eventually(lambda: (m := tenant.get(f"/api/v1/public/messages/{r.json()['data']['id']}").json()["data"])["status"] == "FAILED" and m)
     assert failed["errorCode"] and failed["errorReason"] and "sentAt" not in failed
+    [event] = eventually(lambda: tenant.events("message.failed"))
+    assert event["data"]["message_id"] == failed["id"] and event["data"]["error_code"] == failed["errorCode"]
     assert inbox(stack, to) == []
 
 

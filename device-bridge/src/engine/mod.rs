@@ -1,24 +1,33 @@
 //! The engine port: everything the bridge knows about WhatsApp.
 //!
-//! An engine owns the device sessions (pairing, connection, logout) and sends
-//! messages. It answers calls synchronously only with what it knows at once;
-//! everything that happens later on the network (QR rotation, a phone scanning,
-//! send outcomes, receipts, inbound messages) it reports as [`EngineEvent`]s
-//! through the [`EventSink`] it was built with. The simulator implements it
-//! today; a whatsapp-rust engine will implement the same trait.
+//! An engine owns the device sessions (pairing, connection, logout), sends
+//! messages and looks numbers up. It answers calls only with what it knows at
+//! once; everything that happens later on the network (QR rotation, a pairing
+//! code becoming known, a phone scanning, send outcomes, receipts, inbound
+//! messages) it reports as [`EngineEvent`]s through the [`EventSink`] it was
+//! built with. The simulator implements it; so does the whatsapp-rust engine.
+//!
+//! Media travels by reference: the worker uploads bytes to the bridge's
+//! [`MediaStore`](crate::media::MediaStore) first, a send names them by hash,
+//! and the engine gets them as an [`OutgoingMedia`] whose file it reads to
+//! upload. An engine that receives media stores it there too and reports it as
+//! [`Content::Media`](wagate_contract::wire::Content::Media) with the hash.
 
+pub mod message;
 pub mod sim;
+pub mod whatsapp;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use wagate_contract::wire::{Content, EventKind, SendRequest};
+use wagate_contract::wire::{CheckResult, EventKind};
 
+pub use self::message::{Location, OutgoingMedia, OutgoingMessage, Payload};
 use crate::clock::now_ms;
-use crate::ids::{DeviceId, MessageId};
-use crate::jid::Jid;
-
-/// WhatsApp refuses longer texts.
-const MAX_TEXT_CHARS: usize = 65_536;
+use crate::ids::DeviceId;
+use crate::jid::PhoneNumber;
+use crate::pair_code::PairCode;
 
 /// Something that happened to a device, stamped when it happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,45 +64,40 @@ impl EventSink {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
-    /// Waiting for a phone to scan this QR reference.
+    /// Waiting for a phone to scan this QR reference, or to enter the pairing code.
     Pairing {
         qr: String,
+        /// Set when a code was asked for and is already known; otherwise it follows
+        /// as `EventKind::PairCode` (a real engine must first reach WhatsApp).
+        pair_code: Option<PairCode>,
     },
     Linked {
         phone: String,
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceStatus {
+    /// Waiting for a QR scan or a pairing code.
     Pairing,
+    /// Linked, but not connected right now (starting up, or the network dropped):
+    /// sends are refused as offline until `Connected` is emitted again.
+    Connecting,
     Connected,
     /// Linked once, but the session ended (unlinked from the phone); needs pairing again.
     Disconnected,
 }
 
-/// A message to send, validated at the edge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingMessage {
-    pub message_id: MessageId,
-    pub to: Jid,
-    pub content: Content,
-}
+impl DeviceStatus {
+    pub const ALL: [Self; 4] = [Self::Pairing, Self::Connecting, Self::Connected, Self::Disconnected];
 
-impl TryFrom<SendRequest> for OutgoingMessage {
-    type Error = String;
-
-    fn try_from(req: SendRequest) -> Result<Self, String> {
-        let message_id = MessageId::parse(&req.message_id).map_err(|e| e.to_string())?;
-        let to = Jid::parse(&req.to).map_err(|e| e.to_string())?;
-        match &req.content {
-            Content::Text { text } if text.trim().is_empty() => return Err("text must not be empty".into()),
-            Content::Text { text } if text.chars().count() > MAX_TEXT_CHARS => {
-                return Err(format!("text must be at most {MAX_TEXT_CHARS} characters"))
-            }
-            Content::Text { .. } => {}
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pairing => "pairing",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
         }
-        Ok(Self { message_id, to, content: req.content })
     }
 }
 
@@ -105,19 +109,33 @@ pub enum EngineError {
     DeviceOffline,
     #[error("engine storage failed: {0}")]
     Storage(#[from] rusqlite::Error),
+    #[error("cannot read the media file: {0}")]
+    Media(#[from] std::io::Error),
+    /// WhatsApp refused the request or did not answer in time.
+    #[error("whatsapp: {0}")]
+    Upstream(String),
 }
 
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Called once at startup: reconnects every persisted linked device, emitting
     /// `Connected` for each (which also resumes its interrupted sends), resumes
-    /// pairing for devices that were waiting for a scan, and delivers receipts
-    /// that fell due while the bridge was down.
+    /// pairing for devices that were waiting (a fresh QR, and a fresh pairing code
+    /// where one was asked for), and delivers receipts that fell due while the
+    /// bridge was down.
     async fn restore(&self) -> Result<(), EngineError>;
 
-    /// Starts pairing, or reports where an existing device stands. Idempotent.
-    /// Emits `QrUpdated` for every QR reference shown, until a phone scans one.
-    async fn link(&self, device_id: &DeviceId) -> Result<LinkState, EngineError>;
+    /// Starts pairing, or reports where an existing device stands:
+    /// - unknown, or `Disconnected`: a fresh pairing;
+    /// - `Pairing`: the QR is replaced at once by a fresh one (this is how a person
+    ///   asks for a new QR), and the pairing continues;
+    /// - `Connecting` or `Connected`: `Linked`, whatever `pair_phone` says.
+    ///
+    /// Every QR reference shown is emitted as `QrUpdated`, until one is scanned.
+    /// With `pair_phone`, a pairing code for that number is asked for too and
+    /// emitted as `PairCode` once known (a later call with another number replaces
+    /// it); without, a code asked for earlier stays valid.
+    async fn link(&self, device_id: &DeviceId, pair_phone: Option<&PhoneNumber>) -> Result<LinkState, EngineError>;
 
     /// Logs the device out of WhatsApp and forgets its session. The caller asked for
     /// it, so no `Disconnected` event follows.
@@ -126,34 +144,23 @@ pub trait Engine: Send + Sync {
     /// `None` for a device the engine has no session for.
     async fn status(&self, device_id: &DeviceId) -> Result<Option<DeviceStatus>, EngineError>;
 
-    /// Hands a message to WhatsApp; its outcome arrives as `MessageSent` or
-    /// `MessageFailed`, then receipts. Must be idempotent by `message_id`: sending an
-    /// id the network already has delivers nothing new and reports the original
-    /// `MessageSent` again (crash recovery relies on this).
+    /// How many devices are in each status; a status with none may be left out.
+    async fn count_by_status(&self) -> Result<HashMap<DeviceStatus, u64>, EngineError>;
+
+    /// Which of `phones` are on WhatsApp, one result per phone in the same order.
+    /// `DeviceOffline` unless the device is connected: only a session can ask.
+    async fn check(&self, device_id: &DeviceId, phones: &[PhoneNumber]) -> Result<Vec<CheckResult>, EngineError>;
+
+    /// Hands a message to WhatsApp (for media: upload the file, then send); its
+    /// outcome arrives as `MessageSent` or `MessageFailed`, then receipts. Must be
+    /// idempotent by `message_id`: sending an id the network already has delivers
+    /// nothing new and reports the original `MessageSent` again (crash recovery
+    /// relies on this; a real engine can derive WhatsApp's message id from it, so
+    /// that a repeat is the same message to the network).
     ///
-    /// `DeviceNotFound` and `DeviceOffline` promise that nothing was sent. May be
+    /// `DeviceNotFound` and `DeviceOffline` promise that nothing was sent; any
+    /// other error is recorded as the message's failure (`engine_error`). May be
     /// called before `restore`; an engine that cannot send until then answers
     /// `DeviceOffline`.
     async fn send(&self, device_id: &DeviceId, message: &OutgoingMessage) -> Result<(), EngineError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(to: &str, text: &str) -> SendRequest {
-        SendRequest { message_id: "msg_1".into(), to: to.into(), content: Content::Text { text: text.into() } }
-    }
-
-    #[test]
-    fn send_requests_are_parsed_at_the_edge() {
-        let ok = OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", "hi")).unwrap();
-        assert_eq!(ok.to.user(), "6281234567890");
-        assert!(OutgoingMessage::try_from(request("6281234567890", "hi")).unwrap_err().contains("JID"));
-        assert!(OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", " ")).is_err());
-        let long = "x".repeat(MAX_TEXT_CHARS + 1);
-        assert!(OutgoingMessage::try_from(request("6281234567890@s.whatsapp.net", &long)).is_err());
-        let bad_id = SendRequest { message_id: "msg 1".into(), ..request("6281234567890@s.whatsapp.net", "hi") };
-        assert!(OutgoingMessage::try_from(bad_id).unwrap_err().contains("message_id"));
-    }
 }

@@ -62,9 +62,9 @@ impl TestBridge {
         Self { client: BridgeClient { url, http: reqwest::Client::new() }, bridge, server }
     }
 
-    pub fn stop(self) {
+    pub async fn stop(self) {
         self.server.abort();
-        self.bridge.stop();
+        self.bridge.stop().await;
     }
 }
 
@@ -86,17 +86,35 @@ impl BridgeClient {
     /// Sends a request exactly as `auth` says, with `body` as raw JSON text.
     pub async fn call(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<Value>) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, text) = self.raw(method, path, auth, body.into_bytes(), None).await;
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_slice(&text).expect("JSON body") };
+        (status, body)
+    }
+
+    /// Sends `body` as it is, with `content_type` if given; answers the raw response body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Vec<u8>) {
         let mut request = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url));
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => request = request.bearer_auth(token),
             Auth::Signed { secret, ts, path: signed_path } => {
-                let signature =
-                    signing::sign(secret.as_bytes(), ts, method, signed_path.unwrap_or(path), body.as_bytes());
+                let signature = signing::sign(secret.as_bytes(), ts, method, signed_path.unwrap_or(path), &body);
                 request = request.header(TIMESTAMP_HEADER, ts.to_string()).header(SIGNATURE_HEADER, signature);
             }
         }
-        read(request.body(body)).await
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.body(body).send().await.expect("bridge reachable");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.bytes().await.unwrap().to_vec())
     }
 
     /// A worker call, correctly signed.
@@ -140,14 +158,6 @@ impl Auth<'_> {
     pub fn signed() -> Self {
         Auth::Signed { secret: SECRET, ts: now_secs(), path: None }
     }
-}
-
-async fn read(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.expect("bridge reachable");
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
-    (status, body)
 }
 
 /// A stand-in for the worker's `/bridge/v1/events`: checks each signature,

@@ -1,0 +1,199 @@
+"""Every message type in both dialects, media checked byte for byte on the virtual phone,
+check-phone, and a paced burst that arrives in order, each message exactly once."""
+
+import base64
+import hashlib
+import io
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from conftest import PACE_MS, eventually, fresh_phone, inbox
+
+
+def png_bytes(color=(200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def jpeg_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (0, 90, 200)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
+OGG = b"OggS\x00\x02" + b"\x00" * 20 + b"OpusHead" + bytes(range(200))
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def files():
+    """A local web server the worker fetches media from (loopback http is allowed in development)."""
+    served = {
+        "/photo.png": (200, "image/png", png_bytes()),
+        "/voice": (200, "application/octet-stream", OGG),
+        "/page.html": (200, "text/html; charset=utf-8", b"<html><body>login</body></html>"),
+        "/invoice.pdf": (200, "application/pdf", PDF),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, content_type, body = served.get(self.path, (404, "text/plain", b"not found"))
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sender(stack):
+    """One app with one linked number for the whole module."""
+    from conftest import Tenant
+
+    status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "messaging", "monthly_messages": 10_000})
+    assert status == 201
+    tenant = Tenant(stack, body["app_id"], body["api_key"])
+    tenant.device_id = tenant.link_device(fresh_phone("62822"))
+    return tenant
+
+
+def sent_media(stack, to: str) -> dict:
+    [message] = eventually(lambda: inbox(stack, to))
+    return message
+
+
+def expect_media(stack, to: str, kind: str, mime: str, body: bytes, caption=None, file_name=None):
+    message = sent_media(stack, to)
+    assert message["type"] == kind
+    assert message["media"]["mime_type"] == mime
+    assert message["media"]["size"] == len(body)
+    assert message["media"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert message["caption"] == caption
+    if file_name:
+        assert message["media"]["file_name"] == file_name
+
+
+def test_image_from_a_url(stack, sender, files):
+    base, served = files
+    to = fresh_phone()
+    r = sender.post("/api/v1/public/messages/image", {"to": to, "source": f"{base}/photo.png", "caption": "Today's preview"})
+    assert r.status_code == 202, r.text
+    data = r.json()["data"]
+    assert data["type"] == "IMAGE" and data["payload"]["mimeType"] == "image/png" and data["payload"]["caption"] == "Today's preview"
+    expect_media(stack, to, "image", "image/png", served["/photo.png"][2], caption="Today's preview")
+
+
+def test_image_and_video_from_data_urls(stack, sender):
+    jpeg, to = jpeg_bytes(), fresh_phone()
+    source = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    assert sender.post("/api/v1/public/messages/image", {"to": to, "source": source}).status_code == 202
+    expect_media(stack, to, "image", "image/jpeg", jpeg)
+
+    to = fresh_phone()
+    source = "data:video/mp4;base64," + base64.b64encode(MP4).decode()
+    r = sender.post("/api/v1/public/messages/video", {"to": to, "source": source, "caption": "Onboarding tour"})
+    assert r.status_code == 202 and r.json()["data"]["type"] == "VIDEO"
+    expect_media(stack, to, "video", "video/mp4", MP4, caption="Onboarding tour")
+
+
+def test_audio_with_a_forced_mime_type(stack, sender, files):
+    base, _ = files
+    to = fresh_phone()
+    body = {"to": to, "source": f"{base}/voice", "mimeType": "audio/ogg; codecs=opus"}
+    assert sender.post("/api/v1/public/messages/audio", body).status_code == 202
+    expect_media(stack, to, "audio", "audio/ogg; codecs=opus", OGG)
+
+
+def test_document_keeps_its_file_name(stack, sender, files):
+    base, _ = files
+    to = fresh_phone()
+    body = {"to": to, "source": f"{base}/invoice.pdf", "fileName": "invoice-3214.pdf", "mimeType": "application/pdf", "caption": "Your invoice for May"}
+    r = sender.post("/api/v1/public/messages/document", body)
+    assert r.status_code == 202 and r.json()["data"]["payload"]["fileName"] == "invoice-3214.pdf"
+    expect_media(stack, to, "document", "application/pdf", PDF, caption="Your invoice for May", file_name="invoice-3214.pdf")
+
+
+def test_location(stack, sender):
+    to = fresh_phone()
+    body = {"to": to, "latitude": 36.1911, "longitude": 44.0094, "name": "Erbil Citadel", "address": "Erbil, Kurdistan Region, Iraq"}
+    r = sender.post("/api/v1/public/messages/location", body)
+    assert r.status_code == 202
+    assert r.json()["data"]["type"] == "LOCATION" and r.json()["data"]["payload"]["latitude"] == 36.1911
+    [message] = eventually(lambda: inbox(stack, to))
+    assert message["type"] == "location"
+    assert message["location"] == {"latitude": 36.1911, "longitude": 44.0094, "name": "Erbil Citadel", "address": "Erbil, Kurdistan Region, Iraq"}
+
+
+def test_media_that_cannot_be_fetched_or_lies_about_itself(stack, sender, files):
+    base, _ = files
+    cases = [
+        ("image", {"source": f"{base}/missing.png"}, "404"),
+        ("image", {"source": f"{base}/page.html"}, "HTML"),
+        ("image", {"source": f"{base}/invoice.pdf", "mimeType": "image/jpeg"}, "application/pdf"),
+        ("video", {"source": f"{base}/photo.png"}, "video"),
+    ]
+    for kind, fields, hint in cases:
+        r = sender.post(f"/api/v1/public/messages/{kind}", {"to": fresh_phone(), **fields})
+        assert r.status_code == 400, (fields, r.text)
+        assert r.json()["code"] == "MEDIA_FETCH_FAILED" and hint in r.json()["message"], r.json()
+
+
+def test_invalid_fields_are_validation_errors(stack, sender):
+    cases = [
+        ("location", {"latitude": 91, "longitude": 0}, "latitude"),
+        ("location", {"latitude": 10}, "longitude"),
+        ("image", {"source": "data:image/png;base64,aGk=", "caption": "x" * 1025}, "caption"),
+        ("image", {}, "source"),
+        ("image", {"source": "ftp://example.com/a.png"}, "source"),
+        ("document", {"source": "https://10.0.0.1/secret.pdf"}, "source"),
+    ]
+    for kind, fields, field in cases:
+        r = sender.post(f"/api/v1/public/messages/{kind}", {"to": fresh_phone(), **fields})
+        assert r.status_code == 400 and r.json()["code"] == "VALIDATION_FAILED", r.text
+        assert [d["field"] for d in r.json()["details"]] == [field], r.json()
+
+
+def test_check_phone(stack, sender, new_tenant):
+    r = sender.post("/api/v1/public/messages/check-phone", {"phone": "9647507644809"})
+    assert r.status_code == 200
+    assert r.json()["data"] == {"phone": "9647507644809", "exists": True, "jid": "9647507644809@s.whatsapp.net"}
+    r = sender.post("/api/v1/public/messages/check-phone", {"phone": "99912345678"})
+    assert r.json()["data"]["exists"] is False
+    offline = new_tenant()
+    r = offline.post("/api/v1/public/messages/check-phone", {"phone": "9647507644809"})
+    assert r.status_code == 200 and r.json()["data"] == {"phone": "9647507644809", "exists": False, "reason": "NOT_CONNECTED"}
+    r = sender.post("/api/v1/public/messages/check-phone", {"phone": "12"})
+    assert r.status_code == 400 and r.json()["code"] == "VALIDATION_FAILED"
+
+
+def test_a_burst_is_accepted_at_once_and_sent_in_order_at_the_pace(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=1000)
+    tenant.link_device(fresh_phone("62823"))
+    to = fresh_phone()
+    count = 500
+    ids = []
+    for i in range(count):
+        r = tenant.post("/api/v1/messages/send", {"phone": to, "message": f"burst {i:03d}"})
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["message_id"])
+    received = eventually(lambda: len(m := inbox(stack, to)) >= count and m, timeout=180, interval=1)
+    assert [m["text"] for m in received] == [f"burst {i:03d}" for i in range(count)], "in order, each exactly once"
+    times = [datetime.fromisoformat(m["at"].replace("Z", "+00:00")) for m in received]
+    gaps_ms = [(b - a).total_seconds() * 1000 for a, b in zip(times, times[1:])]
+    # A lower bound only: the pace is a ceiling on speed, never a promise of it. 5 ms covers clock rounding.
+    assert min(gaps_ms) >= PACE_MS - 5, f"sent faster than the pace: {min(gaps_ms):.1f} ms"
+    eventually(lambda: tenant.get(f"/api/v1/public/messages/{ids[-1]}").json()["data"]["status"] == "READ", timeout=30)
