@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{config, FakeWorker, TestBridge, DEAD_WORKER};
+use common::{config, Auth, FakeWorker, TestBridge, DEAD_WORKER};
 use serde_json::json;
 use wagate_bridge::db::Db;
 use wagate_bridge::engine::sim::SimEngine;
@@ -69,7 +69,7 @@ fn events_written_while_the_worker_was_down_survive_a_restart() {
 
     process(async {
         let worker = FakeWorker::start(0).await;
-        let _bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
+        let bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while worker.events().len() < 6 {
             assert!(tokio::time::Instant::now() < deadline, "{:#?}", worker.events());
@@ -80,7 +80,30 @@ fn events_written_while_the_worker_was_down_survive_a_restart() {
         let ids: HashSet<String> = worker.events().into_iter().map(|e| e.event_id).collect();
         assert_eq!(ids.len(), 6, "event ids are unique");
         assert_eq!(worker.bad_signatures(), 0);
+        // The device came back without pairing again: a reconnect.
+        let (_, metrics) = bridge.raw("GET", "/metrics", Auth::None, Vec::new(), None).await;
+        let metrics = String::from_utf8(metrics).unwrap();
+        assert!(metrics.lines().any(|l| l == "wagate_bridge_reconnects_total 1"), "{metrics}");
     });
+}
+
+/// A stop (SIGTERM) comes after the server finished its requests; every send
+/// those requests made must have its outcome stored before the process exits.
+#[test]
+fn a_graceful_stop_keeps_the_outcome_of_every_send() {
+    let dir = tempfile::tempdir().unwrap();
+    process(async {
+        let bridge = TestBridge::start(config(dir.path(), DEAD_WORKER)).await;
+        bridge.connect("dev_a", PHONE).await;
+        for n in 0..20 {
+            let body = json!({ "message_id": format!("msg_{n}"), "to": format!("{FRIEND}@s.whatsapp.net"),
+                               "content": { "type": "text", "text": "hi" } });
+            assert_eq!(bridge.signed("POST", "/v1/devices/dev_a/messages", Some(body)).await.0, StatusCode::ACCEPTED);
+        }
+        bridge.stop().await;
+    });
+    let bridge_db = Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
+    assert_eq!(journal::pending_count(&bridge_db.lock()).unwrap(), 0);
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
+        ApiError::IdempotencyMismatch => {
+            (422, "idempotency_key_reused", "This Idempotency-Key was already used with a different request")
+        }
         ApiError::MediaFetchFailed { message } => {
             return (422, json!({"error": "media_fetch_failed", "message": message}))
         }

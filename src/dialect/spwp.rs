@@ -116,6 +116,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::IdempotencyMismatch => {
+            (422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used with a different request".to_owned())
+        }
         ApiError::MediaFetchFailed { message } => (400, "MEDIA_FETCH_FAILED", message.clone()),
         ApiError::BridgeUnavailable { .. } => {
             (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned())

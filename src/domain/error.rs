@@ -26,6 +26,8 @@ pub enum ApiError {
     Conflict {
         message: String,
     },
+    /// An `Idempotency-Key` reused for a different request.
+    IdempotencyMismatch,
     /// A media `source` could not be fetched, or is not the file it claims to be.
     MediaFetchFailed {
         message: String,

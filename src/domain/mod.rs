@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod events;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod media;

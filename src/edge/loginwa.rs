@@ -5,13 +5,13 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, json_body, Ctx, Outcome, Reply};
+use super::{auth, idempotency, json_body, raw_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::qr;
-use crate::domain::validate::Fields;
+use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
 use crate::objects::{call, APPS, DEVICES};
@@ -56,7 +56,11 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
                 Reply::bytes("image/png", qr::png(&qr).map_err(unrenderable)?)
             })
         }
-        (["v1", "messages", "send"], Method::Post) => send_message(req, ctx, &tenant).await,
+        (["v1", "messages", "send"], Method::Post) => {
+            let key = idempotency::key(req)?;
+            let raw = raw_body(req).await?;
+            idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant)).await
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }
@@ -148,8 +152,8 @@ async fn device<T: serde::de::DeserializeOwned>(
     call(ctx.env, DEVICES, device_id.as_str(), &op).await
 }
 
-async fn send_message(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
-    let body = json_body(req).await?;
+async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_object(raw)?;
     let mut f = Fields::new(&body);
     let phone = f.string("phone", true, 1, 64);
     let text = f.string("message", true, 1, TEXT_MAX_CHARS);

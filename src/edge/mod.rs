@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod events;
+mod idempotency;
 mod loginwa;
 mod media;
 mod send;
@@ -22,6 +23,8 @@ use crate::url_parts::split_url;
 pub struct Reply {
     status: u16,
     body: Body,
+    /// Answered from the idempotency store rather than handled again.
+    replayed: bool,
 }
 
 enum Body {
@@ -32,15 +35,26 @@ enum Body {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Self { status, body: Body::Json(body) }
+        Self { status, body: Body::Json(body), replayed: false }
+    }
+
+    pub fn replayed(self) -> Self {
+        Self { replayed: true, ..self }
+    }
+
+    pub fn json_body(&self) -> Option<&Value> {
+        match &self.body {
+            Body::Json(body) => Some(body),
+            _ => None,
+        }
     }
 
     pub fn bytes(content_type: &'static str, bytes: Vec<u8>) -> Self {
-        Self { status: 200, body: Body::Bytes { content_type, bytes } }
+        Self { status: 200, body: Body::Bytes { content_type, bytes }, replayed: false }
     }
 
     pub fn no_content() -> Self {
-        Self { status: 204, body: Body::Empty }
+        Self { status: 204, body: Body::Empty, replayed: false }
     }
 }
 
@@ -109,8 +123,14 @@ pub fn only(method: &Method, allowed: Method) -> Result<(), ApiError> {
 }
 
 fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Result<Response> {
+    let headers = Headers::new();
     let (status, body) = match outcome {
-        Ok(reply) => (reply.status, reply.body),
+        Ok(reply) => {
+            if reply.replayed {
+                headers.set("idempotent-replayed", "true")?;
+            }
+            (reply.status, reply.body)
+        }
         Err(err) => {
             if let ApiError::Internal { detail } = &err {
                 worker::console_error!("request {} failed: {detail}", meta.request_id);
@@ -119,7 +139,6 @@ fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Res
             (status, Body::Json(body))
         }
     };
-    let headers = Headers::new();
     headers.set("x-request-id", &meta.request_id)?;
     let response = match body {
         Body::Json(body) => {
@@ -136,8 +155,12 @@ fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Res
     Ok(response.with_status(status).with_headers(headers))
 }
 
+/// The raw request body.
+pub async fn raw_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    req.bytes().await.map_err(|_| ApiError::MalformedJson)
+}
+
 /// The request body as a JSON object, or the dialect's malformed-JSON error.
 pub async fn json_body(req: &mut Request) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let bytes = req.bytes().await.map_err(|_| ApiError::MalformedJson)?;
-    crate::domain::validate::json_object(&bytes)
+    crate::domain::validate::json_object(&raw_body(req).await?)
 }

@@ -6,14 +6,14 @@ use worker::{Method, Request};
 
 use super::media::{self, MediaInput};
 use super::send::{self, Outgoing};
-use super::{auth, json_body, Ctx, Outcome, Reply};
+use super::{auth, idempotency, json_body, raw_body, Ctx, Outcome, Reply};
 use crate::bridge::{Bridge, CallError};
 use crate::dialect::spwp::{envelope, message, MessageFields};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::DeviceId;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
-use crate::domain::validate::Fields;
+use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::device::MessageView;
 use crate::objects::{call, APPS};
@@ -32,7 +32,11 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     let tenant = auth::tenant(req, ctx).await?;
     match (rest, method) {
         (["messages", "check-phone"], Method::Post) => check_phone(req, ctx, &tenant).await,
-        (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => send_message(req, ctx, &tenant, kind).await,
+        (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => {
+            let key = idempotency::key(req)?;
+            let raw = raw_body(req).await?;
+            idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant, kind)).await
+        }
         (["messages", "check-phone"], _) => Err(ApiError::MethodNotAllowed),
         (["messages", kind], _) if SEND_KINDS.contains(kind) => Err(ApiError::MethodNotAllowed),
         (["messages", id], Method::Get) => {
@@ -56,8 +60,8 @@ fn recipient(f: &mut Fields<'_>, field: &str, tenant: &Tenant) -> Option<Recipie
         .ok()
 }
 
-async fn send_message(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) -> Outcome {
-    let body = json_body(req).await?;
+async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) -> Outcome {
+    let body = json_object(raw)?;
     let mut f = Fields::new(&body);
     let recipient = recipient(&mut f, "to", tenant);
     let content = match kind {

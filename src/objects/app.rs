@@ -7,6 +7,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::{create_schema, int, rows, serve, to_json};
 use crate::domain::error::ApiError;
 use crate::domain::events::Event;
+use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 
@@ -97,6 +98,17 @@ pub enum AppOp {
         period: String,
         now: u64,
     },
+    /// Claims an `Idempotency-Key` for a request, or says what became of its earlier use.
+    IdempotencyBegin {
+        key: String,
+        fingerprint: String,
+        now: u64,
+    },
+    /// Saves the answer to replay (`None`: the attempt failed; the key is free again).
+    IdempotencyFinish {
+        key: String,
+        response: Option<SavedResponse>,
+    },
     /// Gives back the unit of a message that failed; idempotent per message.
     Refund {
         message_id: MessageId,
@@ -181,6 +193,21 @@ impl TryFrom<StoredEvent> for RecordedEvent {
     }
 }
 
+#[derive(Deserialize)]
+struct IdempotencyRow {
+    fingerprint: String,
+    status: Option<u16>,
+    body: Option<String>,
+    created_at: u64,
+}
+
+impl From<IdempotencyRow> for Stored {
+    fn from(row: IdempotencyRow) -> Self {
+        let response = row.status.zip(row.body).map(|(status, body)| SavedResponse { status, body });
+        Stored { fingerprint: row.fingerprint, response, created_at: row.created_at }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reservation {
     pub device_id: DeviceId,
@@ -213,6 +240,8 @@ impl DurableObject for AppObject {
                 device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
                 created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
+            "CREATE TABLE IF NOT EXISTS idempotency (
+                key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, created_at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS events (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
                 device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
@@ -362,6 +391,38 @@ impl AppObject {
             )?)?),
             AppOp::ReserveSend { device_id, period, now } => to_json(&self.reserve(device_id, &period, now)?),
             AppOp::PickDevice { device_id } => to_json(&self.pick(device_id)?),
+            AppOp::IdempotencyBegin { key, fingerprint, now } => {
+                self.sql().exec(
+                    "DELETE FROM idempotency WHERE created_at < ?",
+                    vec![int(now.saturating_sub(idempotency::RETENTION_MS))],
+                )?;
+                let stored = rows::<IdempotencyRow>(self.sql().exec(
+                    "SELECT fingerprint, status, body, created_at FROM idempotency WHERE key = ?",
+                    vec![key.as_str().into()],
+                )?)?
+                .into_iter()
+                .next()
+                .map(Stored::from);
+                let decision = idempotency::decide(stored.as_ref(), &fingerprint, now);
+                if decision == Decision::Proceed {
+                    self.sql().exec(
+                        "INSERT OR REPLACE INTO idempotency (key, fingerprint, created_at) VALUES (?, ?, ?)",
+                        vec![key.into(), fingerprint.into(), int(now)],
+                    )?;
+                }
+                to_json(&decision)
+            }
+            AppOp::IdempotencyFinish { key, response: Some(response) } => {
+                self.sql().exec(
+                    "UPDATE idempotency SET status = ?, body = ? WHERE key = ?",
+                    vec![int(response.status.into()), response.body.into(), key.into()],
+                )?;
+                Ok(serde_json::Value::Null)
+            }
+            AppOp::IdempotencyFinish { key, response: None } => {
+                self.sql().exec("DELETE FROM idempotency WHERE key = ? AND status IS NULL", vec![key.into()])?;
+                Ok(serde_json::Value::Null)
+            }
             AppOp::Refund { message_id } => {
                 let found: Vec<Count> = rows(self.sql().exec(
                     "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?",

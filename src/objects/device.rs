@@ -30,6 +30,8 @@ const SEND_LEASE_MS: u64 = 30_000;
 /// WhatsApp tolerates without flagging the number.
 const DEFAULT_PACE_MS: u64 = 250;
 const RETRY_BASE_MS: u64 = 1_000;
+/// How long accepted messages wait for an offline device before they fail.
+const DEFAULT_QUEUE_EXPIRY_MS: u64 = 24 * 60 * 60 * 1000;
 const RETRY_MAX_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -403,7 +405,8 @@ impl DeviceObject {
         let event = Event::new(event_name, Some(device_id), at, data);
         let op = AppOp::DeviceChanged { device_id: self.device_id(&device)?, status: name.to_owned(), phone, event };
         let mut follow_ups = vec![FollowUp::App(op)];
-        if name == ONLINE {
+        if name != QR_WAITING {
+            // Online: send what waited. Offline: start the clock on what now waits.
             follow_ups.push(FollowUp::DrainQueue);
         }
         Ok(follow_ups)
@@ -450,7 +453,27 @@ impl DeviceObject {
             EventKind::MessageFailed { message_id, code, reason } => {
                 self.advance(&message_id, MessageStatus::Failed, "failed_at", at, None, Some((code, reason)))
             }
-            EventKind::Inbound { .. } => Ok(vec![]),
+            EventKind::Inbound { external_id, from, content } => {
+                let device_id = self.device_id(&self.device()?)?;
+                let from = from.split('@').next().unwrap_or_default().to_owned();
+                let (kind, body) = match &content {
+                    Content::Text { text } => ("text", Some(text.clone())),
+                    Content::Media { kind, caption, .. } => (kind.as_str(), caption.clone()),
+                    Content::Location { name, .. } => ("location", name.clone()),
+                    Content::Reaction { emoji, .. } => ("reaction", Some(emoji.clone())),
+                };
+                let data = json!({
+                    "message_id": MessageId::generate(&device_id).as_str(),
+                    "external_id": external_id,
+                    "device_id": device_id.as_str(),
+                    "from": from,
+                    "type": kind,
+                    "body": body,
+                    "content": content,
+                });
+                let event = Event::new(EventName::MessageIncoming, Some(device_id.as_str()), at, data);
+                Ok(vec![FollowUp::App(AppOp::Record { event })])
+            }
         }
     }
 
@@ -625,10 +648,11 @@ impl DeviceObject {
             }
             return Ok(());
         }
-        if device.status != ONLINE {
-            return Ok(()); // the Connected event wakes the queue again
-        }
         let now = now_ms();
+        if device.status != ONLINE {
+            // The Connected event wakes the queue again; until then messages wait, up to the expiry.
+            return self.expire_waiting(now).await;
+        }
         let due = rows::<MessageRow>(self.sql().exec(
             "SELECT * FROM messages WHERE status IN (?, ?) AND next_attempt_at <= ? ORDER BY seq LIMIT 1",
             vec![MessageStatus::Queued.as_str().into(), MessageStatus::Sending.as_str().into(), int(now)],
@@ -643,6 +667,33 @@ impl DeviceObject {
         if let Some(next) = next.first() {
             let delay = next.next_attempt_at.saturating_sub(now_ms()).max(self.pace_ms());
             self.state.storage().set_alarm(delay as i64).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails the queued messages that waited for an offline device longer than the expiry,
+    /// and wakes up again when the next one would.
+    async fn expire_waiting(&self, now: u64) -> Result<(), ApiError> {
+        let expiry =
+            config(&self.env, "QUEUE_EXPIRY_MS").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_QUEUE_EXPIRY_MS);
+        let queued = MessageStatus::Queued.as_str();
+        let overdue = rows::<MessageRow>(self.sql().exec(
+            "SELECT * FROM messages WHERE status = ? AND created_at <= ? ORDER BY seq",
+            vec![queued.into(), int(now.saturating_sub(expiry))],
+        )?)?;
+        let mut follow_ups = vec![];
+        for message in overdue {
+            let reason = format!("the device stayed offline for longer than {} s", expiry / 1000);
+            let failure = Some(("expired".to_owned(), reason));
+            follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
+        }
+        self.follow_up(follow_ups).await?;
+        let oldest: Vec<Due> = rows(self.sql().exec(
+            "SELECT MIN(created_at) AS next_attempt_at FROM messages WHERE status = ? HAVING COUNT(*) > 0",
+            vec![queued.into()],
+        )?)?;
+        if let Some(oldest) = oldest.first() {
+            self.alarm_within((oldest.next_attempt_at + expiry).saturating_sub(now)).await?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from stack import Stack, free_port  # noqa: E402
 ARTIFACTS = ROOT / "tests" / "artifacts"
 # Each number sends at most one message per PACE_MS; faster than production's default so bursts finish quickly.
 PACE_MS = 20
+# Messages wait this long for an offline device before they fail (production: a day).
+QUEUE_EXPIRY_MS = 5000
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +36,7 @@ def stack():
         admin_token=secrets.token_hex(16),
         # QR codes rotate fast enough to watch one rotate within a test.
         bridge_env={"WAGATE_SIM_QR_TTL_S": "2"},
-        worker_vars={"DEVICE_PACE_MS": str(PACE_MS)},
+        worker_vars={"DEVICE_PACE_MS": str(PACE_MS), "QUEUE_EXPIRY_MS": str(QUEUE_EXPIRY_MS)},
     )
     try:
         s.start()
@@ -83,8 +86,8 @@ class Tenant:
         assert status == 200, body
         return [e for e in body["events"] if e["event"] == name]
 
-    def post(self, path: str, body=None, style: str = "bearer", **kw) -> requests.Response:
-        return requests.post(self.stack.api + path, json=body, headers=self.headers(style), timeout=30, **kw)
+    def post(self, path: str, body=None, style: str = "bearer", headers=None, **kw) -> requests.Response:
+        return requests.post(self.stack.api + path, json=body, headers={**self.headers(style), **(headers or {})}, timeout=30, **kw)
 
     def link_device(self, phone: str, label: str = "test phone") -> str:
         created = self.post("/api/v1/devices", {"label": label})
@@ -105,6 +108,35 @@ def new_tenant(stack):
         return Tenant(stack, body["app_id"], body["api_key"])
 
     return make
+
+
+def statuses(tenant: Tenant, ids: list) -> list:
+    return [tenant.get(f"/api/v1/public/messages/{i}").json()["data"]["status"] for i in ids]
+
+
+def settled(tenant: Tenant, ids: list, timeout: float = 60.0) -> list:
+    """The final statuses of `ids`, once every one is READ or FAILED."""
+
+    def probe():
+        current = statuses(tenant, ids)
+        return all(s in ("READ", "FAILED") for s in current) and current
+
+    return eventually(probe, timeout=timeout, interval=0.5)
+
+
+def burst(tenant: Tenant, to: str, count: int, prefix: str = "burst", parallel: int = 1) -> list:
+    """Sends `count` numbered texts to `to` through LoginWA; returns their ids in text order.
+    With `parallel` > 1 the requests overlap, so the queue fills faster than it drains."""
+
+    def send(i: int) -> str:
+        r = tenant.post("/api/v1/messages/send", {"phone": to, "message": f"{prefix} {i:03d}"})
+        assert r.status_code == 200, r.text
+        return r.json()["message_id"]
+
+    if parallel == 1:
+        return [send(i) for i in range(count)]
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(send, range(count)))
 
 
 def inbox(stack: Stack, phone: str) -> list:

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from conftest import PACE_MS, eventually, fresh_phone, inbox
+from conftest import PACE_MS, burst, eventually, fresh_phone, inbox, settled, statuses
 
 
 def png_bytes(color=(200, 30, 30)) -> bytes:
@@ -185,11 +185,7 @@ def test_a_burst_is_accepted_at_once_and_sent_in_order_at_the_pace(stack, new_te
     tenant.link_device(fresh_phone("62823"))
     to = fresh_phone()
     count = 500
-    ids = []
-    for i in range(count):
-        r = tenant.post("/api/v1/messages/send", {"phone": to, "message": f"burst {i:03d}"})
-        assert r.status_code == 200, r.text
-        ids.append(r.json()["message_id"])
+    ids = burst(tenant, to, count)
     received = eventually(lambda: len(m := inbox(stack, to)) >= count and m, timeout=180, interval=1)
     assert [m["text"] for m in received] == [f"burst {i:03d}" for i in range(count)], "in order, each exactly once"
     times = [datetime.fromisoformat(m["at"].replace("Z", "+00:00")) for m in received]
@@ -197,3 +193,78 @@ def test_a_burst_is_accepted_at_once_and_sent_in_order_at_the_pace(stack, new_te
     # A lower bound only: the pace is a ceiling on speed, never a promise of it. 5 ms covers clock rounding.
     assert min(gaps_ms) >= PACE_MS - 5, f"sent faster than the pace: {min(gaps_ms):.1f} ms"
     eventually(lambda: tenant.get(f"/api/v1/public/messages/{ids[-1]}").json()["data"]["status"] == "READ", timeout=30)
+
+
+def test_a_bridge_crash_mid_burst_loses_and_duplicates_nothing(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=1000)
+    tenant.link_device(fresh_phone("62824"))
+    to = fresh_phone()
+    ids = burst(tenant, to, 150, prefix="crash")
+    eventually(lambda: len(inbox(stack, to)) >= 20)
+    stack.kill_bridge()
+    stack.start_bridge()
+    stack.wait_healthy()
+    final = settled(tenant, ids, timeout=120)
+    assert final == ["READ"] * 150
+    texts = [m["text"] for m in inbox(stack, to)]
+    assert sorted(texts) == [f"crash {i:03d}" for i in range(150)], "each message exactly once"
+
+
+def test_idempotency_key_replays_the_answer_and_refuses_reuse(stack, sender):
+    to = fresh_phone()
+    key = {"Idempotency-Key": f"order-{to}"}
+    first = sender.post("/api/v1/messages/send", {"phone": to, "message": "once"}, headers=key)
+    again = sender.post("/api/v1/messages/send", {"phone": to, "message": "once"}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers.get("idempotent-replayed") == "true"
+    other = sender.post("/api/v1/messages/send", {"phone": to, "message": "twice"}, headers=key)
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
+    eventually(lambda: statuses(sender, [first.json()["message_id"]]) == ["READ"])
+    assert [m["text"] for m in inbox(stack, to)] == ["once"]
+
+    key = {"Idempotency-Key": f"spwp-{to}"}
+    body = {"to": to, "text": "spwp once"}
+    first = sender.post("/api/v1/public/messages/text", body, headers=key)
+    again = sender.post("/api/v1/public/messages/text", body, headers=key)
+    assert first.status_code == again.status_code == 202 and again.json()["data"]["id"] == first.json()["data"]["id"]
+    other = sender.post("/api/v1/public/messages/text", {**body, "text": "changed"}, headers=key)
+    assert other.status_code == 422 and other.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    failed = sender.post("/api/v1/messages/send", {"phone": "123"}, headers={"Idempotency-Key": f"bad-{to}"})
+    fixed = sender.post("/api/v1/messages/send", {"phone": to, "message": "fixed"}, headers={"Idempotency-Key": f"bad-{to}"})
+    assert failed.status_code == 422 and fixed.status_code == 200, "a refused request does not burn its key"
+
+
+def test_messages_wait_for_a_reconnect_and_expire_without_one(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=1000)
+    phone = fresh_phone("62825")
+    device_id = tenant.link_device(phone)
+
+    # Unlinked mid-burst, linked again in time: everything still goes out, once. Receipts owed to
+    # the old session are lost with it (as on WhatsApp), so SENT and DELIVERED are final here too.
+    to = fresh_phone()
+    ids = burst(tenant, to, 80, prefix="resume", parallel=8)
+    assert stack.sim("POST", f"/sim/devices/{device_id}/disconnect")[0] == 200
+    eventually(lambda: tenant.device(device_id)["status"] == "offline")
+    assert tenant.post(f"/api/v1/devices/{device_id}/refresh-qr").status_code == 202
+    eventually(lambda: tenant.device(device_id)["status"] == "qr_waiting")
+    assert stack.sim("POST", f"/sim/devices/{device_id}/scan", {"phone": phone})[0] == 200
+    eventually(lambda: len(inbox(stack, to)) >= 80, timeout=60, interval=0.5)
+    assert sorted(m["text"] for m in inbox(stack, to)) == [f"resume {i:03d}" for i in range(80)]
+    assert set(eventually(lambda: (st := set(statuses(tenant, ids))) <= {"SENT", "DELIVERED", "READ"} and st))
+
+    # Unlinked for good: what did not go out fails with a reason once the expiry passes.
+    to = fresh_phone()
+    ids = burst(tenant, to, 80, prefix="expire", parallel=8)
+    assert stack.sim("POST", f"/sim/devices/{device_id}/disconnect")[0] == 200
+
+    def final():
+        current = statuses(tenant, ids)
+        return not {"QUEUED", "SENDING"} & set(current) and current
+
+    final = eventually(final, timeout=60, interval=0.5)
+    failed = [i for i, s in zip(ids, final) if s == "FAILED"]
+    assert failed, "the device went offline before the burst drained"
+    for message_id in failed:
+        data = tenant.get(f"/api/v1/public/messages/{message_id}").json()["data"]
+        assert data["errorCode"] == "expired" and "offline" in data["errorReason"]
+    assert len(inbox(stack, to)) == len(ids) - len(failed)

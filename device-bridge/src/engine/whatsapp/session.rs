@@ -280,7 +280,7 @@ async fn supervise(engine: Weak<Inner>, session: Arc<Session>) {
             Ok(bot) => run_bot(&inner, &session, &attempt, bot, &mut stop).await,
             Err(e) => attempt.record_connect_error(e),
         }
-        if *stop.borrow() {
+        if *stop.borrow() || session.lock().user_logout {
             break;
         }
         match attempt.ending() {
@@ -355,6 +355,10 @@ async fn run_bot(
 
 /// Flushes and closes a client whose run loop ended (or must end). It is never connected again.
 async fn teardown(client: &Arc<Client>, handle: Option<BotHandle>) {
+    if let Some(handle) = handle.as_ref().filter(|_| !client.is_connected()) {
+        // Still dialing (which can take the library 20 s to give up): nothing to close gracefully.
+        handle.abort();
+    }
     if tokio::time::timeout(TEARDOWN_TIMEOUT, client.disconnect()).await.is_err() {
         tracing::warn!("WhatsApp client did not disconnect in time");
     }
@@ -641,5 +645,146 @@ impl Inner {
             Ok(abandoned) => self.fail_abandoned(device_id, abandoned),
             Err(e) => tracing::error!(device_id = %device_id, error = %e, "cannot record the logout"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::sync::mpsc::UnboundedReceiver;
+    use wagate_contract::wire::Content;
+
+    use super::super::events::Incoming;
+    use super::super::{WhatsappConfig, WhatsappEngine};
+    use super::*;
+    use crate::engine::{EngineEvent, EventSink, OutgoingMessage, Payload};
+    use crate::ids::MessageId;
+    use crate::jid::Jid;
+    use crate::media::MediaStore;
+
+    fn engine(dir: &Path) -> (Arc<Inner>, UnboundedReceiver<EngineEvent>) {
+        let (sink, events) = EventSink::channel();
+        let media = MediaStore::open(dir.join("media")).unwrap();
+        let engine = WhatsappEngine::open(WhatsappConfig::new(dir), media, sink).unwrap();
+        (engine.inner, events)
+    }
+
+    fn drain(events: &mut UnboundedReceiver<EngineEvent>) -> Vec<EventKind> {
+        std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn the_most_final_ending_wins() {
+        let attempt = Attempt::default();
+        assert_eq!(attempt.ending(), None);
+        attempt.end(Ending::QrExhausted);
+        attempt.end(Ending::Paired);
+        assert_eq!(attempt.ending(), Some(Ending::Paired));
+        attempt.end(Ending::LoggedOut);
+        attempt.end(Ending::Halted);
+        assert_eq!(attempt.ending(), Some(Ending::LoggedOut));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signals_drive_the_session_and_reach_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inner, mut events) = engine(dir.path());
+        let device = DeviceId::parse("dev_a").unwrap();
+        inner.store.start_pairing(&device, None).unwrap();
+        let session = Session::new(device.clone(), None);
+        let attempt = Attempt::default();
+
+        inner.on_signal(&session, &attempt, Signal::Qr("2@ref,noise,identity,adv".into()));
+        inner.on_signal(&session, &attempt, Signal::PairCode("ABCD1234".into()));
+        // A pairing connection dropping is the supervisor's business, not the worker's.
+        inner.on_signal(&session, &attempt, Signal::ConnectionLost { reason: "connection lost: x".into() });
+        assert_eq!(
+            drain(&mut events),
+            [
+                EventKind::QrUpdated { qr: "2@ref,noise,identity,adv".into() },
+                EventKind::PairCode { code: "ABCD-1234".into() },
+            ]
+        );
+        let view = session.view();
+        assert_eq!((view.phase, view.qr.is_some()), (Phase::Pairing, true));
+        assert_eq!(view.pair_code.map(|c| c.to_string()).as_deref(), Some("ABCD-1234"));
+
+        inner.on_signal(&session, &attempt, Signal::Paired { phone: "6281234567890".into() });
+        assert_eq!(attempt.ending(), Some(Ending::Paired));
+        assert_eq!(inner.store.device(&device).unwrap(), Some(Registration::Linked { phone: "6281234567890".into() }));
+        assert_eq!(drain(&mut events), []);
+
+        // The rebuilt bot connects as the linked device.
+        let bot = open_bot(&inner.config.sessions_dir, &device).await.unwrap().build().await.unwrap();
+        let client = bot.client();
+        let attempt = Attempt::default();
+        let _ = attempt.client.set(Arc::downgrade(&client));
+        session.update(|s| s.client = Some(client.clone()));
+        inner.on_signal(&session, &attempt, Signal::Connected);
+        assert_eq!(drain(&mut events), [EventKind::Connected { phone: "6281234567890".into() }]);
+        assert!(session.connected_client().is_some());
+        assert_eq!(session.view().qr, None);
+
+        // Receipts find wagate's id through the send record.
+        let message = OutgoingMessage {
+            message_id: MessageId::parse("msg_1").unwrap(),
+            to: Jid::parse("14155552671@s.whatsapp.net").unwrap(),
+            payload: Payload::Text { text: "hi".into() },
+        };
+        let external_id = store::external_id(&device, &message.message_id);
+        inner.store.begin_send(&device, &message, &external_id).unwrap();
+        inner.store.mark_sent(&message.message_id).unwrap();
+        let receipt = |kind| Signal::Receipt { kind, external_ids: vec![external_id.clone(), "3EB0NOTOURS".into()] };
+        inner.on_signal(&session, &attempt, receipt(store::ReceiptKind::Delivered));
+        inner.on_signal(&session, &attempt, receipt(store::ReceiptKind::Read));
+        inner.on_signal(&session, &attempt, receipt(store::ReceiptKind::Read));
+        assert_eq!(
+            drain(&mut events),
+            [
+                EventKind::MessageDelivered { message_id: "msg_1".into() },
+                EventKind::MessageRead { message_id: "msg_1".into() },
+            ]
+        );
+
+        let hi = Incoming {
+            external_id: "3EB0IN".into(),
+            from: "14155552671@s.whatsapp.net".into(),
+            body: InboundBody::Ready(Content::Text { text: "hello".into() }),
+        };
+        inner.on_signal(&session, &attempt, Signal::Messages(vec![hi]));
+        assert_eq!(
+            drain(&mut events),
+            [EventKind::Inbound {
+                external_id: "3EB0IN".into(),
+                from: "14155552671@s.whatsapp.net".into(),
+                content: Content::Text { text: "hello".into() },
+            }]
+        );
+
+        inner.on_signal(
+            &session,
+            &attempt,
+            Signal::ConnectionLost { reason: "connection lost: stream ended (EOF)".into() },
+        );
+        assert_eq!(
+            drain(&mut events),
+            [EventKind::Disconnected { reason: "connection lost: stream ended (EOF)".into(), logged_out: false }]
+        );
+        assert!(session.connected_client().is_none(), "no client is handed out while disconnected");
+
+        // A logout the caller asked for is not reported; one WhatsApp decided is.
+        session.mark_user_logout();
+        inner.on_signal(&session, &attempt, Signal::LoggedOut { reason: "unlinked from the phone".into() });
+        assert_eq!(drain(&mut events), []);
+        assert_eq!(attempt.ending(), None);
+        let other = Session::new(device.clone(), None);
+        inner.on_signal(&other, &attempt, Signal::LoggedOut { reason: "unlinked from the phone".into() });
+        assert_eq!(
+            drain(&mut events),
+            [EventKind::Disconnected { reason: "unlinked from the phone".into(), logged_out: true }]
+        );
+        assert_eq!(attempt.ending(), Some(Ending::LoggedOut));
+        client.disconnect().await;
     }
 }

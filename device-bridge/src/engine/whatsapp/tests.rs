@@ -317,3 +317,35 @@ fn vm_rss_kib() -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Memory across rebuilds: an offline device's supervisor rebuilds its bot on
+/// every retry, so a leak per rebuild would grow without bound over an outage.
+/// Run with `cargo test -p wagate-bridge --release -- --ignored --nocapture whatsapp_rebuild_churn`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints numbers, asserts nothing"]
+async fn whatsapp_rebuild_churn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, _events) = EventSink::channel();
+    let media = MediaStore::open(dir.path().join("media")).unwrap();
+    let config = WhatsappConfig {
+        backoff: Backoff { first: Duration::from_millis(1), max: Duration::from_millis(1) },
+        link_wait: Duration::from_millis(10),
+        ..offline_config(dir.path())
+    };
+    let engine = WhatsappEngine::open(config, media, sink).unwrap();
+    let device = id("dev_a");
+    engine.link(&device, None).await.unwrap();
+    let session = engine.inner.session(&device).unwrap();
+    let mut last = 0;
+    for target in [100, 500, 1000, 1500, 2000] {
+        let view = session.wait_for(Duration::from_secs(120), |v| v.failed_attempts >= target).await;
+        let rss = vm_rss_kib();
+        println!(
+            "whatsapp_rebuild_churn: {} rebuilds, VmRSS {rss} KiB ({:+} KiB since the last line)",
+            view.failed_attempts,
+            rss as i64 - last as i64
+        );
+        last = rss;
+    }
+    engine.shutdown().await;
+}

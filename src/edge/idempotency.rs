@@ -1,0 +1,68 @@
+//! Runs a send at most once per `Idempotency-Key` (see `domain::idempotency`).
+
+use std::future::Future;
+
+use serde_json::Value;
+use worker::Request;
+
+use super::{Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::idempotency::{fingerprint, Decision, SavedResponse, MAX_KEY_CHARS};
+use crate::objects::app::{AppOp, Tenant};
+use crate::objects::{call, APPS};
+use crate::runtime::now_ms;
+
+pub fn key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(key) = req.headers().get("idempotency-key").ok().flatten() else { return Ok(None) };
+    let key = key.trim().to_owned();
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        let reason = format!("must be 1 to {MAX_KEY_CHARS} characters");
+        return Err(ApiError::field("Idempotency-Key", Rule::Invalid { reason }));
+    }
+    Ok(Some(key))
+}
+
+/// Runs `handle` unless this key already answered this request; saves a successful answer.
+pub async fn once<F: Future<Output = Outcome>>(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    key: Option<String>,
+    body: &[u8],
+    handle: F,
+) -> Outcome {
+    let Some(key) = key else { return handle.await };
+    let app = tenant.app_id.as_str();
+    let begin =
+        AppOp::IdempotencyBegin { key: key.clone(), fingerprint: fingerprint(&ctx.meta.path, body), now: now_ms() };
+    match call::<_, Decision>(ctx.env, APPS, app, &begin).await? {
+        Decision::Replay(saved) => {
+            let body: Value = serde_json::from_str(&saved.body).map_err(ApiError::internal)?;
+            Ok(Reply::json(saved.status, body).replayed())
+        }
+        Decision::InFlight => Err(ApiError::Conflict {
+            message: "A request with this Idempotency-Key is still being processed; retry shortly".into(),
+        }),
+        Decision::Mismatch => Err(ApiError::IdempotencyMismatch),
+        Decision::Proceed => {
+            let outcome = handle.await;
+            let response = match &outcome {
+                Ok(reply) => reply.saved(),
+                Err(_) => None,
+            };
+            call::<_, Value>(ctx.env, APPS, app, &AppOp::IdempotencyFinish { key, response }).await?;
+            outcome
+        }
+    }
+}
+
+impl Reply {
+    /// What a replay of this answer sends: successful JSON answers only.
+    fn saved(&self) -> Option<SavedResponse> {
+        match self.json_body() {
+            Some(body) if (200..300).contains(&self.status) => {
+                Some(SavedResponse { status: self.status, body: body.to_string() })
+            }
+            _ => None,
+        }
+    }
+}
