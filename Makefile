@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: run test bootstrap build unit e2e
+.PHONY: run test bootstrap build unit e2e bench
 
 ## Start the worker (wrangler dev, local workerd) and the bridge; print a demo key and curl.
 run: build
@@ -26,3 +26,7 @@ unit:
 
 e2e:
 	.venv/bin/pytest tests/e2e
+
+## Benchmarks on the local stack; results go to docs/BENCHMARKS.md.
+bench: build
+	.venv/bin/python scripts/bench.py accept

@@ -1,0 +1,156 @@
+"""Benchmarks on the local stack; each writes its section of docs/BENCHMARKS.md.
+
+    .venv/bin/python scripts/bench.py accept     # accepted sends/s and accept latency vs a trivial route
+
+Numbers come from this machine (2 cores), the worker under `wrangler dev` (local workerd)
+and the simulated engine, so they compare changes over time rather than promise production figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import ROOT, Stack, free_port  # noqa: E402
+
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def load(requests_: int, concurrency: int, call) -> tuple[float, list[float]]:
+    """Runs `call(i)` `requests_` times on `concurrency` threads; returns (requests/s, latencies in ms)."""
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        started = time.perf_counter()
+        call(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(requests_)))
+    return requests_ / (time.perf_counter() - started), latencies
+
+
+def write_section(name: str, body: str) -> None:
+    """Replaces (or appends) the section between `<!-- bench:name -->` markers."""
+    DOC.parent.mkdir(exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured with `make bench`; see `scripts/bench.py`.\n"
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    section = f"{start}\n{body.strip()}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+def started_stack(run_dir: Path) -> Stack:
+    return Stack(
+        worker_port=free_port(),
+        bridge_port=free_port(),
+        run_dir=run_dir,
+        worker_state=run_dir / "worker-state",
+        bridge_data=run_dir / "bridge-data",
+        bridge_secret=secrets.token_hex(32),
+        admin_token=secrets.token_hex(16),
+    ).start()
+
+
+def linked_app(stack: Stack, quota: int) -> tuple[str, str]:
+    status, app, _ = stack.admin("POST", "/admin/v1/apps", {"name": "bench", "monthly_messages": quota})
+    assert status == 201, app
+    auth = {"authorization": f"Bearer {app['api_key']}"}
+    device = requests.post(f"{stack.api}/api/v1/devices", json={}, headers=auth, timeout=30).json()["device_id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{stack.api}/api/v1/devices/{device}", headers=auth, timeout=30).json()["status"] != "qr_waiting":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stack.sim("POST", f"/sim/devices/{device}/scan", {"phone": "6281100000099"})
+    while requests.get(f"{stack.api}/api/v1/devices/{device}", headers=auth, timeout=30).json()["status"] != "online":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return app["api_key"], device
+
+
+def bench_accept(count: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = started_stack(Path(tmp))
+        try:
+            key, _ = linked_app(stack, quota=count * 2)
+            session = requests.Session()
+            auth = {"authorization": f"Bearer {key}"}
+
+            def trivial(_: int) -> None:
+                assert session.get(f"{stack.api}/healthz", timeout=30).status_code == 200
+
+            def send(i: int) -> None:
+                body = {"phone": f"62877{i:08d}", "message": f"bench {i}"}
+                r = session.post(f"{stack.api}/api/v1/messages/send", json=body, headers=auth, timeout=30)
+                assert r.status_code == 200, r.text
+
+            load(200, concurrency, trivial)  # warm-up
+            base_rps, base = load(count, concurrency, trivial)
+            send_rps, sends = load(count, concurrency, send)
+        finally:
+            stack.stop()
+    rows = [
+        ("`GET /healthz` (trivial route, same worker)", base_rps, base),
+        ("`POST /api/v1/messages/send` (accepted, queued)", send_rps, sends),
+    ]
+    table = "\n".join(
+        f"| {name} | {rps:.0f} | {percentile(lat, 50):.1f} | {percentile(lat, 99):.1f} |" for name, rps, lat in rows
+    )
+    write_section(
+        "accept",
+        f"""
+## Accepting sends
+
+{count} requests per row, {concurrency} concurrent clients, one app with one linked (simulated) number,
+{time.strftime('%Y-%m-%d')} on {platform.machine()} ({_cores()} cores), worker under `wrangler dev`.
+
+| request | per second | p50 ms | p99 ms |
+|---|---|---|---|
+{table}
+
+Ratio: a send is accepted at {send_rps / base_rps:.2f}× the rate of the trivial route; its p50 is
+{percentile(sends, 50) / percentile(base, 50):.1f}× the trivial p50. A send costs an auth call to the app's
+Durable Object, a quota reservation there and an insert into the device's object.
+""",
+    )
+    print(f"trivial {base_rps:.0f}/s p50 {percentile(base, 50):.1f} ms; send {send_rps:.0f}/s p50 {percentile(sends, 50):.1f} ms p99 {percentile(sends, 99):.1f} ms")
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["accept"])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    if args.which == "accept":
+        bench_accept(args.count, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()
