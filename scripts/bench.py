@@ -69,6 +69,7 @@ def started_stack(run_dir: Path) -> Stack:
         bridge_data=run_dir / "bridge-data",
         bridge_secret=secrets.token_hex(32),
         admin_token=secrets.token_hex(16),
+        otp_secret=secrets.token_hex(32),
     ).start()
 
 

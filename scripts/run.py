@@ -22,17 +22,21 @@ RECIPIENT = "6281234567890"
 
 
 def dev_vars() -> dict[str, str]:
-    """The worker's local secrets; generated once, never committed."""
-    if not DEV_VARS.exists():
-        bridge_port = os.environ.get("BRIDGE_PORT", "8788")
-        DEV_VARS.write_text(
-            f"BRIDGE_URL=http://127.0.0.1:{bridge_port}\n"
-            f"BRIDGE_SECRET={secrets.token_hex(32)}\n"
-            f"ADMIN_TOKEN={os.environ.get('ADMIN_TOKEN', 'dev-admin-token')}\n"
-        )
+    """The worker's local secrets; generated once (each one that is missing), never committed."""
+    wanted = {
+        "BRIDGE_URL": f"http://127.0.0.1:{os.environ.get('BRIDGE_PORT', '8788')}",
+        "BRIDGE_SECRET": secrets.token_hex(32),
+        "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN", "dev-admin-token"),
+        "OTP_SECRET": secrets.token_hex(32),
+    }
+    text = DEV_VARS.read_text() if DEV_VARS.exists() else ""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    current = {k.strip(): v.strip() for k, v in pairs}
+    missing = {k: v for k, v in wanted.items() if k not in current}
+    if missing:
+        DEV_VARS.write_text(text + "".join(f"{k}={v}\n" for k, v in missing.items()))
         DEV_VARS.chmod(0o600)
-    pairs = (line.split("=", 1) for line in DEV_VARS.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
+    return {**current, **missing}
 
 
 def demo(stack: Stack) -> dict:
@@ -77,6 +81,7 @@ def main() -> None:
         bridge_data=DATA / "bridge",
         bridge_secret=secrets_["BRIDGE_SECRET"],
         admin_token=os.environ.get("ADMIN_TOKEN", secrets_["ADMIN_TOKEN"]),
+        otp_secret=secrets_["OTP_SECRET"],
         env_files=[DEV_VARS],
         engine=os.environ.get("WAGATE_ENGINE", "sim"),
         quiet=False,

@@ -56,6 +56,7 @@ class Stack:
     """The bridge's SQLite files (sessions, journal, outbox, simulator)."""
     bridge_secret: str
     admin_token: str
+    otp_secret: str
     env_files: list[Path] = field(default_factory=list)
     """Extra wrangler env files, loaded before the one this stack writes (which wins)."""
     bridge_env: dict[str, str] = field(default_factory=dict)
@@ -90,7 +91,12 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         runtime_env = self.run_dir / "worker.env"
         runtime_env.touch(mode=0o600)
-        values = {"BRIDGE_URL": self.bridge_url, "BRIDGE_SECRET": self.bridge_secret, "ADMIN_TOKEN": self.admin_token}
+        values = {
+            "BRIDGE_URL": self.bridge_url,
+            "BRIDGE_SECRET": self.bridge_secret,
+            "ADMIN_TOKEN": self.admin_token,
+            "OTP_SECRET": self.otp_secret,
+        }
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in {**values, **self.worker_vars}.items()))
         cmd = [
             str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.worker_port),

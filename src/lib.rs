@@ -15,4 +15,4 @@ mod objects;
 mod runtime;
 
 #[cfg(target_arch = "wasm32")]
-pub use objects::{app::AppObject, device::DeviceObject};
+pub use objects::{app::AppObject, device::DeviceObject, otp::OtpObject};

@@ -46,9 +46,12 @@ pub enum StartError {
 /// A started bridge: its routes, and the background tasks behind them.
 pub struct Bridge {
     router: Router,
-    pump: JoinHandle<()>,
+    pump: JoinHandle<UnboundedReceiver<EngineEvent>>,
     stop_pump: oneshot::Sender<()>,
     delivery: JoinHandle<()>,
+    outbox: Outbox,
+    /// Holds live connections whose state must be flushed before the process exits.
+    whatsapp: Option<Arc<WhatsappEngine>>,
 }
 
 impl Bridge {
@@ -64,17 +67,18 @@ impl Bridge {
         let bridge_db = Db::open(&bridge_db_path, &format!("{}{}", journal::SCHEMA, outbox::SCHEMA))
             .map_err(storage(bridge_db_path))?;
         let (sink, events) = EventSink::channel();
-        let (engine, sim): (Arc<dyn Engine>, Option<SimEngine>) = match config.engine {
+        let (engine, sim, whatsapp): (Arc<dyn Engine>, _, _) = match config.engine {
             EngineKind::Sim => {
                 let sim_db_path = dir.join("sim.db");
                 let sim = SimEngine::open(&sim_db_path, config.sim, sink).map_err(storage(sim_db_path))?;
-                (Arc::new(sim.clone()), Some(sim))
+                (Arc::new(sim.clone()), Some(sim), None)
             }
             EngineKind::Whatsapp => {
                 let whatsapp = WhatsappConfig::new(dir);
                 let registry_path = whatsapp.registry_path.clone();
                 let engine = WhatsappEngine::open(whatsapp, media.clone(), sink).map_err(storage(registry_path))?;
-                (Arc::new(engine), None)
+                let engine = Arc::new(engine);
+                (engine.clone(), None, Some(engine))
             }
         };
         let metrics = Arc::new(Metrics::default());
@@ -97,14 +101,14 @@ impl Bridge {
         let mut router = http::router(api, config.secret.clone()).merge(metrics::router(MetricsState {
             metrics,
             engine,
-            outbox,
+            outbox: outbox.clone(),
             journal: bridge_db,
         }));
         if let Some(sim) = sim {
             router = router.merge(sim_api::router(sim, media, config.secret.clone()));
         }
         let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
-        Ok(Self { router, pump, stop_pump, delivery })
+        Ok(Self { router, pump, stop_pump, delivery, outbox, whatsapp })
     }
 
     pub fn router(&self) -> Router {
@@ -112,13 +116,19 @@ impl Bridge {
     }
 
     /// Call once the HTTP server has finished its requests: sends being resumed
-    /// finish, every event emitted so far is stored, then delivery stops. Nothing
-    /// is lost: undelivered events stay in the outbox for the next start.
+    /// finish, the engine closes its connections, every event emitted until then
+    /// is stored, then delivery stops. Nothing is lost: undelivered events stay
+    /// in the outbox for the next start.
     pub async fn stop(self) {
-        // A pump that is already gone has nothing left to store.
+        // A pump that is already gone has handed back nothing left to store.
         let _ = self.stop_pump.send(());
-        if let Err(e) = self.pump.await {
-            tracing::error!(error = %e, "the event pump failed while stopping");
+        let events = self.pump.await;
+        if let Some(whatsapp) = &self.whatsapp {
+            whatsapp.shutdown().await;
+        }
+        match events {
+            Ok(events) => drain(events, &self.outbox).await,
+            Err(e) => tracing::error!(error = %e, "the event pump failed while stopping"),
         }
         self.delivery.abort();
     }
@@ -126,21 +136,21 @@ impl Bridge {
 
 /// Moves engine events into the outbox, resumes interrupted sends when a device
 /// connects, and counts reconnections. On `stop`, it lets the resumed sends
-/// finish, then stores every event already emitted before returning.
+/// finish, then hands back the events still to be stored.
 async fn pump(
     mut events: UnboundedReceiver<EngineEvent>,
     outbox: Outbox,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<Metrics>,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> UnboundedReceiver<EngineEvent> {
     let mut resumes = JoinSet::new();
     // A `Connected` that does not end one of these pairings is a session coming back.
     let mut pairing: HashSet<DeviceId> = HashSet::new();
     loop {
         tokio::select! {
             event = events.recv() => {
-                let Some(event) = event else { return };
+                let Some(event) = event else { return events };
                 store(&outbox, &event).await;
                 match event.kind {
                     EventKind::QrUpdated { .. } | EventKind::PairCode { .. } => {
@@ -164,9 +174,14 @@ async fn pump(
     if finished.is_err() {
         tracing::warn!("stopping with resumed sends unfinished; they stay pending for the next start");
     }
+    events
+}
+
+/// Stores every event emitted so far; later ones are dropped.
+async fn drain(mut events: UnboundedReceiver<EngineEvent>, outbox: &Outbox) {
     events.close();
     while let Some(event) = events.recv().await {
-        store(&outbox, &event).await;
+        store(outbox, &event).await;
     }
 }
 
@@ -177,5 +192,37 @@ async fn store(outbox: &Outbox, event: &EngineEvent) {
         attempt = attempt.saturating_add(1);
         tracing::error!(device_id = %event.device_id, error = %e, attempt, "cannot store an event; retrying");
         tokio::time::sleep(Duration::from_millis(100).saturating_mul(attempt).min(Duration::from_secs(5))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sim::SimTimings;
+
+    /// What a stop (SIGTERM, after the server finished its requests) relies on:
+    /// events queued when it begins, and those emitted while the engine closes.
+    #[tokio::test]
+    async fn a_stop_stores_every_event_already_emitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let outbox = Outbox::new(db.clone(), metrics.clone());
+        let (sink, events) = EventSink::channel();
+        let timings = SimTimings { deliver: Duration::ZERO, read: Duration::ZERO, qr_ttl: Duration::from_secs(1) };
+        let sim = SimEngine::open(&dir.path().join("sim.db"), timings, sink.clone()).unwrap();
+        let media = MediaStore::open(dir.path().join("media")).unwrap();
+        let dispatcher = Dispatcher::new(Arc::new(sim), db, outbox.clone(), media, metrics.clone()).unwrap();
+
+        let device = DeviceId::parse("dev_a").unwrap();
+        for n in 0..100 {
+            sink.emit(&device, EventKind::MessageDelivered { message_id: format!("msg_{n}") });
+        }
+        let (stop, stopped) = oneshot::channel();
+        stop.send(()).unwrap();
+        let events = pump(events, outbox.clone(), Arc::new(dispatcher), metrics, stopped).await;
+        sink.emit(&device, EventKind::MessageRead { message_id: "msg_0".into() });
+        drain(events, &outbox).await;
+        assert_eq!(outbox.depth().unwrap(), 101);
     }
 }

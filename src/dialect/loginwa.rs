@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::domain::error::{ApiError, Rule};
+use crate::domain::otp::Verdict;
 
 pub fn error(err: &ApiError) -> (u16, Value) {
     let (status, code, message) = match err {
@@ -46,6 +47,21 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
+        ApiError::RateLimited { message, .. } => return (429, json!({"error": "rate_limited", "message": message})),
+        ApiError::OtpRejected { verdict } => {
+            let (status, message, left) = match verdict {
+                Verdict::InvalidCode { attempts_left } => {
+                    ("invalid_code", "OTP code is incorrect", Some(*attempts_left))
+                }
+                Verdict::Expired => ("expired", "OTP session has expired", None),
+                Verdict::MaxAttempts | Verdict::Verified => ("max_attempts", "Too many verification attempts", None),
+            };
+            let mut body = json!({"error": status, "status": status, "message": message});
+            if let Some(left) = left {
+                body["attempts_remaining"] = left.into();
+            }
+            return (422, body);
+        }
         ApiError::IdempotencyMismatch => {
             (422, "idempotency_key_reused", "This Idempotency-Key was already used with a different request")
         }

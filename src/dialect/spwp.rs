@@ -116,6 +116,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::RateLimited { message, .. } => (429, "RATE_LIMITED", message.clone()),
+        // SPWP has no one-time codes; its routes never produce this.
+        ApiError::OtpRejected { .. } => (422, "OTP_REJECTED", "The one-time code was not accepted".to_owned()),
         ApiError::IdempotencyMismatch => {
             (422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used with a different request".to_owned())
         }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::otp::Verdict;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiError {
@@ -25,6 +27,15 @@ pub enum ApiError {
     DeviceNotConnected,
     Conflict {
         message: String,
+    },
+    /// Too many requests; the client may retry after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
+    /// A one-time code was not accepted.
+    OtpRejected {
+        verdict: Verdict,
     },
     /// An `Idempotency-Key` reused for a different request.
     IdempotencyMismatch,
@@ -49,6 +60,14 @@ impl ApiError {
 
     pub fn not_found(resource: &str) -> Self {
         Self::NotFound { resource: resource.to_owned() }
+    }
+
+    /// Seconds a client should wait before retrying, for the `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        }
     }
 
     pub fn field(field: &str, rule: Rule) -> Self {

@@ -5,6 +5,25 @@ use serde::{Deserialize, Serialize};
 /// WhatsApp's limit for a text body, which both references adopt.
 pub const TEXT_MAX_CHARS: usize = 4096;
 
+/// Which queued message a number sends first: lower goes first, then oldest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// One-time codes: someone is waiting at a login screen.
+    Otp,
+    #[default]
+    Normal,
+}
+
+impl Priority {
+    pub fn rank(self) -> u64 {
+        match self {
+            Self::Otp => 0,
+            Self::Normal => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageStatus {
@@ -96,6 +115,12 @@ mod tests {
         assert!(Sending.can_become(Queued));
         assert!(!Sent.can_become(Queued));
         assert!(!Queued.can_become(Queued));
+    }
+
+    #[test]
+    fn codes_go_before_everything_else() {
+        assert!(Priority::Otp.rank() < Priority::Normal.rank());
+        assert_eq!(Priority::default(), Priority::Normal);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod keys;
 pub mod media;
 pub mod message;
+pub mod otp;
 pub mod phone;
 pub mod qr;
 pub mod validate;

@@ -5,9 +5,10 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, idempotency, json_body, raw_body, Ctx, Outcome, Reply};
+use super::{auth, idempotency, json_body, otp, raw_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
+use crate::domain::message::Priority;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::qr;
@@ -24,12 +25,15 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             | ["v1", "devices", _]
             | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png"]
             | ["v1", "messages", "send"]
+            | ["auth", "start" | "verify"]
     );
     if !known {
         return Err(ApiError::RouteNotFound);
     }
     let tenant = auth::tenant(req, ctx).await?;
     match (rest, method) {
+        (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
+        (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,
         (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,
         (["v1", "devices"], Method::Post) => create_device(req, ctx, &tenant).await,
         (["v1", "devices", id], Method::Get) => {
@@ -181,7 +185,15 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let (Some(recipient), Some(text)) = (recipient, text) else {
         return Err(ApiError::internal("validated fields missing"));
     };
-    let out = Outgoing { recipient, content: Content::Text { text }, device_id, meta: meta.map(Value::Object) };
+    let meta = meta.map(Value::Object);
+    let out = Outgoing {
+        recipient,
+        content: Content::Text { text },
+        device_id,
+        meta,
+        priority: Priority::Normal,
+        sensitive: false,
+    };
     let accepted = send::accept(ctx, tenant, out).await?;
     let message = accepted.message;
     Ok(Reply::json(

@@ -7,6 +7,7 @@ mod events;
 mod idempotency;
 mod loginwa;
 mod media;
+mod otp;
 mod send;
 mod spwp;
 
@@ -132,6 +133,9 @@ fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Res
             (reply.status, reply.body)
         }
         Err(err) => {
+            if let Some(secs) = err.retry_after() {
+                headers.set("retry-after", &secs.to_string())?;
+            }
             if let ApiError::Internal { detail } = &err {
                 worker::console_error!("request {} failed: {detail}", meta.request_id);
             }

@@ -7,6 +7,7 @@ use wagate_contract::wire::Content;
 use super::Ctx;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{random_hex, DeviceId, MessageId};
+use crate::domain::message::Priority;
 use crate::domain::phone::Recipient;
 use crate::objects::app::{AppOp, Reservation, Tenant};
 use crate::objects::device::{DeviceOp, MessageView, NewMessage};
@@ -19,6 +20,9 @@ pub struct Outgoing {
     /// Explicit sender; `None` lets the key's scope or auto-selection decide.
     pub device_id: Option<DeviceId>,
     pub meta: Option<Value>,
+    pub priority: Priority,
+    /// A one-time code: withheld from storage once sent.
+    pub sensitive: bool,
 }
 
 pub struct Accepted {
@@ -42,6 +46,8 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
         content: out.content,
         trace_id: trace_id(),
         meta: out.meta,
+        priority: out.priority,
+        sensitive: out.sensitive,
         now,
     };
     let enqueue = DeviceOp::Enqueue { message };

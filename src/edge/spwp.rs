@@ -11,6 +11,7 @@ use crate::bridge::{Bridge, CallError};
 use crate::dialect::spwp::{envelope, message, MessageFields};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::DeviceId;
+use crate::domain::message::Priority;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::validate::{json_object, Fields};
@@ -97,7 +98,8 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) ->
         Body::Ready(content) => content,
         Body::Media(input) => media::prepare(ctx, input).await?,
     };
-    let out = Outgoing { recipient, content, device_id: None, meta: None };
+    let out =
+        Outgoing { recipient, content, device_id: None, meta: None, priority: Priority::Normal, sensitive: false };
     let accepted = send::accept(ctx, tenant, out).await?;
     Ok(Reply::json(202, envelope(render(&accepted.message), &ctx.meta)))
 }

@@ -15,7 +15,7 @@ use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{AppId, DeviceId, MessageId};
-use crate::domain::message::MessageStatus;
+use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::runtime::{config, now_ms};
 
@@ -30,6 +30,8 @@ const SEND_LEASE_MS: u64 = 30_000;
 /// WhatsApp tolerates without flagging the number.
 const DEFAULT_PACE_MS: u64 = 250;
 const RETRY_BASE_MS: u64 = 1_000;
+/// What a one-time code message shows once it left: the code itself is not kept.
+const WITHHELD_TEXT: &str = "[one-time code withheld]";
 /// How long accepted messages wait for an offline device before they fail.
 const DEFAULT_QUEUE_EXPIRY_MS: u64 = 24 * 60 * 60 * 1000;
 const RETRY_MAX_MS: u64 = 60_000;
@@ -42,6 +44,9 @@ pub struct NewMessage {
     pub content: Content,
     pub trace_id: String,
     pub meta: Option<serde_json::Value>,
+    pub priority: Priority,
+    /// The text is a secret (a one-time code): it is withheld once WhatsApp has it.
+    pub sensitive: bool,
     pub now: u64,
 }
 
@@ -143,6 +148,7 @@ struct MessageRow {
     read_at: Option<u64>,
     failed_at: Option<u64>,
     attempts: u64,
+    sensitive: i64,
 }
 
 #[derive(Deserialize)]
@@ -192,8 +198,9 @@ impl DurableObject for DeviceObject {
                 recipient TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, external_id TEXT,
                 error_code TEXT, error_reason TEXT, trace_id TEXT NOT NULL, meta TEXT, created_at INTEGER NOT NULL,
                 sent_at INTEGER, delivered_at INTEGER, read_at INTEGER, failed_at INTEGER,
-                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0)",
-                "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, next_attempt_at, seq)",
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0,
+                priority INTEGER NOT NULL DEFAULT 1, sensitive INTEGER NOT NULL DEFAULT 0)",
+                "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, priority, seq)",
                 "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS app_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL)",
             ],
@@ -257,8 +264,9 @@ impl DeviceObject {
             DeviceOp::Enqueue { message } => {
                 self.device_of(&message.app_id)?;
                 self.sql().exec(
-                    "INSERT INTO messages (id, app_id, recipient, content, status, trace_id, meta, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages
+                     (id, app_id, recipient, content, status, trace_id, meta, created_at, priority, sensitive)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     vec![
                         message.message_id.as_str().into(),
                         message.app_id.as_str().into(),
@@ -268,6 +276,8 @@ impl DeviceObject {
                         message.trace_id.into(),
                         message.meta.map(|m| m.to_string()).into(),
                         int(message.now),
+                        int(message.priority.rank()),
+                        int(message.sensitive as u64),
                     ],
                 )?;
                 self.wake().await?;
@@ -517,6 +527,12 @@ impl DeviceObject {
                 id.as_str().into(),
             ],
         )?;
+        if row.sensitive != 0 && matches!(next, MessageStatus::Sent | MessageStatus::Failed) {
+            let withheld = Content::Text { text: WITHHELD_TEXT.into() };
+            let withheld = serde_json::to_string(&withheld).map_err(ApiError::internal)?;
+            self.sql()
+                .exec("UPDATE messages SET content = ? WHERE id = ?", vec![withheld.into(), id.as_str().into()])?;
+        }
         let recipient: Recipient = serde_json::from_str(&row.recipient).map_err(ApiError::internal)?;
         let updated = self.message_row(&id)?.ok_or_else(|| ApiError::internal("message vanished"))?;
         let name = match next {
@@ -654,7 +670,7 @@ impl DeviceObject {
             return self.expire_waiting(now).await;
         }
         let due = rows::<MessageRow>(self.sql().exec(
-            "SELECT * FROM messages WHERE status IN (?, ?) AND next_attempt_at <= ? ORDER BY seq LIMIT 1",
+            "SELECT * FROM messages WHERE status IN (?, ?) AND next_attempt_at <= ? ORDER BY priority, seq LIMIT 1",
             vec![MessageStatus::Queued.as_str().into(), MessageStatus::Sending.as_str().into(), int(now)],
         )?)?;
         if let Some(row) = due.into_iter().next() {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod device;
+pub mod otp;
 
 use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
@@ -11,6 +12,7 @@ use crate::domain::error::ApiError;
 
 pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
+pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in namespace `binding`.
 pub async fn call<Op: Serialize, T: DeserializeOwned>(

@@ -21,6 +21,9 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 PACE_MS = 20
 # Messages wait this long for an offline device before they fail (production: a day).
 QUEUE_EXPIRY_MS = 5000
+# One-time codes live this long here (production: 300 s), and a phone gets a new one after the cooldown.
+OTP_TTL_S = 6
+OTP_COOLDOWN_S = 2
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +37,15 @@ def stack():
         bridge_data=run_dir / "bridge-data",
         bridge_secret=secrets.token_hex(32),
         admin_token=secrets.token_hex(16),
+        otp_secret=secrets.token_hex(32),
         # QR codes rotate fast enough to watch one rotate within a test.
         bridge_env={"WAGATE_SIM_QR_TTL_S": "2"},
-        worker_vars={"DEVICE_PACE_MS": str(PACE_MS), "QUEUE_EXPIRY_MS": str(QUEUE_EXPIRY_MS)},
+        worker_vars={
+            "DEVICE_PACE_MS": str(PACE_MS),
+            "QUEUE_EXPIRY_MS": str(QUEUE_EXPIRY_MS),
+            "OTP_TTL_S": str(OTP_TTL_S),
+            "OTP_RESEND_COOLDOWN_S": str(OTP_COOLDOWN_S),
+        },
     )
     try:
         s.start()

@@ -81,10 +81,9 @@ impl InvalidContent {
 impl OutgoingMessage {
     /// Parses a send request from the worker; its media must already be in `media`.
     pub fn parse(req: &SendRequest, media: &MediaStore) -> Result<Self, InvalidContent> {
-        let invalid = |e: &dyn std::fmt::Display| InvalidContent::Invalid(e.to_string());
         Ok(Self {
-            message_id: MessageId::parse(&req.message_id).map_err(|e| invalid(&e))?,
-            to: Jid::parse(&req.to).map_err(|e| invalid(&e))?,
+            message_id: MessageId::parse(&req.message_id).map_err(|e| InvalidContent::Invalid(e.to_string()))?,
+            to: Jid::parse(&req.to).map_err(|e| InvalidContent::Invalid(e.to_string()))?,
             payload: Payload::resolve(&req.content, media)?,
         })
     }

@@ -1,0 +1,116 @@
+//! LoginWA's OTP product: `POST /api/auth/start` and `POST /api/auth/verify`.
+
+use serde_json::{json, Value};
+use wagate_contract::wire::Content;
+use worker::Request;
+
+use super::send::{self, Outgoing};
+use super::{json_body, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::message::Priority;
+use crate::domain::otp::{self, Verdict};
+use crate::domain::phone::Recipient;
+use crate::domain::validate::Fields;
+use crate::objects::app::Tenant;
+use crate::objects::otp::{OtpOp, Started, Verified};
+use crate::objects::{call, OTPS};
+use crate::runtime::{config, is_production, iso, now_ms, required_config};
+
+fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
+    config(ctx.env, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let phone = f.string("phone", true, 1, 64);
+    let country_code = f.string("country_code", false, 1, 4);
+    if country_code.as_deref().is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0')) {
+        f.fail("country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
+    }
+    let length = f.integer("otp_length", otp::MIN_LENGTH as i64, otp::MAX_LENGTH as i64);
+    let template = f.string("message_template", false, 1, otp::TEMPLATE_MAX_CHARS);
+    if template.as_deref().is_some_and(|t| !t.contains(otp::CODE_PLACEHOLDER)) {
+        f.fail("message_template", Rule::Invalid { reason: "must contain the {code} placeholder".into() });
+    }
+    let meta = f.object("meta");
+    let default_cc = country_code.clone().unwrap_or_else(|| tenant.default_country_code.clone());
+    let digits = phone.and_then(|p| match Recipient::parse(&p, Some(&default_cc)) {
+        Ok(Recipient::Phone(digits)) => Some(digits),
+        Ok(Recipient::Group(_)) => {
+            f.fail("phone", Rule::Invalid { reason: "must be a phone number, not a group".into() });
+            None
+        }
+        Err(e) => {
+            f.fail("phone", Rule::Invalid { reason: e.to_string() });
+            None
+        }
+    });
+    f.finish()?;
+    let digits = digits.ok_or_else(|| ApiError::internal("validated fields missing"))?;
+
+    let secret = required_config(ctx.env, "OTP_SECRET")?;
+    let phone_key = otp::phone_key(secret.as_bytes(), tenant.app_id.as_str(), &digits);
+    let session_id = otp::new_session_id(&phone_key);
+    let code = otp::generate_code(length.map_or(otp::DEFAULT_LENGTH, |l| l as usize));
+    let ttl_secs = setting(ctx, "OTP_TTL_S", otp::DEFAULT_TTL_SECS);
+    let now = now_ms();
+    let start = OtpOp::Start {
+        session_id: session_id.clone(),
+        app_id: tenant.app_id.clone(),
+        phone: digits.clone(),
+        code_hash: otp::hash_code(secret.as_bytes(), &session_id, &code),
+        expires_at: now + ttl_secs * 1000,
+        resend_cooldown_ms: setting(ctx, "OTP_RESEND_COOLDOWN_S", otp::DEFAULT_RESEND_COOLDOWN_SECS) * 1000,
+        hourly_cap: setting(ctx, "OTP_HOURLY_CAP", otp::DEFAULT_HOURLY_CAP as u64) as usize,
+        now,
+    };
+    if let Started::Throttled { retry_after_secs } = call(ctx.env, OTPS, &phone_key, &start).await? {
+        return Err(ApiError::RateLimited {
+            retry_after_secs,
+            message: format!("Too many codes sent to this phone number; retry in {retry_after_secs} s"),
+        });
+    }
+    let text = otp::render(template.as_deref().unwrap_or(otp::DEFAULT_TEMPLATE), &code);
+    let out = Outgoing {
+        recipient: Recipient::Phone(digits),
+        content: Content::Text { text },
+        device_id: None,
+        meta: meta.map(Value::Object),
+        priority: Priority::Otp,
+        sensitive: true,
+    };
+    if let Err(e) = send::accept(ctx, tenant, out).await {
+        call::<_, Value>(ctx.env, OTPS, &phone_key, &OtpOp::Cancel { session_id }).await?;
+        return Err(e);
+    }
+    let debug_code = (!is_production(ctx.env)).then_some(code);
+    Ok(Reply::json(200, json!({"session_id": session_id, "expires_in": ttl_secs, "debug_code": debug_code})))
+}
+
+pub async fn verify(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
+    let body = json_body(req).await?;
+    let mut f = Fields::new(&body);
+    let session_id = f.string("session_id", true, 1, 64);
+    let code = f.string("otp_code", true, 1, 16);
+    f.finish()?;
+    let (Some(session_id), Some(code)) = (session_id, code) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let Some(phone_key) = otp::phone_key_of(&session_id) else {
+        return Err(ApiError::OtpRejected { verdict: Verdict::Expired });
+    };
+    let op = OtpOp::Verify { session_id, app_id: tenant.app_id.clone(), code: code.trim().to_owned(), now: now_ms() };
+    let outcome: Verified = call(ctx.env, OTPS, &phone_key, &op).await?;
+    match outcome.verdict {
+        Verdict::Verified => Ok(Reply::json(
+            200,
+            json!({
+                "status": "verified",
+                "phone_number": outcome.phone,
+                "verified_at": outcome.verified_at.map(iso),
+            }),
+        )),
+        verdict => Err(ApiError::OtpRejected { verdict }),
+    }
+}
