@@ -30,3 +30,5 @@ e2e:
 ## Benchmarks on the local stack; results go to docs/BENCHMARKS.md.
 bench: build
 	.venv/bin/python scripts/bench.py accept
+	.venv/bin/python scripts/bench.py otp
+	.venv/bin/python scripts/bench.py memory
