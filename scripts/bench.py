@@ -76,7 +76,7 @@ def started_stack(run_dir: Path) -> Stack:
 
 
 def linked_app(stack: Stack, quota: int) -> tuple[str, str]:
-    status, app, _ = stack.admin("POST", "/admin/v1/apps", {"name": "bench", "monthly_messages": quota})
+    status, app, _ = stack.admin("POST", "/admin/v1/apps", {"name": "bench", "monthly_messages": quota, "api_rpm": 10**9, "auth_rpm": 10**9})
     assert status == 201, app
     auth = {"authorization": f"Bearer {app['api_key']}"}
     device = requests.post(f"{stack.api}/api/v1/devices", json={}, headers=auth, timeout=30).json()["device_id"]

@@ -32,6 +32,9 @@ pub enum ApiError {
     RateLimited {
         retry_after_secs: u64,
         message: String,
+        /// Extra response headers (the IETF `RateLimit` pair), name and value.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
     },
     /// A one-time code was not accepted.
     OtpRejected {
@@ -60,14 +63,6 @@ impl ApiError {
 
     pub fn not_found(resource: &str) -> Self {
         Self::NotFound { resource: resource.to_owned() }
-    }
-
-    /// Seconds a client should wait before retrying, for the `Retry-After` header.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
-            _ => None,
-        }
     }
 
     pub fn field(field: &str, rule: Rule) -> Self {

@@ -10,4 +10,5 @@ pub mod message;
 pub mod otp;
 pub mod phone;
 pub mod qr;
+pub mod ratelimit;
 pub mod validate;

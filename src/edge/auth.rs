@@ -7,7 +7,7 @@ use worker::Request;
 use super::Ctx;
 use crate::domain::error::ApiError;
 use crate::domain::keys;
-use crate::objects::app::{AppOp, Tenant};
+use crate::objects::app::{AppOp, LimitClass, Tenant};
 use crate::objects::{call, APPS};
 use crate::runtime::{now_ms, required_config};
 
@@ -19,8 +19,13 @@ pub async fn tenant(req: &Request, ctx: &Ctx<'_>) -> Result<Tenant, ApiError> {
     let (authorization, x_api_key) = (header(req, "authorization"), header(req, "x-api-key"));
     let key = keys::presented(authorization.as_deref(), x_api_key.as_deref()).ok_or(ApiError::Unauthorized)?;
     let parsed = keys::parse(key).ok_or(ApiError::Unauthorized)?;
-    let op = AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), now: now_ms() };
-    call(ctx.env, APPS, parsed.app_id.as_str(), &op).await
+    let class = if ctx.meta.path.starts_with("/api/auth/") { LimitClass::Auth } else { LimitClass::Api };
+    let op = AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, now: now_ms() };
+    let result = call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await;
+    if let Ok(tenant) = &result {
+        ctx.extra_headers.borrow_mut().extend(tenant.rate.0.iter().cloned());
+    }
+    result
 }
 
 pub fn operator(req: &Request, ctx: &Ctx<'_>) -> Result<(), ApiError> {

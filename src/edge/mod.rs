@@ -68,6 +68,8 @@ pub struct Ctx<'a> {
     /// `scheme://host` as the client addressed us, for URLs we hand back.
     pub origin: String,
     pub query: String,
+    /// Headers every answer to this request carries (rate-limit state once the key is known).
+    pub extra_headers: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl Ctx<'_> {
@@ -88,10 +90,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         meta: RequestMeta { request_id: random_hex(13), path: path.to_owned(), timestamp: iso(now_ms()) },
         origin: origin.to_owned(),
         query: query.to_owned(),
+        extra_headers: Default::default(),
     };
     let dialect = Dialect::of_path(path);
     let outcome = route(&mut req, &ctx).await;
-    render(outcome, dialect, &ctx.meta)
+    render(outcome, dialect, &ctx)
 }
 
 async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
@@ -123,8 +126,12 @@ pub fn only(method: &Method, allowed: Method) -> Result<(), ApiError> {
     }
 }
 
-fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Result<Response> {
+fn render(outcome: Outcome, dialect: Dialect, ctx: &Ctx<'_>) -> worker::Result<Response> {
+    let meta = &ctx.meta;
     let headers = Headers::new();
+    for (name, value) in ctx.extra_headers.borrow().iter() {
+        headers.set(name, value)?;
+    }
     let (status, body) = match outcome {
         Ok(reply) => {
             if reply.replayed {
@@ -133,8 +140,11 @@ fn render(outcome: Outcome, dialect: Dialect, meta: &RequestMeta) -> worker::Res
             (reply.status, reply.body)
         }
         Err(err) => {
-            if let Some(secs) = err.retry_after() {
-                headers.set("retry-after", &secs.to_string())?;
+            if let ApiError::RateLimited { retry_after_secs, headers: extra, .. } = &err {
+                headers.set("retry-after", &retry_after_secs.to_string())?;
+                for (name, value) in extra {
+                    headers.set(name, value)?;
+                }
             }
             if let ApiError::Internal { detail } = &err {
                 worker::console_error!("request {} failed: {detail}", meta.request_id);

@@ -69,6 +69,7 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         return Err(ApiError::RateLimited {
             retry_after_secs,
             message: format!("Too many codes sent to this phone number; retry in {retry_after_secs} s"),
+            headers: vec![],
         });
     }
     let text = otp::render(template.as_deref().unwrap_or(otp::DEFAULT_TEMPLATE), &code);

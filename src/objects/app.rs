@@ -10,6 +10,7 @@ use crate::domain::events::Event;
 use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
+use crate::domain::ratelimit::{self, Gcra};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -58,9 +59,11 @@ pub enum AppOp {
         key_id: KeyId,
         now: u64,
     },
+    /// Checks a key and counts the request against its per-minute limit for `class`.
     Authenticate {
         key_id: KeyId,
         key_hash: String,
+        class: LimitClass,
         now: u64,
     },
     AddDevice {
@@ -145,6 +148,24 @@ pub struct Tenant {
     /// A key bound to one WhatsApp account acts for that device only.
     pub device_scope: Option<DeviceId>,
     pub default_country_code: String,
+    /// Rate-limit headers for the response.
+    pub rate: RateHeaders,
+}
+
+/// Which per-minute limit a request counts against: `/api/auth/*` has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitClass {
+    Api,
+    Auth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateHeaders(pub Vec<(String, String)>);
+
+#[derive(Deserialize)]
+struct Tat {
+    tat: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,6 +261,8 @@ impl DurableObject for AppObject {
                 device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
                 created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
             "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
+                "CREATE TABLE IF NOT EXISTS rate_limits (
+                    key_id TEXT NOT NULL, class TEXT NOT NULL, tat INTEGER NOT NULL, PRIMARY KEY (key_id, class))",
             "CREATE TABLE IF NOT EXISTS idempotency (
                 key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, created_at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS events (
@@ -345,7 +368,9 @@ impl AppObject {
                 )?;
                 Ok(serde_json::Value::Null)
             }
-            AppOp::Authenticate { key_id, key_hash, now } => to_json(&self.authenticate(key_id, &key_hash, now)?),
+            AppOp::Authenticate { key_id, key_hash, class, now } => {
+                to_json(&self.authenticate(key_id, &key_hash, class, now)?)
+            }
             AppOp::AddDevice { device_id, label, now } => {
                 let app = self.app()?;
                 let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM devices", None)?)?;
@@ -506,7 +531,13 @@ impl AppObject {
         })
     }
 
-    fn authenticate(&self, key_id: KeyId, presented_hash: &str, now: u64) -> Result<Tenant, ApiError> {
+    fn authenticate(
+        &self,
+        key_id: KeyId,
+        presented_hash: &str,
+        class: LimitClass,
+        now: u64,
+    ) -> Result<Tenant, ApiError> {
         let app = self.app().map_err(|_| ApiError::Unauthorized)?;
         let key = rows::<KeyRow>(
             self.sql()
@@ -521,8 +552,33 @@ impl AppObject {
         if app.suspended != 0 {
             return Err(ApiError::Suspended);
         }
+        let (rpm, class_name) = match class {
+            LimitClass::Api => (app.api_rpm, "api"),
+            LimitClass::Auth => (app.auth_rpm, "auth"),
+        };
+        let gcra = Gcra { limit: rpm.max(1) as u64, window_ms: 60_000 };
+        let stored = rows::<Tat>(self.sql().exec(
+            "SELECT tat FROM rate_limits WHERE key_id = ? AND class = ?",
+            vec![key_id.as_str().into(), class_name.into()],
+        )?)?;
+        let verdict = gcra.check(stored.first().map(|t| t.tat), now);
+        let rate =
+            RateHeaders(ratelimit::headers(&gcra, &verdict).map(|(name, value)| (name.to_owned(), value)).into());
+        if !verdict.allowed {
+            return Err(ApiError::RateLimited {
+                retry_after_secs: verdict.retry_after_secs,
+                message: format!("Too many requests: this key may make {rpm} per minute here"),
+                headers: rate.0,
+            });
+        }
+        self.sql().exec(
+            "INSERT INTO rate_limits (key_id, class, tat) VALUES (?, ?, ?)
+             ON CONFLICT (key_id, class) DO UPDATE SET tat = excluded.tat",
+            vec![key_id.as_str().into(), class_name.into(), int(verdict.tat)],
+        )?;
         self.sql().exec("UPDATE keys SET last_used_at = ? WHERE key_id = ?", vec![int(now), key_id.as_str().into()])?;
         Ok(Tenant {
+            rate,
             app_id: AppId::parse(&app.app_id).ok_or_else(|| ApiError::internal("stored app id is malformed"))?,
             key_id,
             device_scope: key.device_id.as_deref().and_then(DeviceId::parse),

@@ -112,6 +112,8 @@ class Tenant:
 @pytest.fixture
 def new_tenant(stack):
     def make(**plan) -> Tenant:
+        # Tests poll a lot; the per-minute limits get their own test (test_limits.py).
+        plan = {"api_rpm": 1_000_000, "auth_rpm": 1_000_000, **plan}
         status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "e2e", **plan})
         assert status == 201, body
         return Tenant(stack, body["app_id"], body["api_key"])

@@ -64,7 +64,7 @@ def sender(stack):
     """One app with one linked number for the whole module."""
     from conftest import Tenant
 
-    status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "messaging", "monthly_messages": 10_000})
+    status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "messaging", "api_rpm": 1_000_000, "auth_rpm": 1_000_000, "monthly_messages": 10_000})
     assert status == 201
     tenant = Tenant(stack, body["app_id"], body["api_key"])
     tenant.device_id = tenant.link_device(fresh_phone("62822"))

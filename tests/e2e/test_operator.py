@@ -2,11 +2,13 @@
 
 import requests
 
-from conftest import eventually, fresh_phone, inbox
+from conftest import Tenant, eventually, fresh_phone, inbox
 
 
-def test_create_app_shows_the_key_once(stack, new_tenant):
-    tenant = new_tenant(monthly_messages=10)
+def test_create_app_shows_the_key_once(stack):
+    status, created, _ = stack.admin("POST", "/admin/v1/apps", {"name": "Acme", "monthly_messages": 10})
+    assert status == 201
+    tenant = Tenant(stack, created["app_id"], created["api_key"])
     assert tenant.app_id.startswith("app_") and tenant.key.startswith("wg_live_")
     status, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
     assert status == 200

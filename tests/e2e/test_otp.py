@@ -22,7 +22,7 @@ def login(stack):
     """An app with a linked number, as a product's login backend."""
     from conftest import Tenant
 
-    status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "otp", "monthly_messages": 5000})
+    status, body, _ = stack.admin("POST", "/admin/v1/apps", {"name": "otp", "api_rpm": 1_000_000, "auth_rpm": 1_000_000, "monthly_messages": 5000})
     assert status == 201
     tenant = Tenant(stack, body["app_id"], body["api_key"])
     tenant.link_device(fresh_phone("62826"))
