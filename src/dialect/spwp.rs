@@ -116,6 +116,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::DeviceLimitReached { max_devices } => {
+            (403, "ACCOUNT_LIMIT_REACHED", format!("This app may link at most {max_devices} WhatsApp accounts"))
+        }
         ApiError::RateLimited { message, .. } => (429, "RATE_LIMITED", message.clone()),
         // SPWP has no one-time codes; its routes never produce this.
         ApiError::OtpRejected { .. } => (422, "OTP_REJECTED", "The one-time code was not accepted".to_owned()),

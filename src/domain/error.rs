@@ -25,6 +25,10 @@ pub enum ApiError {
     NoDeviceAvailable,
     /// The chosen device (by id or by key scope) is not connected.
     DeviceNotConnected,
+    /// The app already has as many devices as its plan allows.
+    DeviceLimitReached {
+        max_devices: i64,
+    },
     Conflict {
         message: String,
     },

@@ -375,9 +375,7 @@ impl AppObject {
                 let app = self.app()?;
                 let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM devices", None)?)?;
                 if count.first().map_or(0, |c| c.n) >= app.max_devices {
-                    return Err(ApiError::Conflict {
-                        message: format!("This app may link at most {} devices", app.max_devices),
-                    });
+                    return Err(ApiError::DeviceLimitReached { max_devices: app.max_devices });
                 }
                 self.sql().exec(
                     "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",

@@ -94,3 +94,24 @@ def test_monthly_quota_is_enforced_and_failed_sends_are_refunded(stack, new_tena
     eventually(lambda: len(inbox(stack, first)) == 1 and len(inbox(stack, second)) == 1)
     status, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
     assert app["quota"]["used"] == 2 and app["quota"]["remaining"] == 0
+
+
+def test_max_devices_is_enforced(stack, new_tenant):
+    tenant = new_tenant(max_devices=1)
+    assert tenant.post("/api/v1/devices", {}).status_code == 202
+    r = tenant.post("/api/v1/devices", {})
+    assert r.status_code == 403 and r.json()["error"] == "device_limit_reached" and r.json()["max_devices"] == 1
+    assert tenant.get("/api/v1/devices").json()["count"] == 1
+
+
+def test_concurrent_sends_cannot_overdraw_the_quota(stack, new_tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant = new_tenant(monthly_messages=10)
+    tenant.link_device(fresh_phone("62828"))
+    to = fresh_phone()
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: tenant.post("/api/v1/messages/send", {"phone": to, "message": f"q{i}"}).status_code, range(30)))
+    assert codes.count(200) == 10 and codes.count(429) == 20
+    eventually(lambda: len(inbox(stack, to)) == 10)
+    assert stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["remaining"] == 0

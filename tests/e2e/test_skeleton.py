@@ -161,3 +161,15 @@ def test_no_device_answers_503_and_409(stack, new_tenant):
     assert r.status_code == 409 and r.json()["code"] == "ACCOUNT_NOT_CONNECTED"
     status, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
     assert app["quota"]["used"] == 0
+
+
+def test_auto_selection_spreads_sends_over_online_devices(stack, new_tenant):
+    tenant = new_tenant()
+    first, second = tenant.link_device(fresh_phone("62829")), tenant.link_device(fresh_phone("62830"))
+    used = [tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "x"}).json()["device_id"] for _ in range(4)]
+    assert sorted(used) == sorted([first, second] * 2), used
+    assert used[0] != used[1] and used[2] != used[3], "least recently used first"
+    stack.sim("POST", f"/sim/devices/{first}/disconnect")
+    eventually(lambda: tenant.device(first)["status"] == "offline")
+    used = {tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "x"}).json()["device_id"] for _ in range(3)}
+    assert used == {second}, "offline devices are skipped"
