@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import platform
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack, free_port  # noqa: E402
+from stack import ROOT, Stack  # noqa: E402
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
@@ -63,16 +62,7 @@ def write_section(name: str, body: str) -> None:
 
 
 def started_stack(run_dir: Path) -> Stack:
-    return Stack(
-        worker_port=free_port(),
-        bridge_port=free_port(),
-        run_dir=run_dir,
-        worker_state=run_dir / "worker-state",
-        bridge_data=run_dir / "bridge-data",
-        bridge_secret=secrets.token_hex(32),
-        admin_token=secrets.token_hex(16),
-        otp_secret=secrets.token_hex(32),
-    ).start()
+    return Stack.throwaway(run_dir).start()
 
 
 def linked_app(stack: Stack, quota: int) -> tuple[str, str]:

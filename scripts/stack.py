@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -66,6 +67,21 @@ class Stack:
     quiet: bool = True
     worker: subprocess.Popen | None = None
     bridge: subprocess.Popen | None = None
+
+    @classmethod
+    def throwaway(cls, run_dir: Path, **settings) -> "Stack":
+        """A stack on free ports with fresh secrets and all its state under `run_dir`."""
+        return cls(
+            worker_port=free_port(),
+            bridge_port=free_port(),
+            run_dir=run_dir,
+            worker_state=run_dir / "worker-state",
+            bridge_data=run_dir / "bridge-data",
+            bridge_secret=secrets.token_hex(32),
+            admin_token=secrets.token_hex(16),
+            otp_secret=secrets.token_hex(32),
+            **settings,
+        )
 
     @property
     def api(self) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from stack import Stack, free_port  # noqa: E402
+from stack import Stack  # noqa: E402
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 # Each number sends at most one message per PACE_MS; faster than production's default so bursts finish quickly.
@@ -29,15 +28,8 @@ OTP_COOLDOWN_S = 2
 @pytest.fixture(scope="session")
 def stack():
     run_dir = ARTIFACTS / time.strftime("e2e-%Y%m%d-%H%M%S")
-    s = Stack(
-        worker_port=free_port(),
-        bridge_port=free_port(),
-        run_dir=run_dir,
-        worker_state=run_dir / "worker-state",
-        bridge_data=run_dir / "bridge-data",
-        bridge_secret=secrets.token_hex(32),
-        admin_token=secrets.token_hex(16),
-        otp_secret=secrets.token_hex(32),
+    s = Stack.throwaway(
+        run_dir,
         # QR codes rotate fast enough to watch one rotate within a test.
         bridge_env={"WAGATE_SIM_QR_TTL_S": "2"},
         worker_vars={
