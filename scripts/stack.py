@@ -58,6 +58,7 @@ class Stack:
     bridge_secret: str
     admin_token: str
     otp_secret: str
+    webhook_key: str
     env_files: list[Path] = field(default_factory=list)
     """Extra wrangler env files, loaded before the one this stack writes (which wins)."""
     bridge_env: dict[str, str] = field(default_factory=dict)
@@ -80,6 +81,7 @@ class Stack:
             bridge_secret=secrets.token_hex(32),
             admin_token=secrets.token_hex(16),
             otp_secret=secrets.token_hex(32),
+            webhook_key=secrets.token_hex(32),
             **settings,
         )
 
@@ -112,6 +114,7 @@ class Stack:
             "BRIDGE_SECRET": self.bridge_secret,
             "ADMIN_TOKEN": self.admin_token,
             "OTP_SECRET": self.otp_secret,
+            "WEBHOOK_KEY": self.webhook_key,
         }
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in {**values, **self.worker_vars}.items()))
         cmd = [

@@ -52,8 +52,10 @@ pub fn parse_source(source: &str, allow_loopback_http: bool) -> Result<Source, M
     Ok(Source::Url(source.to_owned()))
 }
 
-/// Only public `https` URLs are fetched: no credentials, no literal private or loopback address.
-fn check_url(url: &str, allow_loopback_http: bool) -> Result<(), MediaError> {
+/// Only public `https` URLs are fetched (media) or called (webhooks): no credentials, no literal
+/// private, link-local, CGNAT or loopback address, no `localhost`. Local development may use
+/// `http://127.0.0.1…` when `allow_loopback_http`.
+pub fn check_url(url: &str, allow_loopback_http: bool) -> Result<(), MediaError> {
     let (scheme, rest) =
         url.split_once("://").ok_or_else(|| MediaError("must be an https:// URL or a data: URL".into()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

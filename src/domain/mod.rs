@@ -11,4 +11,6 @@ pub mod otp;
 pub mod phone;
 pub mod qr;
 pub mod ratelimit;
+pub mod secretbox;
 pub mod validate;
+pub mod webhook;

@@ -5,7 +5,7 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, idempotency, json_body, otp, raw_body, Ctx, Outcome, Reply};
+use super::{auth, idempotency, json_body, otp, raw_body, webhooks, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -26,12 +26,14 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png"]
             | ["v1", "messages", "send"]
             | ["auth", "start" | "verify"]
+            | ["v1", "webhooks", ..]
     );
     if !known {
         return Err(ApiError::RouteNotFound);
     }
     let tenant = auth::tenant(req, ctx).await?;
     match (rest, method) {
+        (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
         (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
         (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,
         (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,

@@ -10,6 +10,7 @@ mod media;
 mod otp;
 mod send;
 mod spwp;
+mod webhooks;
 
 use serde_json::Value;
 use worker::{event, Context, Env, Headers, Method, Request, Response};

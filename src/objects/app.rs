@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
+use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, rows, serve, to_json};
 use crate::domain::error::ApiError;
 use crate::domain::events::Event;
@@ -84,6 +85,9 @@ pub enum AppOp {
     },
     Record {
         event: Event,
+    },
+    Webhooks {
+        call: WebhookCall,
     },
     /// Recorded events, oldest first, after sequence number `after`.
     Events {
@@ -242,10 +246,11 @@ pub const ONLINE: &str = "online";
 #[durable_object]
 pub struct AppObject {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for AppObject {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         create_schema(
             &state,
             &[
@@ -270,11 +275,20 @@ impl DurableObject for AppObject {
                 device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
             ],
         );
-        Self { state }
+        create_schema(&state, &webhooks::SCHEMA);
+        Self { state, env }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: AppOp| async move { self.handle(op) }).await
+        serve(req, |op: AppOp| self.handle(op)).await
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(e) = self.deliver_due().await {
+            worker::console_error!("webhook deliveries: {e}");
+            self.state.storage().set_alarm(5_000i64).await?;
+        }
+        Response::empty()
     }
 }
 
@@ -306,12 +320,21 @@ struct Count {
 }
 
 impl AppObject {
-    fn sql(&self) -> SqlStorage {
+    pub(super) fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub(super) fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub(super) fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
     }
 
-    fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
+    async fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
         match op {
+            AppOp::Webhooks { call } => self.webhooks(call).await,
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(
                     "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
@@ -388,16 +411,22 @@ impl AppObject {
                     "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
                     vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
                 )?;
-                self.record(&event)?;
+                if self.record(&event)? {
+                    self.wake_deliveries().await?;
+                }
                 Ok(serde_json::Value::Null)
             }
             AppOp::RemoveDevice { device_id, event } => {
                 self.sql().exec("DELETE FROM devices WHERE device_id = ?", vec![device_id.as_str().into()])?;
-                self.record(&event)?;
+                if self.record(&event)? {
+                    self.wake_deliveries().await?;
+                }
                 Ok(serde_json::Value::Null)
             }
             AppOp::Record { event } => {
-                self.record(&event)?;
+                if self.record(&event)? {
+                    self.wake_deliveries().await?;
+                }
                 Ok(serde_json::Value::Null)
             }
             AppOp::Events { after, limit } => {
@@ -462,8 +491,14 @@ impl AppObject {
 
     /// Events are recorded in the app's object so that webhook fan-out (per app) can join
     /// the same transaction as the recording.
-    fn record(&self, event: &Event) -> Result<(), ApiError> {
+    /// Returns whether webhook deliveries were queued for the event.
+    fn record(&self, event: &Event) -> Result<bool, ApiError> {
         let name = serde_json::to_value(event.name).map_err(ApiError::internal)?;
+        let seen: Vec<Count> =
+            rows(self.sql().exec("SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event.id.as_str().into()])?)?;
+        if seen.first().map_or(0, |c| c.n) > 0 {
+            return Ok(false); // a retried recording
+        }
         self.sql().exec(
             "INSERT OR IGNORE INTO events (id, name, device_id, data, at) VALUES (?, ?, ?, ?, ?)",
             vec![
@@ -474,7 +509,7 @@ impl AppObject {
                 int(event.at_ms),
             ],
         )?;
-        Ok(())
+        self.fan_out(event)
     }
 
     fn app(&self) -> Result<AppRow, ApiError> {

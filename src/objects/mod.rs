@@ -4,6 +4,7 @@
 pub mod app;
 pub mod device;
 pub mod otp;
+pub mod webhooks;
 
 use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};

@@ -1,0 +1,141 @@
+//! LoginWA's webhooks API (paths in CONTRACT.md), with wagate's `format` and `device_id`,
+//! delivery listing and replay.
+
+use serde_json::{Map, Value};
+use worker::{Method, Request};
+
+use super::{json_body, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::events::EventName;
+use crate::domain::ids::DeviceId;
+use crate::domain::media::check_url;
+use crate::domain::validate::Fields;
+use crate::domain::webhook::Format;
+use crate::objects::app::{AppOp, Tenant};
+use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
+use crate::objects::{call, APPS};
+use crate::runtime::{is_production, now_ms};
+
+const DEFAULT_RETRIES: i64 = 3;
+
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+    let now = now_ms();
+    let id = |s: &str| s.to_owned();
+    let (status, call) = match (rest, method) {
+        ([], Method::Get) => (200, WebhookCall::List),
+        ([], Method::Post) => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx)?, now }),
+        ([wh], Method::Get) => (200, WebhookCall::Get { id: id(wh) }),
+        ([wh], Method::Patch) => {
+            (200, WebhookCall::Update { id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now })
+        }
+        ([wh], Method::Delete) => (200, WebhookCall::Delete { id: id(wh) }),
+        ([wh, "test"], Method::Post) => (200, WebhookCall::Test { id: id(wh), now }),
+        ([wh, "regenerate-secret"], Method::Post) => (200, WebhookCall::RegenerateSecret { id: id(wh), now }),
+        ([wh, "deliveries"], Method::Get) => {
+            let query: DeliveryQuery = ctx.query()?;
+            if query.status.as_deref().is_some_and(|s| !["pending", "succeeded", "failed"].contains(&s)) {
+                let reason = "must be one of pending, succeeded, failed".into();
+                return Err(ApiError::field("status", Rule::Invalid { reason }));
+            }
+            (200, WebhookCall::Deliveries { id: id(wh), status: query.status })
+        }
+        ([wh, "deliveries", delivery, "replay"], Method::Post) => {
+            (200, WebhookCall::Replay { id: id(wh), delivery_id: Some(id(delivery)), since: None, now })
+        }
+        ([wh, "replay"], Method::Post) => {
+            let body = json_body(req).await?;
+            let mut f = Fields::new(&body);
+            let since = f.string("since", true, 1, 64).and_then(|s| {
+                let ms = js_sys::Date::parse(&s);
+                if ms.is_nan() {
+                    f.fail("since", Rule::Invalid { reason: "must be an RFC 3339 date-time".into() });
+                    None
+                } else {
+                    Some(ms.max(0.0) as u64)
+                }
+            });
+            f.finish()?;
+            (200, WebhookCall::Replay { id: id(wh), delivery_id: None, since, now })
+        }
+        (
+            [] | [_] | [_, "test" | "regenerate-secret" | "deliveries" | "replay"] | [_, "deliveries", _, "replay"],
+            _,
+        ) => return Err(ApiError::MethodNotAllowed),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let answer: Value = call_webhooks(ctx, tenant, call).await?;
+    Ok(Reply::json(status, answer))
+}
+
+async fn call_webhooks(ctx: &Ctx<'_>, tenant: &Tenant, webhook_call: WebhookCall) -> Result<Value, ApiError> {
+    call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Webhooks { call: webhook_call }).await
+}
+
+#[derive(serde::Deserialize)]
+struct DeliveryQuery {
+    status: Option<String>,
+}
+
+fn url(f: &mut Fields<'_>, ctx: &Ctx<'_>, required: bool) -> Option<String> {
+    let url = f.string("url", required, 1, 2048)?;
+    match check_url(&url, !is_production(ctx.env)) {
+        Ok(()) => Some(url),
+        Err(e) => {
+            f.fail("url", Rule::Invalid { reason: e.0 });
+            None
+        }
+    }
+}
+
+fn events(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<EventName>> {
+    let value = body.get("events").filter(|v| !v.is_null())?;
+    match serde_json::from_value::<Vec<EventName>>(value.clone()) {
+        Ok(events) => Some(events),
+        Err(_) => {
+            let reason = "must be a list of event names from available_events".into();
+            f.fail("events", Rule::Invalid { reason });
+            None
+        }
+    }
+}
+
+fn secret(f: &mut Fields<'_>) -> Option<String> {
+    f.string("secret", false, 16, 256)
+}
+
+fn spec(body: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<EndpointSpec, ApiError> {
+    let mut f = Fields::new(body);
+    let url = url(&mut f, ctx, true);
+    let events = events(&mut f, body).unwrap_or_default();
+    let secret = secret(&mut f);
+    let retry_count = f.integer("retry_count", 0, 10).unwrap_or(DEFAULT_RETRIES);
+    let format = match f.string("format", false, 1, 16) {
+        Some(name) => Format::parse(&name).or_else(|| {
+            f.fail("format", Rule::Invalid { reason: "must be one of loginwa, spwp, standard".into() });
+            None
+        }),
+        None => Some(Format::default()),
+    };
+    let device_id = f.string("device_id", false, 1, 64).and_then(|d| {
+        DeviceId::parse(&d).map(|d| d.to_string()).or_else(|| {
+            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
+            None
+        })
+    });
+    f.finish()?;
+    let (Some(url), Some(format)) = (url, format) else { return Err(ApiError::internal("validated fields missing")) };
+    Ok(EndpointSpec { url, events, format, device_id, retry_count, secret })
+}
+
+fn patch(body: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<EndpointPatch, ApiError> {
+    let mut f = Fields::new(body);
+    let patch = EndpointPatch {
+        url: url(&mut f, ctx, false),
+        events: events(&mut f, body),
+        active: f.boolean("active"),
+        secret: secret(&mut f),
+        retry_count: f.integer("retry_count", 0, 10),
+    };
+    f.finish()?;
+    Ok(patch)
+}

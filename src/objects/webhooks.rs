@@ -1,0 +1,515 @@
+//! The app's webhook endpoints and its durable delivery outbox. Recording an event inserts one
+//! delivery per matching endpoint in the same transaction; the app object's alarm sends them,
+//! retries with the Standard Webhooks schedule, and keeps failures for replay.
+
+use futures_util::future::{join_all, select, Either};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+
+use super::app::AppObject;
+use super::{int, rows};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::events::{Event, EventName};
+use crate::domain::ids::random_hex;
+use crate::domain::secretbox;
+use crate::domain::webhook::{self, Format};
+use crate::runtime::{config, iso, now_ms, required_config};
+
+pub const MAX_ENDPOINTS: i64 = 5;
+/// A 2xx within this time is success; anything else is a failure and retried.
+const TIMEOUT_MS: u64 = 10_000;
+/// Deliveries sent per alarm, concurrently; one slow receiver holds up only its own.
+const BATCH: i64 = 25;
+/// The old secret keeps signing alongside a regenerated one for this long.
+const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
+const EXCERPT_CHARS: usize = 200;
+
+pub const EVENT_NAMES: [EventName; 10] = [
+    EventName::MessageIncoming,
+    EventName::MessageSent,
+    EventName::MessageDelivered,
+    EventName::MessageRead,
+    EventName::MessageFailed,
+    EventName::DeviceConnected,
+    EventName::DeviceDisconnected,
+    EventName::DeviceQrReady,
+    EventName::OtpVerified,
+    EventName::OtpExpired,
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub url: String,
+    pub events: Vec<EventName>,
+    pub format: Format,
+    pub device_id: Option<String>,
+    pub retry_count: i64,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<EventName>>,
+    pub active: Option<bool>,
+    pub secret: Option<String>,
+    pub retry_count: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum WebhookCall {
+    List,
+    Create { spec: EndpointSpec, now: u64 },
+    Get { id: String },
+    Update { id: String, patch: EndpointPatch, now: u64 },
+    Delete { id: String },
+    RegenerateSecret { id: String, now: u64 },
+    Test { id: String, now: u64 },
+    Deliveries { id: String, status: Option<String> },
+    Replay { id: String, delivery_id: Option<String>, since: Option<u64>, now: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EndpointRow {
+    id: String,
+    url: String,
+    events: String,
+    format: String,
+    device_id: Option<String>,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_until: Option<u64>,
+    retry_count: i64,
+    active: i64,
+    created_at: u64,
+    attempts: i64,
+    successes: i64,
+    failures: i64,
+    consecutive_failures: i64,
+    last_success_at: Option<u64>,
+    last_failure_at: Option<u64>,
+    last_status: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct DeliveryRow {
+    id: String,
+    webhook_id: String,
+    event_id: String,
+    event_name: String,
+    body: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: u64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    created_at: u64,
+}
+
+const PENDING: &str = "pending";
+const SUCCEEDED: &str = "succeeded";
+const FAILED: &str = "failed";
+
+pub const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS webhooks (
+        id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, format TEXT NOT NULL, device_id TEXT,
+        secret TEXT NOT NULL, previous_secret TEXT, previous_until INTEGER, retry_count INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0, last_success_at INTEGER, last_failure_at INTEGER,
+        last_status INTEGER)",
+    "CREATE TABLE IF NOT EXISTS deliveries (
+        id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, event_id TEXT NOT NULL, event_name TEXT NOT NULL,
+        body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL)",
+];
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Loginwa => "loginwa",
+        Format::Spwp => "spwp",
+        Format::Standard => "standard",
+    }
+}
+
+fn endpoint_json(e: &EndpointRow) -> Value {
+    let events: Value = serde_json::from_str(&e.events).unwrap_or(Value::Array(vec![]));
+    json!({
+        "id": e.id, "url": e.url, "events": events, "format": e.format, "device_id": e.device_id,
+        "retry_count": e.retry_count, "active": e.active != 0, "created_at": iso(e.created_at),
+        "health": {
+            "attempts": e.attempts, "successes": e.successes, "failures": e.failures,
+            "consecutive_failures": e.consecutive_failures,
+            "last_success_at": e.last_success_at.map(iso), "last_failure_at": e.last_failure_at.map(iso),
+            "last_status_code": e.last_status,
+        },
+    })
+}
+
+fn delivery_json(d: &DeliveryRow) -> Value {
+    json!({
+        "id": d.id, "event_id": d.event_id, "event": d.event_name, "status": d.status, "attempts": d.attempts,
+        "last_status_code": d.last_status, "last_error": d.last_error, "created_at": iso(d.created_at),
+        "next_attempt_at": (d.status == PENDING).then(|| iso(d.next_attempt_at)),
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("webhook")
+}
+
+impl AppObject {
+    fn key_material(&self) -> Result<String, ApiError> {
+        required_config(self.env(), "WEBHOOK_KEY")
+    }
+
+    /// Tests compress the retry schedule (`WEBHOOK_RETRY_SCALE`, default 1) instead of waiting hours.
+    fn retry_scale(&self) -> f64 {
+        config(self.env(), "WEBHOOK_RETRY_SCALE").and_then(|v| v.parse().ok()).filter(|s: &f64| *s > 0.0).unwrap_or(1.0)
+    }
+
+    fn endpoint(&self, id: &str) -> Result<EndpointRow, ApiError> {
+        rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks WHERE id = ?", vec![id.into()])?)?
+            .into_iter()
+            .next()
+            .ok_or_else(not_found)
+    }
+
+    pub(super) async fn webhooks(&self, call: WebhookCall) -> Result<Value, ApiError> {
+        match call {
+            WebhookCall::List => {
+                let all = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks ORDER BY created_at", None)?)?;
+                let names: Vec<String> = EVENT_NAMES.iter().map(|n| webhook::event_name(*n)).collect();
+                Ok(json!({"webhooks": all.iter().map(endpoint_json).collect::<Vec<_>>(), "available_events": names}))
+            }
+            WebhookCall::Create { spec, now } => {
+                let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM webhooks", None)?)?;
+                if count.first().map_or(0, |c| c.n) >= MAX_ENDPOINTS {
+                    let reason = format!("cannot be added: an app may register at most {MAX_ENDPOINTS} webhooks");
+                    return Err(ApiError::field("url", Rule::Invalid { reason }));
+                }
+                let id = format!("wh_{}", random_hex(8));
+                let secret = spec.secret.clone().unwrap_or_else(|| webhook::new_secret(spec.format));
+                self.sql().exec(
+                    "INSERT INTO webhooks (id, url, events, format, device_id, secret, retry_count, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        id.as_str().into(),
+                        spec.url.into(),
+                        serde_json::to_string(&spec.events).map_err(ApiError::internal)?.into(),
+                        format_name(spec.format).into(),
+                        spec.device_id.into(),
+                        secretbox::seal(&self.key_material()?, &secret).into(),
+                        spec.retry_count.into(),
+                        int(now),
+                    ],
+                )?;
+                let mut view = endpoint_json(&self.endpoint(&id)?);
+                view["secret"] = secret.into();
+                Ok(view)
+            }
+            WebhookCall::Get { id } => Ok(endpoint_json(&self.endpoint(&id)?)),
+            WebhookCall::Update { id, patch, now } => {
+                let current = self.endpoint(&id)?;
+                let sealed =
+                    patch.secret.as_deref().map(|s| self.key_material().map(|k| secretbox::seal(&k, s))).transpose()?;
+                self.sql().exec(
+                    "UPDATE webhooks SET url = COALESCE(?, url), events = COALESCE(?, events),
+                     active = COALESCE(?, active), retry_count = COALESCE(?, retry_count),
+                     previous_secret = CASE WHEN ? IS NULL THEN previous_secret ELSE secret END,
+                     previous_until = CASE WHEN ? IS NULL THEN previous_until ELSE ? END,
+                     secret = COALESCE(?, secret),
+                     consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END
+                     WHERE id = ?",
+                    vec![
+                        patch.url.into(),
+                        patch.events.map(|e| serde_json::to_string(&e).unwrap_or_default()).into(),
+                        patch.active.map(|a| a as i64).into(),
+                        patch.retry_count.into(),
+                        sealed.clone().into(),
+                        sealed.clone().into(),
+                        int(now + ROTATION_GRACE_MS),
+                        sealed.into(),
+                        int(patch.active.is_some_and(|a| a) as u64),
+                        current.id.into(),
+                    ],
+                )?;
+                if patch.active == Some(true) {
+                    self.wake_deliveries().await?;
+                }
+                Ok(endpoint_json(&self.endpoint(&id)?))
+            }
+            WebhookCall::Delete { id } => {
+                self.endpoint(&id)?;
+                self.sql().exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
+                self.sql().exec("DELETE FROM deliveries WHERE webhook_id = ?", vec![id.into()])?;
+                Ok(json!({"success": true}))
+            }
+            WebhookCall::RegenerateSecret { id, now } => {
+                let current = self.endpoint(&id)?;
+                let format = Format::parse(&current.format).unwrap_or_default();
+                let secret = webhook::new_secret(format);
+                self.sql().exec(
+                    "UPDATE webhooks SET previous_secret = secret, previous_until = ?, secret = ? WHERE id = ?",
+                    vec![
+                        int(now + ROTATION_GRACE_MS),
+                        secretbox::seal(&self.key_material()?, &secret).into(),
+                        id.into(),
+                    ],
+                )?;
+                Ok(
+                    json!({"id": current.id, "secret": secret, "previous_secret_valid_until": iso(now + ROTATION_GRACE_MS)}),
+                )
+            }
+            WebhookCall::Test { id, now } => {
+                let endpoint = self.endpoint(&id)?;
+                let data = json!({"webhook_id": endpoint.id, "message": "This is a test event from wagate"});
+                let body =
+                    json!({"event": "webhook.test", "type": "webhook.test", "timestamp": iso(now), "data": data});
+                let delivery_id =
+                    self.insert_delivery(&endpoint.id, "evt_test", "webhook.test", &body.to_string(), now)?;
+                self.wake_deliveries().await?;
+                Ok(json!({"success": true, "delivery_id": delivery_id}))
+            }
+            WebhookCall::Deliveries { id, status } => {
+                self.endpoint(&id)?;
+                let listed = rows::<DeliveryRow>(self.sql().exec(
+                    "SELECT * FROM deliveries WHERE webhook_id = ? AND (? IS NULL OR status = ?)
+                     ORDER BY created_at DESC, id LIMIT 100",
+                    vec![id.into(), status.clone().into(), status.into()],
+                )?)?;
+                Ok(json!({"deliveries": listed.iter().map(delivery_json).collect::<Vec<_>>()}))
+            }
+            WebhookCall::Replay { id, delivery_id, since, now } => {
+                self.endpoint(&id)?;
+                // Replays keep their delivery id and body; only the schedule starts over.
+                let replayed = match (delivery_id, since) {
+                    (Some(delivery_id), _) => {
+                        let found: Vec<Count> = rows(self.sql().exec(
+                            "SELECT COUNT(*) AS n FROM deliveries WHERE id = ? AND webhook_id = ?",
+                            vec![delivery_id.as_str().into(), id.as_str().into()],
+                        )?)?;
+                        if found.first().map_or(0, |c| c.n) == 0 {
+                            return Err(ApiError::not_found("delivery"));
+                        }
+                        self.sql().exec(
+                            "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ? WHERE id = ?",
+                            vec![PENDING.into(), int(now), delivery_id.into()],
+                        )?;
+                        1
+                    }
+                    (None, since) => {
+                        let failed: Vec<Count> = rows(self.sql().exec(
+                            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ? AND created_at >= ?",
+                            vec![id.as_str().into(), FAILED.into(), int(since.unwrap_or(0))],
+                        )?)?;
+                        self.sql().exec(
+                            "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ?
+                             WHERE webhook_id = ? AND status = ? AND created_at >= ?",
+                            vec![PENDING.into(), int(now), id.into(), FAILED.into(), int(since.unwrap_or(0))],
+                        )?;
+                        failed.first().map_or(0, |c| c.n)
+                    }
+                };
+                self.wake_deliveries().await?;
+                Ok(json!({"success": true, "replayed": replayed}))
+            }
+        }
+    }
+
+    fn insert_delivery(
+        &self,
+        webhook_id: &str,
+        event_id: &str,
+        name: &str,
+        body: &str,
+        now: u64,
+    ) -> Result<String, ApiError> {
+        let id = format!("dlv_{}", random_hex(12));
+        self.sql().exec(
+            "INSERT INTO deliveries (id, webhook_id, event_id, event_name, body, status, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                id.as_str().into(),
+                webhook_id.into(),
+                event_id.into(),
+                name.into(),
+                body.into(),
+                PENDING.into(),
+                int(now),
+                int(now),
+            ],
+        )?;
+        Ok(id)
+    }
+
+    /// One delivery per matching active endpoint; called in the transaction that records `event`.
+    /// Returns whether any delivery was queued.
+    pub(super) fn fan_out(&self, event: &Event) -> Result<bool, ApiError> {
+        let endpoints = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks WHERE active = 1", None)?)?;
+        let mut queued = false;
+        for endpoint in endpoints {
+            let wanted: Vec<EventName> = serde_json::from_str(&endpoint.events).unwrap_or_default();
+            let for_device = endpoint.device_id.is_none() || endpoint.device_id == event.device_id;
+            if !(wanted.is_empty() || wanted.contains(&event.name)) || !for_device {
+                continue;
+            }
+            let format = Format::parse(&endpoint.format).unwrap_or_default();
+            if let Some((name, body)) = webhook::body(format, event, iso) {
+                let body = String::from_utf8(body).map_err(ApiError::internal)?;
+                self.insert_delivery(&endpoint.id, &event.id, &name, &body, now_ms())?;
+                queued = true;
+            }
+        }
+        Ok(queued)
+    }
+
+    pub(super) async fn wake_deliveries(&self) -> Result<(), ApiError> {
+        let storage = self.state().storage();
+        if storage.get_alarm().await?.is_none_or(|at| at as u64 > now_ms()) {
+            storage.set_alarm(0i64).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the due deliveries of active endpoints, concurrently, and schedules the next alarm.
+    pub(super) async fn deliver_due(&self) -> Result<(), ApiError> {
+        let now = now_ms();
+        let due = rows::<DeliveryRow>(self.sql().exec(
+            "SELECT d.* FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.status = ? AND d.next_attempt_at <= ? AND w.active = 1 ORDER BY d.next_attempt_at LIMIT ?",
+            vec![PENDING.into(), int(now), BATCH.into()],
+        )?)?;
+        let key = self.key_material()?;
+        let key = key.as_str();
+        let attempts = due.into_iter().filter_map(|d| {
+            let endpoint = self.endpoint(&d.webhook_id).ok()?;
+            Some(async move {
+                let outcome = attempt(key, &endpoint, &d).await;
+                (endpoint, d, outcome)
+            })
+        });
+        for (endpoint, delivery, outcome) in join_all(attempts.collect::<Vec<_>>()).await {
+            self.settle(&endpoint, &delivery, outcome)?;
+        }
+        let next: Vec<Count> = rows(self.sql().exec(
+            "SELECT MIN(d.next_attempt_at) AS n FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.status = ? AND w.active = 1 HAVING COUNT(*) > 0",
+            vec![PENDING.into()],
+        )?)?;
+        if let Some(next) = next.first() {
+            self.state().storage().set_alarm((next.n as u64).saturating_sub(now_ms()) as i64).await?;
+        }
+        Ok(())
+    }
+
+    fn settle(&self, endpoint: &EndpointRow, delivery: &DeliveryRow, outcome: Attempt) -> Result<(), ApiError> {
+        let now = now_ms();
+        let attempts = delivery.attempts + 1;
+        let (status, next_at) = match outcome.ok {
+            true => (SUCCEEDED, now),
+            // `retry_count` retries after the first attempt; then the delivery is kept as failed.
+            false if attempts > endpoint.retry_count => (FAILED, now),
+            false => {
+                let jitter = (u8::from_str_radix(&random_hex(1), 16).unwrap_or(128) as f64 / 127.5) - 1.0;
+                let delay = webhook::retry_delay_ms(attempts as u32, jitter) as f64 * self.retry_scale();
+                (PENDING, now + delay as u64)
+            }
+        };
+        self.sql().exec(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
+            vec![
+                status.into(),
+                attempts.into(),
+                int(next_at),
+                outcome.status.map(i64::from).into(),
+                outcome.error.into(),
+                delivery.id.as_str().into(),
+            ],
+        )?;
+        self.sql().exec(
+            "UPDATE webhooks SET attempts = attempts + 1, last_status = ?,
+             successes = successes + ?, failures = failures + ?,
+             consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures + 1 END,
+             last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
+             last_failure_at = CASE WHEN ? THEN last_failure_at ELSE ? END
+             WHERE id = ?",
+            vec![
+                outcome.status.map(i64::from).into(),
+                int(outcome.ok as u64),
+                int(!outcome.ok as u64),
+                int(outcome.ok as u64),
+                int(outcome.ok as u64),
+                int(now),
+                int(outcome.ok as u64),
+                int(now),
+                endpoint.id.as_str().into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+struct Attempt {
+    ok: bool,
+    status: Option<u16>,
+    error: Option<String>,
+}
+
+/// One POST of a delivery: fresh timestamp and signature over the same bytes; 10 s to answer 2xx;
+/// redirects are failures, not followed.
+async fn attempt(key: &str, endpoint: &EndpointRow, delivery: &DeliveryRow) -> Attempt {
+    let failed = |error: String| Attempt { ok: false, status: None, error: Some(error) };
+    let Some(secret) = secretbox::open(key, &endpoint.secret) else {
+        return failed("the signing secret cannot be decrypted (WEBHOOK_KEY changed?)".into());
+    };
+    let now = now_ms();
+    let previous = endpoint
+        .previous_secret
+        .as_deref()
+        .filter(|_| endpoint.previous_until.is_some_and(|until| until > now))
+        .and_then(|sealed| secretbox::open(key, sealed));
+    let mut secrets = vec![secret.as_str()];
+    secrets.extend(previous.as_deref());
+    let format = Format::parse(&endpoint.format).unwrap_or_default();
+    let body = delivery.body.as_bytes();
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("user-agent", "wagate-webhooks/1");
+    for (name, value) in webhook::headers(format, &secrets, &delivery.id, &delivery.event_name, body, now) {
+        let _ = headers.set(name, &value);
+    }
+    let controller = AbortController::default();
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_sys::Uint8Array::from(body).into()))
+        .with_redirect(worker::RequestRedirect::Manual);
+    let request = match Request::new_with_init(&endpoint.url, &init) {
+        Ok(request) => request,
+        Err(e) => return failed(e.to_string()),
+    };
+    let signal = controller.signal();
+    let send = Box::pin(async move { Fetch::Request(request).send_with_signal(&signal).await });
+    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(TIMEOUT_MS)));
+    match select(send, timeout).await {
+        Either::Left((Ok(mut response), _)) => {
+            let status = response.status_code();
+            let excerpt = response.text().await.unwrap_or_default().chars().take(EXCERPT_CHARS).collect::<String>();
+            let ok = (200..300).contains(&status);
+            Attempt { ok, status: Some(status), error: (!ok).then(|| format!("HTTP {status}: {excerpt}")) }
+        }
+        Either::Left((Err(e), _)) => failed(e.to_string()),
+        Either::Right(_) => {
+            controller.abort();
+            failed(format!("no answer within {} s", TIMEOUT_MS / 1000))
+        }
+    }
+}

@@ -1,0 +1,204 @@
+"""Webhooks: every event type in all three formats with verified signatures (Standard Webhooks by
+the third-party `standardwebhooks` library), receiver outages, replay, and secret rotation."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from conftest import OTP_TTL_S, eventually, fresh_phone, inbox
+
+
+class Receiver:
+    """A local webhook receiver that records every request and can be told to fail or vanish."""
+
+    def __init__(self):
+        self.requests, self.mode, self.server = [], "ok", None
+        probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+        self.port = probe.server_address[1]
+        probe.server_close()
+        self.start()
+
+    def start(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "answered": 500 if receiver.mode == "fail" else 200})
+                self.send_response(500 if receiver.mode == "fail" else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        """Connection refused from now on."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def delivered(self, path: str) -> list:
+        return [r for r in self.requests if r["path"] == path and r["answered"] == 200]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    try:
+        r.stop()
+    except Exception:
+        pass
+
+
+def create(tenant, url, **fields):
+    r = tenant.post("/api/v1/webhooks", {"url": url, **fields})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def event_of(request) -> str:
+    h = request["headers"]
+    return h.get("x-loginwa-event") or h.get("x-wa-event") or json.loads(request["body"])["type"]
+
+
+def test_every_event_in_three_formats_with_verified_signatures(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hooks = {fmt: create(tenant, receiver.url(f"/{fmt}"), format=fmt) for fmt in ("loginwa", "spwp", "standard")}
+    assert all(h["secret"] for h in hooks.values())
+    assert "secret" not in tenant.get(f"/api/v1/webhooks/{hooks['loginwa']['id']}").json(), "shown once"
+    listed = tenant.get("/api/v1/webhooks").json()
+    assert len(listed["webhooks"]) == 3 and "otp.expired" in listed["available_events"]
+
+    device = tenant.link_device(fresh_phone("62831"))
+    to = fresh_phone()
+    sent = tenant.post("/api/v1/messages/send", {"phone": to, "message": "hello"}).json()["message_id"]
+    tenant.post("/api/v1/messages/send", {"phone": fresh_phone("997"), "message": "doomed"})
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": "14155552671", "text": "hi there"})
+    start = tenant.post("/api/auth/start", {"phone": to}).json()
+    eventually(lambda: len(inbox(stack, to)) == 2)
+    code = start["debug_code"]
+    assert tenant.post("/api/auth/verify", {"session_id": start["session_id"], "otp_code": code}).status_code == 200
+    time.sleep(2)
+    other = fresh_phone()
+    tenant.post("/api/auth/start", {"phone": other})  # left to expire
+    stack.sim("POST", f"/sim/devices/{device}/disconnect")
+
+    all_events = {"device.qr_ready", "device.connected", "message.sent", "message.delivered", "message.read",
+                  "message.failed", "message.incoming", "otp.verified", "otp.expired", "device.disconnected"}
+    eventually(lambda: {event_of(r) for r in receiver.delivered("/loginwa")} >= all_events, timeout=OTP_TTL_S + 30, interval=0.5)
+    eventually(lambda: {event_of(r) for r in receiver.delivered("/standard")} >= all_events, timeout=10)
+    spwp_events = {"MESSAGE_STATUS", "MESSAGE_RECEIVED", "ACCOUNT_CONNECTED", "ACCOUNT_DISCONNECTED"}
+    eventually(lambda: {event_of(r) for r in receiver.delivered("/spwp")} >= spwp_events, timeout=10)
+
+    for r in receiver.delivered("/loginwa"):
+        expected = hmac.new(hooks["loginwa"]["secret"].encode(), r["body"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(r["headers"]["x-loginwa-signature"], expected)
+        body = json.loads(r["body"])
+        assert body["event"] == r["headers"]["x-loginwa-event"] and body["timestamp"] and "data" in body
+    for r in receiver.delivered("/spwp"):
+        ts = r["headers"]["x-wa-timestamp"]
+        expected = hmac.new(hooks["spwp"]["secret"].encode(), f"{ts}.".encode() + r["body"], hashlib.sha256).hexdigest()
+        assert r["headers"]["x-wa-signature"] == f"t={ts},v1={expected}" and r["headers"]["x-wa-delivery-id"]
+        body = json.loads(r["body"])
+        assert body["event"] in spwp_events and body["accountId"] == device and body["occurredAt"]
+    verifier = Webhook(hooks["standard"]["secret"])
+    for r in receiver.delivered("/standard"):
+        payload = verifier.verify(r["body"], r["headers"])  # raises on a bad signature
+        assert payload["type"] == event_of(r)
+
+    incoming = [json.loads(r["body"]) for r in receiver.delivered("/loginwa") if event_of(r) == "message.incoming"]
+    assert incoming[0]["data"]["from"] == "14155552671" and incoming[0]["data"]["body"] == "hi there"
+    read = [json.loads(r["body"]) for r in receiver.delivered("/loginwa") if event_of(r) == "message.read"]
+    assert sent in {r["data"]["message_id"] for r in read}
+    health = tenant.get(f"/api/v1/webhooks/{hooks['loginwa']['id']}").json()["health"]
+    assert health["successes"] >= len(all_events) and health["consecutive_failures"] == 0
+
+
+def test_a_receiver_outage_loses_nothing(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/hook"), format="standard", retry_count=10, events=["message.sent"])
+    device = tenant.link_device(fresh_phone("62832"))
+    receiver.stop()
+    ids = [tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": f"m{i}"}).json()["message_id"] for i in range(5)]
+    time.sleep(1.5)  # connection refused meanwhile
+    receiver.mode = "fail"
+    receiver.start()
+    time.sleep(1.5)  # 500s meanwhile
+    receiver.mode = "ok"
+    arrived = eventually(lambda: {json.loads(r["body"])["data"]["message_id"] for r in receiver.delivered("/hook")} >= set(ids) and receiver.delivered("/hook"), timeout=60, interval=0.5)
+    by_id = {}
+    for r in receiver.requests:
+        by_id.setdefault(r["headers"]["webhook-id"], set()).add(r["body"])
+    assert all(len(bodies) == 1 for bodies in by_id.values()), "a delivery keeps one payload for life"
+    assert any(r["answered"] == 500 for r in receiver.requests), "the 500s were retried"
+    assert len({r["headers"]["webhook-id"] for r in arrived}) == 5
+
+
+def test_failed_deliveries_are_kept_and_replayed_with_their_id(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/hook"), format="spwp", retry_count=0)
+    receiver.mode = "fail"
+    assert tenant.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 200
+    failed = eventually(lambda: tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=failed").json()["deliveries"])
+    assert failed[0]["last_status_code"] == 500 and failed[0]["attempts"] == 1
+    receiver.mode = "ok"
+    r = tenant.post(f"/api/v1/webhooks/{hook['id']}/deliveries/{failed[0]['id']}/replay")
+    assert r.status_code == 200
+    [replayed] = eventually(lambda: receiver.delivered("/hook"))
+    assert replayed["headers"]["x-wa-delivery-id"] == failed[0]["id"] and replayed["headers"]["x-wa-event"] == "webhook.test"
+    assert tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=succeeded").json()["deliveries"][0]["id"] == failed[0]["id"]
+
+    receiver.mode = "fail"
+    for _ in range(2):
+        tenant.post(f"/api/v1/webhooks/{hook['id']}/test")
+    eventually(lambda: len(tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=failed").json()["deliveries"]) == 2)
+    receiver.mode = "ok"
+    r = tenant.post(f"/api/v1/webhooks/{hook['id']}/replay", {"since": "2020-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.json()["replayed"] == 2
+    eventually(lambda: len(receiver.delivered("/hook")) == 3)
+
+
+def test_secret_rotation_signs_with_both_during_grace(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/hook"), format="spwp")
+    rotated = tenant.post(f"/api/v1/webhooks/{hook['id']}/regenerate-secret").json()
+    assert rotated["secret"] != hook["secret"]
+    tenant.post(f"/api/v1/webhooks/{hook['id']}/test")
+    [r] = eventually(lambda: receiver.delivered("/hook"))
+    ts = r["headers"]["x-wa-timestamp"]
+    sig = lambda secret: hmac.new(secret.encode(), f"{ts}.".encode() + r["body"], hashlib.sha256).hexdigest()
+    assert r["headers"]["x-wa-signature"] == f"t={ts},v1={sig(rotated['secret'])},v1={sig(hook['secret'])}"
+
+
+def test_endpoint_validation(stack, new_tenant):
+    tenant = new_tenant()
+    cases = [
+        ({"url": "https://10.0.0.1/hook"}, "url"),
+        ({"url": "http://example.com/hook"}, "url"),
+        ({"url": "https://user:pw@example.com/hook"}, "url"),
+        ({"url": "https://example.com/hook", "events": ["nope"]}, "events"),
+        ({"url": "https://example.com/hook", "retry_count": 11}, "retry_count"),
+        ({"url": "https://example.com/hook", "format": "xml"}, "format"),
+    ]
+    for body, field in cases:
+        r = tenant.post("/api/v1/webhooks", body)
+        assert r.status_code == 422 and list(r.json()["errors"]) == [field], (body, r.text)
+    for i in range(5):
+        assert tenant.post("/api/v1/webhooks", {"url": f"https://example.com/{i}"}).status_code == 201
+    r = tenant.post("/api/v1/webhooks", {"url": "https://example.com/6"})
+    assert r.status_code == 422 and "at most 5" in r.json()["errors"]["url"][0]
+    some = tenant.get("/api/v1/webhooks").json()["webhooks"][0]["id"]
+    assert tenant.delete(f"/api/v1/webhooks/{some}").status_code == 200
+    assert tenant.get(f"/api/v1/webhooks/{some}").status_code == 404
