@@ -12,9 +12,10 @@ use super::{int, rows};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::random_hex;
+use crate::domain::media::check_url;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
-use crate::runtime::{config, iso, now_ms, required_config};
+use crate::runtime::{config, is_production, iso, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
 /// A 2xx within this time is success; anything else is a failure and retried.
@@ -24,6 +25,8 @@ const BATCH: i64 = 25;
 /// The old secret keeps signing alongside a regenerated one for this long.
 const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 const EXCERPT_CHARS: usize = 200;
+/// An endpoint that has failed continuously for this long (5 days) is disabled.
+const DISABLE_AFTER_S: u64 = 5 * 24 * 60 * 60;
 
 pub const EVENT_NAMES: [EventName; 10] = [
     EventName::MessageIncoming,
@@ -91,6 +94,7 @@ struct EndpointRow {
     last_success_at: Option<u64>,
     last_failure_at: Option<u64>,
     last_status: Option<i64>,
+    disabled_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,7 +123,7 @@ pub const SCHEMA: [&str; 2] = [
         active INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
         successes INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
         consecutive_failures INTEGER NOT NULL DEFAULT 0, last_success_at INTEGER, last_failure_at INTEGER,
-        last_status INTEGER)",
+        last_status INTEGER, disabled_reason TEXT)",
     "CREATE TABLE IF NOT EXISTS deliveries (
         id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, event_id TEXT NOT NULL, event_name TEXT NOT NULL,
         body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -138,7 +142,8 @@ fn endpoint_json(e: &EndpointRow) -> Value {
     let events: Value = serde_json::from_str(&e.events).unwrap_or(Value::Array(vec![]));
     json!({
         "id": e.id, "url": e.url, "events": events, "format": e.format, "device_id": e.device_id,
-        "retry_count": e.retry_count, "active": e.active != 0, "created_at": iso(e.created_at),
+        "retry_count": e.retry_count, "active": e.active != 0, "disabled_reason": e.disabled_reason,
+        "created_at": iso(e.created_at),
         "health": {
             "attempts": e.attempts, "successes": e.successes, "failures": e.failures,
             "consecutive_failures": e.consecutive_failures,
@@ -221,7 +226,8 @@ impl AppObject {
                      previous_secret = CASE WHEN ? IS NULL THEN previous_secret ELSE secret END,
                      previous_until = CASE WHEN ? IS NULL THEN previous_until ELSE ? END,
                      secret = COALESCE(?, secret),
-                     consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END
+                     consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END,
+                     disabled_reason = CASE WHEN ? = 1 THEN NULL ELSE disabled_reason END
                      WHERE id = ?",
                     vec![
                         patch.url.into(),
@@ -232,6 +238,7 @@ impl AppObject {
                         sealed.clone().into(),
                         int(now + ROTATION_GRACE_MS),
                         sealed.into(),
+                        int(patch.active.is_some_and(|a| a) as u64),
                         int(patch.active.is_some_and(|a| a) as u64),
                         current.id.into(),
                     ],
@@ -384,10 +391,15 @@ impl AppObject {
         )?)?;
         let key = self.key_material()?;
         let key = key.as_str();
+        let allow_loopback = !is_production(self.env());
         let attempts = due.into_iter().filter_map(|d| {
             let endpoint = self.endpoint(&d.webhook_id).ok()?;
             Some(async move {
-                let outcome = attempt(key, &endpoint, &d).await;
+                // Checked again at delivery: a URL accepted in development is refused in production.
+                let outcome = match check_url(&endpoint.url, allow_loopback) {
+                    Ok(()) => attempt(key, &endpoint, &d).await,
+                    Err(e) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {e}")) },
+                };
                 (endpoint, d, outcome)
             })
         });
@@ -448,7 +460,22 @@ impl AppObject {
                 endpoint.id.as_str().into(),
             ],
         )?;
+        // An endpoint failing without a break for too long is switched off and says why; what
+        // queued meanwhile stays pending and goes out once it is re-enabled.
+        let since = endpoint.last_success_at.unwrap_or(endpoint.created_at);
+        if !outcome.ok && now.saturating_sub(since) >= self.disable_after_ms() {
+            let reason = format!("disabled after failing continuously since {}", iso(since));
+            self.sql().exec(
+                "UPDATE webhooks SET active = 0, disabled_reason = ? WHERE id = ?",
+                vec![reason.into(), endpoint.id.as_str().into()],
+            )?;
+        }
         Ok(())
+    }
+
+    fn disable_after_ms(&self) -> u64 {
+        config(self.env(), "WEBHOOK_DISABLE_AFTER_S").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DISABLE_AFTER_S)
+            * 1000
     }
 }
 

@@ -23,6 +23,8 @@ QUEUE_EXPIRY_MS = 5000
 # One-time codes live this long here (production: 300 s), and a phone gets a new one after the cooldown.
 OTP_TTL_S = 6
 OTP_COOLDOWN_S = 2
+# An endpoint failing without a break this long is disabled (production: 5 days).
+WEBHOOK_DISABLE_AFTER_S = 8
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +41,7 @@ def stack():
             "OTP_RESEND_COOLDOWN_S": str(OTP_COOLDOWN_S),
             # Webhook retries at 1/1000 of the production schedule: 5 ms, 300 ms, 1.8 s, 7.2 s, …
             "WEBHOOK_RETRY_SCALE": "0.001",
+            "WEBHOOK_DISABLE_AFTER_S": str(WEBHOOK_DISABLE_AFTER_S),
         },
     )
     try:
@@ -71,6 +74,9 @@ class Tenant:
 
     def get(self, path: str, **kw) -> requests.Response:
         return requests.get(self.stack.api + path, headers=self.headers(), timeout=30, **kw)
+
+    def patch(self, path: str, body) -> requests.Response:
+        return requests.patch(self.stack.api + path, json=body, headers=self.headers(), timeout=30)
 
     def delete(self, path: str) -> requests.Response:
         return requests.delete(self.stack.api + path, headers=self.headers(), timeout=30)

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import OTP_TTL_S, eventually, fresh_phone, inbox
+from conftest import OTP_TTL_S, WEBHOOK_DISABLE_AFTER_S, eventually, fresh_phone, inbox
 
 
 class Receiver:
@@ -202,3 +202,20 @@ def test_endpoint_validation(stack, new_tenant):
     some = tenant.get("/api/v1/webhooks").json()["webhooks"][0]["id"]
     assert tenant.delete(f"/api/v1/webhooks/{some}").status_code == 200
     assert tenant.get(f"/api/v1/webhooks/{some}").status_code == 404
+
+
+def test_an_endpoint_failing_for_long_is_disabled_and_loses_nothing_when_reenabled(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/hook"), format="loginwa", retry_count=10)
+    receiver.mode = "fail"
+    tenant.post(f"/api/v1/webhooks/{hook['id']}/test")
+    disabled = eventually(lambda: (h := tenant.get(f"/api/v1/webhooks/{hook['id']}").json())["active"] is False and h, timeout=WEBHOOK_DISABLE_AFTER_S + 30, interval=0.5)
+    assert "disabled after failing" in disabled["disabled_reason"]
+    tenant.post(f"/api/v1/webhooks/{hook['id']}/test")  # queued while disabled
+    time.sleep(1)
+    assert not receiver.delivered("/hook")
+    receiver.mode = "ok"
+    r = tenant.patch(f"/api/v1/webhooks/{hook['id']}", {"active": True})
+    assert r.status_code == 200 and r.json()["active"] is True and r.json()["disabled_reason"] is None
+    eventually(lambda: len({x["headers"]["x-loginwa-event"] for x in receiver.delivered("/hook")}) == 1 and len(receiver.delivered("/hook")) >= 2, timeout=30, interval=0.5)
+
