@@ -375,7 +375,8 @@ impl DeviceObject {
                 }
                 follow_ups
             }
-            (None, None) => return Err(ApiError::internal("bridge returned neither a QR nor a phone")),
+            // Pairing started; the engine has no QR yet and reports it as an event.
+            (None, None) => vec![],
         };
         self.follow_up(follow_ups).await
     }

@@ -27,7 +27,9 @@ pub(super) async fn link(
         .map_err(|e| ApiError::invalid_request(format!("pair_phone: {e}")))?;
     let response = match api.engine.link(&device_id, pair_phone.as_ref()).await? {
         LinkState::Pairing { qr, pair_code } => {
-            LinkResponse { qr: Some(qr), pair_code: pair_code.map(|code| code.to_string()), phone: None }
+            // A real engine knows no QR until WhatsApp sends one; it follows as a QrUpdated event.
+            let qr = Some(qr).filter(|qr| !qr.is_empty());
+            LinkResponse { qr, pair_code: pair_code.map(|code| code.to_string()), phone: None }
         }
         LinkState::Linked { phone } => LinkResponse { qr: None, pair_code: None, phone: Some(phone) },
     };

@@ -294,16 +294,19 @@ async fn whatsapp_footprint() {
     let after = vm_rss_kib();
 
     let one = store::session_path(dir.path(), &ids[0]);
-    let on_disk: u64 = ["", "-wal", "-shm"]
+    let sizes: Vec<u64> = ["", "-wal", "-shm"]
         .iter()
-        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", one.display())).ok())
-        .map(|m| m.len())
-        .sum();
+        .map(|suffix| std::fs::metadata(format!("{}{suffix}", one.display())).map_or(0, |m| m.len()))
+        .collect();
+    let on_disk: u64 = sizes.iter().sum();
     println!("whatsapp_footprint: {devices} devices");
     println!("  created {devices} stores in {created:?}; loaded {devices} clients from them in {loaded:?}");
     println!("  VmRSS before {before} KiB, after {after} KiB");
     println!("  per device: {:.1} KiB resident", (after.saturating_sub(before)) as f64 / devices as f64);
-    println!("  one session store on disk: {on_disk} bytes (db + wal + shm)");
+    println!(
+        "  one session store on disk: {on_disk} bytes (db {} + wal {} + shm {}), while its client is open",
+        sizes[0], sizes[1], sizes[2]
+    );
     for bot in bots {
         bot.client().disconnect().await;
     }
