@@ -32,3 +32,4 @@ bench: build
 	.venv/bin/python scripts/bench.py accept
 	.venv/bin/python scripts/bench.py otp
 	.venv/bin/python scripts/bench.py memory
+	.venv/bin/python scripts/bench.py webhooks

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py accept     # accepted sends/s and accept latency vs a trivial route
     .venv/bin/python scripts/bench.py otp        # OTP start → code on the virtual phone, p50/p99
     .venv/bin/python scripts/bench.py memory     # bridge resident memory with 1,000 linked simulated devices
+    .venv/bin/python scripts/bench.py webhooks   # event → receiver latency, deliveries per second
 
 Numbers come from this machine (2 cores), the worker under `wrangler dev` (local workerd)
 and the simulated engine, so they compare changes over time rather than promise production figures.
@@ -168,6 +169,81 @@ queued bulk traffic on the number (`tests/e2e/test_otp.py`).
     print(f"otp start→code p50 {percentile(latencies, 50):.0f} ms p99 {percentile(latencies, 99):.0f} ms")
 
 
+class Receiver:
+    """A local webhook receiver that notes when each delivery arrived."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        arrivals = self.arrivals = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                arrivals.append((time.time(), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def bench_webhooks(count: int) -> None:
+    import json
+    from datetime import datetime
+
+    receiver = Receiver()
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = started_stack(Path(tmp))
+        try:
+            key, _ = linked_app(stack, quota=count * 2)
+            auth = {"authorization": f"Bearer {key}"}
+            hook = requests.post(f"{stack.api}/api/v1/webhooks", json={"url": receiver.url, "events": ["message.sent"]}, headers=auth, timeout=30).json()
+            for i in range(count):
+                body = {"phone": f"62877{i:08d}", "message": f"bench {i}"}
+                assert requests.post(f"{stack.api}/api/v1/messages/send", json=body, headers=auth, timeout=30).status_code == 200
+            deadline = time.monotonic() + 300
+            while len(receiver.arrivals) < count and time.monotonic() < deadline:
+                time.sleep(0.1)
+            latencies = []
+            for arrived, body in receiver.arrivals:
+                event = json.loads(body)
+                occurred = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+                latencies.append((arrived - occurred) * 1000)
+            receiver.arrivals.clear()
+            started = time.perf_counter()
+            for _ in range(count):
+                requests.post(f"{stack.api}/api/v1/webhooks/{hook['id']}/test", headers=auth, timeout=30)
+            while len(receiver.arrivals) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            rate = len(receiver.arrivals) / (time.perf_counter() - started)
+        finally:
+            stack.stop()
+            receiver.server.shutdown()
+    write_section(
+        "webhooks",
+        f"""
+## Webhooks: event → receiver, and delivery rate
+
+Latency: {count} sends from one number (production pace), each `message.sent` event timed from the
+event's own timestamp (when the bridge reported it) to its arrival at a local receiver — the path
+bridge → worker → device object → app object (record + fan-out) → alarm → POST.
+Rate: {count} `webhook.test` deliveries queued back to back, until the last arrived (this includes
+the {count} API calls that queue them). {time.strftime('%Y-%m-%d')} on {platform.machine()} ({_cores()} cores).
+
+| event → receiver p50 ms | p99 ms | deliveries per second |
+|---|---|---|
+| {percentile(latencies, 50):.0f} | {percentile(latencies, 99):.0f} | {rate:.0f} |
+""",
+    )
+    print(f"webhooks p50 {percentile(latencies, 50):.0f} ms p99 {percentile(latencies, 99):.0f} ms, {rate:.0f}/s")
+
+
 def bench_memory(devices: int) -> None:
     out = subprocess.run(
         ["bash", str(ROOT / "device-bridge" / "benches" / "memory.sh"), str(devices)],
@@ -198,7 +274,7 @@ def _cores() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["accept", "otp", "memory"])
+    parser.add_argument("which", choices=["accept", "otp", "memory", "webhooks"])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
@@ -206,6 +282,8 @@ def main() -> None:
         bench_accept(args.count, args.concurrency)
     elif args.which == "otp":
         bench_otp(min(args.count, 200))
+    elif args.which == "webhooks":
+        bench_webhooks(min(args.count, 200))
     else:
         bench_memory(1000)
 

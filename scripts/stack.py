@@ -166,15 +166,24 @@ class Stack:
             os.killpg(self.bridge.pid, signal.SIGKILL)
             self.bridge.wait()
 
+    def restart_worker(self) -> None:
+        """Stops the worker (wrangler and workerd) and starts it again on the same state."""
+        self._stop([self.worker])
+        self.start_worker()
+        self.wait_healthy()
+
     def stop(self) -> None:
+        self._stop([self.worker, self.bridge])
+
+    def _stop(self, procs) -> None:
         # SIGINT to the whole group: killing only wrangler's node wrapper would leave workerd running.
-        for proc in (self.worker, self.bridge):
+        for proc in procs:
             if proc and proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
-        for proc in (self.worker, self.bridge):
+        for proc in procs:
             if proc is None:
                 continue
             try:

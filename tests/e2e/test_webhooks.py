@@ -219,3 +219,16 @@ def test_an_endpoint_failing_for_long_is_disabled_and_loses_nothing_when_reenabl
     assert r.status_code == 200 and r.json()["active"] is True and r.json()["disabled_reason"] is None
     eventually(lambda: len({x["headers"]["x-loginwa-event"] for x in receiver.delivered("/hook")}) == 1 and len(receiver.delivered("/hook")) >= 2, timeout=30, interval=0.5)
 
+
+
+def test_pending_deliveries_survive_a_worker_restart(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    create(tenant, receiver.url("/hook"), format="loginwa", retry_count=10, events=["message.sent"])
+    tenant.link_device(fresh_phone("62833"))
+    receiver.stop()
+    ids = [tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": f"r{i}"}).json()["message_id"] for i in range(3)]
+    time.sleep(1)  # deliveries attempted and failing: connection refused
+    stack.restart_worker()
+    receiver.start()
+    arrived = eventually(lambda: {json.loads(r["body"])["data"]["message_id"] for r in receiver.delivered("/hook")} >= set(ids), timeout=60, interval=0.5)
+    assert arrived
