@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_full_burst_then_the_121st_is_refused() {
-        let (_, verdicts) = run(&PER_MINUTE, std::iter::repeat(T0).take(121));
+        let (_, verdicts) = run(&PER_MINUTE, std::iter::repeat_n(T0, 121));
         assert!(verdicts[..120].iter().all(|v| v.allowed));
         assert_eq!(verdicts[0].remaining, 119);
         assert_eq!(verdicts[119].remaining, 0);
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn allowance_refills_smoothly() {
-        let (tat, _) = run(&PER_MINUTE, std::iter::repeat(T0).take(120));
+        let (tat, _) = run(&PER_MINUTE, std::iter::repeat_n(T0, 120));
         assert!(!PER_MINUTE.check(tat, T0 + 499).allowed);
         assert!(PER_MINUTE.check(tat, T0 + 500).allowed, "one request back after one interval");
         let later = PER_MINUTE.check(tat, T0 + 30_000);
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_clock_going_backwards_gives_no_credit() {
-        let (tat, _) = run(&PER_MINUTE, std::iter::repeat(T0).take(120));
+        let (tat, _) = run(&PER_MINUTE, std::iter::repeat_n(T0, 120));
         assert!(!PER_MINUTE.check(tat, T0 - 10_000).allowed);
         let fresh = PER_MINUTE.check(None, T0 - 10_000);
         assert!(fresh.allowed && fresh.remaining == 119);
