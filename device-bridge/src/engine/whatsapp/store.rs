@@ -388,24 +388,13 @@ fn now_ms_sql() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Payload;
 
     fn store() -> (EngineStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (EngineStore::open(&dir.path().join("engine.db")).unwrap(), dir)
     }
 
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
-
-    fn text(message_id: &str) -> OutgoingMessage {
-        OutgoingMessage {
-            message_id: MessageId::parse(message_id).unwrap(),
-            to: Jid::parse("6281234567890@s.whatsapp.net").unwrap(),
-            payload: Payload::Text { text: "hi".into() },
-        }
-    }
+    use super::super::tests::{id, text};
 
     fn pending(message: &OutgoingMessage) -> PendingSend {
         PendingSend {

@@ -67,11 +67,11 @@ impl Net {
     }
 }
 
-fn id(s: &str) -> DeviceId {
+pub(super) fn id(s: &str) -> DeviceId {
     DeviceId::parse(s).unwrap()
 }
 
-fn text(message_id: &str) -> OutgoingMessage {
+pub(super) fn text(message_id: &str) -> OutgoingMessage {
     OutgoingMessage {
         message_id: MessageId::parse(message_id).unwrap(),
         to: Jid::parse("6281234567890@s.whatsapp.net").unwrap(),
