@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
 use super::webhooks::{self, WebhookCall};
-use super::{create_schema, int, rows, serve, to_json};
+use super::{create_schema, int, number, rows, serve, to_json};
 use crate::domain::error::ApiError;
 use crate::domain::events::Event;
 use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
@@ -314,11 +314,6 @@ struct KeyRow {
     revoked_at: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
 impl AppObject {
     pub(super) fn env(&self) -> &Env {
         &self.env
@@ -380,9 +375,8 @@ impl AppObject {
                 Ok(serde_json::Value::Null)
             }
             AppOp::RevokeKey { key_id, now } => {
-                let exists: Vec<Count> =
-                    rows(self.sql().exec("SELECT COUNT(*) AS n FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?)?;
-                if exists.first().map_or(0, |c| c.n) == 0 {
+                let exists = number(&self.sql(), "SELECT COUNT(*) AS n FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?;
+                if exists.unwrap_or(0) == 0 {
                     return Err(ApiError::not_found("key"));
                 }
                 self.sql().exec(
@@ -396,8 +390,8 @@ impl AppObject {
             }
             AppOp::AddDevice { device_id, label, now } => {
                 let app = self.app()?;
-                let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM devices", None)?)?;
-                if count.first().map_or(0, |c| c.n) >= app.max_devices {
+                let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM devices", vec![])?;
+                if count.unwrap_or(0) >= app.max_devices {
                     return Err(ApiError::DeviceLimitReached { max_devices: app.max_devices });
                 }
                 self.sql().exec(
@@ -476,11 +470,8 @@ impl AppObject {
                 Ok(serde_json::Value::Null)
             }
             AppOp::Refund { message_id } => {
-                let found: Vec<Count> = rows(self.sql().exec(
-                    "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?",
-                    vec![message_id.as_str().into()],
-                )?)?;
-                if found.first().map_or(0, |c| c.n) > 0 {
+                let found = number(&self.sql(), "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()],)?;
+                if found.unwrap_or(0) > 0 {
                     self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
                     self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
                 }
@@ -494,9 +485,9 @@ impl AppObject {
     /// Returns whether webhook deliveries were queued for the event.
     fn record(&self, event: &Event) -> Result<bool, ApiError> {
         let name = serde_json::to_value(event.name).map_err(ApiError::internal)?;
-        let seen: Vec<Count> =
-            rows(self.sql().exec("SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event.id.as_str().into()])?)?;
-        if seen.first().map_or(0, |c| c.n) > 0 {
+        let seen =
+            number(&self.sql(), "SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event.id.as_str().into()])?;
+        if seen.unwrap_or(0) > 0 {
             return Ok(false); // a retried recording
         }
         self.sql().exec(

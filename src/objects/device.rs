@@ -10,7 +10,7 @@ use wagate_contract::wire::{
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::{AppOp, ONLINE};
-use super::{call, create_schema, int, rows, serve, to_json, APPS};
+use super::{call, create_schema, int, number, rows, serve, to_json, APPS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
@@ -425,11 +425,12 @@ impl DeviceObject {
 
     /// Applies a bridge event once; a redelivered event id is acknowledged and ignored.
     fn apply(&self, event: BridgeEvent) -> Result<Vec<FollowUp>, ApiError> {
-        let seen: Vec<Due> = rows(self.sql().exec(
-            "SELECT at AS next_attempt_at FROM applied_events WHERE event_id = ?",
+        let seen = number(
+            &self.sql(),
+            "SELECT COUNT(*) AS n FROM applied_events WHERE event_id = ?",
             vec![event.event_id.as_str().into()],
-        )?)?;
-        if !seen.is_empty() || self.device().map_or(true, |d| d.deleted != 0) {
+        )?;
+        if seen.unwrap_or(0) > 0 || self.device().map_or(true, |d| d.deleted != 0) {
             return Ok(vec![]);
         }
         self.sql().exec(

@@ -49,6 +49,16 @@ where
     Response::from_json(&result)
 }
 
+/// The one number a `SELECT <aggregate> AS n …` query yields; `None` when it yields no row
+/// (an aggregate under `HAVING COUNT(*) > 0` over nothing).
+pub fn number(sql: &worker::SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Option<i64>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Number {
+        n: i64,
+    }
+    Ok(rows::<Number>(sql.exec(query, bindings)?)?.first().map(|r| r.n))
+}
+
 /// Deserialises every row of a query.
 pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, ApiError> {
     Ok(cursor.to_array::<T>()?)

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
 use super::app::AppObject;
-use super::{int, rows};
+use super::{int, number, rows};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::random_hex;
@@ -190,8 +190,8 @@ impl AppObject {
                 Ok(json!({"webhooks": all.iter().map(endpoint_json).collect::<Vec<_>>(), "available_events": names}))
             }
             WebhookCall::Create { spec, now } => {
-                let count: Vec<Count> = rows(self.sql().exec("SELECT COUNT(*) AS n FROM webhooks", None)?)?;
-                if count.first().map_or(0, |c| c.n) >= MAX_ENDPOINTS {
+                let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM webhooks", vec![])?;
+                if count.unwrap_or(0) >= MAX_ENDPOINTS {
                     let reason = format!("cannot be added: an app may register at most {MAX_ENDPOINTS} webhooks");
                     return Err(ApiError::field("url", Rule::Invalid { reason }));
                 }
@@ -294,11 +294,12 @@ impl AppObject {
                 // Replays keep their delivery id and body; only the schedule starts over.
                 let replayed = match (delivery_id, since) {
                     (Some(delivery_id), _) => {
-                        let found: Vec<Count> = rows(self.sql().exec(
+                        let found = number(
+                            &self.sql(),
                             "SELECT COUNT(*) AS n FROM deliveries WHERE id = ? AND webhook_id = ?",
                             vec![delivery_id.as_str().into(), id.as_str().into()],
-                        )?)?;
-                        if found.first().map_or(0, |c| c.n) == 0 {
+                        )?;
+                        if found.unwrap_or(0) == 0 {
                             return Err(ApiError::not_found("delivery"));
                         }
                         self.sql().exec(
@@ -308,16 +309,13 @@ impl AppObject {
                         1
                     }
                     (None, since) => {
-                        let failed: Vec<Count> = rows(self.sql().exec(
-                            "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ? AND created_at >= ?",
-                            vec![id.as_str().into(), FAILED.into(), int(since.unwrap_or(0))],
-                        )?)?;
+                        let failed = number(&self.sql(), "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ? AND created_at >= ?", vec![id.as_str().into(), FAILED.into(), int(since.unwrap_or(0))],)?;
                         self.sql().exec(
                             "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ?
                              WHERE webhook_id = ? AND status = ? AND created_at >= ?",
                             vec![PENDING.into(), int(now), id.into(), FAILED.into(), int(since.unwrap_or(0))],
                         )?;
-                        failed.first().map_or(0, |c| c.n)
+                        failed.unwrap_or(0)
                     }
                 };
                 self.wake_deliveries().await?;
@@ -406,13 +404,14 @@ impl AppObject {
         for (endpoint, delivery, outcome) in join_all(attempts.collect::<Vec<_>>()).await {
             self.settle(&endpoint, &delivery, outcome)?;
         }
-        let next: Vec<Count> = rows(self.sql().exec(
+        let next = number(
+            &self.sql(),
             "SELECT MIN(d.next_attempt_at) AS n FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
              WHERE d.status = ? AND w.active = 1 HAVING COUNT(*) > 0",
             vec![PENDING.into()],
-        )?)?;
-        if let Some(next) = next.first() {
-            self.state().storage().set_alarm((next.n as u64).saturating_sub(now_ms()) as i64).await?;
+        )?;
+        if let Some(next) = next {
+            self.state().storage().set_alarm((next as u64).saturating_sub(now_ms()) as i64).await?;
         }
         Ok(())
     }
@@ -477,11 +476,6 @@ impl AppObject {
         config(self.env(), "WEBHOOK_DISABLE_AFTER_S").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DISABLE_AFTER_S)
             * 1000
     }
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
 }
 
 struct Attempt {
