@@ -1,6 +1,8 @@
 //! One Durable Object per app: settings, API key hashes, quota and the app's
 //! device registry (with each device's last reported status, for auto-selection).
 
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
@@ -245,7 +247,8 @@ pub const ONLINE: &str = "online";
 
 #[durable_object]
 pub struct AppObject {
-    state: State,
+    /// Shared with the detached webhook deliveries, which settle after the alarm has returned.
+    state: Rc<State>,
     env: Env,
 }
 
@@ -276,7 +279,7 @@ impl DurableObject for AppObject {
             ],
         );
         create_schema(&state, &webhooks::SCHEMA);
-        Self { state, env }
+        Self { state: Rc::new(state), env }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -319,7 +322,7 @@ impl AppObject {
         &self.env
     }
 
-    pub(super) fn state(&self) -> &State {
+    pub(super) fn state(&self) -> &Rc<State> {
         &self.state
     }
 

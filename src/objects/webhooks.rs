@@ -2,10 +2,14 @@
 //! delivery per matching endpoint in the same transaction; the app object's alarm sends them,
 //! retries with the Standard Webhooks schedule, and keeps failures for replay.
 
-use futures_util::future::{join_all, select, Either};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::wasm_bindgen_futures::spawn_local;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, SqlStorage, State};
 
 use super::app::AppObject;
 use super::{int, number, rows};
@@ -20,8 +24,11 @@ use crate::runtime::{config, is_production, iso, now_ms, required_config};
 pub const MAX_ENDPOINTS: i64 = 5;
 /// A 2xx within this time is success; anything else is a failure and retried.
 const TIMEOUT_MS: u64 = 10_000;
-/// Deliveries sent per alarm, concurrently; one slow receiver holds up only its own.
-const BATCH: i64 = 25;
+/// Deliveries looked at per alarm, and how many one endpoint may have in flight at once.
+const CANDIDATES: i64 = 100;
+const PER_ENDPOINT: i64 = 4;
+/// A claimed delivery is retried by a later alarm if its attempt has not settled by then.
+const LEASE_MS: u64 = TIMEOUT_MS + 5_000;
 /// The old secret keeps signing alongside a regenerated one for this long.
 const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 const EXCERPT_CHARS: usize = 200;
@@ -113,6 +120,8 @@ struct DeliveryRow {
 }
 
 const PENDING: &str = "pending";
+/// Claimed by an attempt under way; listed as pending.
+const IN_FLIGHT: &str = "in_flight";
 const SUCCEEDED: &str = "succeeded";
 const FAILED: &str = "failed";
 
@@ -154,11 +163,16 @@ fn endpoint_json(e: &EndpointRow) -> Value {
 }
 
 fn delivery_json(d: &DeliveryRow) -> Value {
+    let pending = d.status == PENDING || d.status == IN_FLIGHT;
     json!({
-        "id": d.id, "event_id": d.event_id, "event": d.event_name, "status": d.status, "attempts": d.attempts,
-        "last_status_code": d.last_status, "last_error": d.last_error, "created_at": iso(d.created_at),
-        "next_attempt_at": (d.status == PENDING).then(|| iso(d.next_attempt_at)),
+        "id": d.id, "event_id": d.event_id, "event": d.event_name, "status": if pending { PENDING } else { &d.status },
+        "attempts": d.attempts, "last_status_code": d.last_status, "last_error": d.last_error,
+        "created_at": iso(d.created_at), "next_attempt_at": pending.then(|| iso(d.next_attempt_at)),
     })
+}
+
+fn find_endpoint(sql: &SqlStorage, id: &str) -> Result<Option<EndpointRow>, ApiError> {
+    Ok(rows::<EndpointRow>(sql.exec("SELECT * FROM webhooks WHERE id = ?", vec![id.into()])?)?.into_iter().next())
 }
 
 fn not_found() -> ApiError {
@@ -176,10 +190,7 @@ impl AppObject {
     }
 
     fn endpoint(&self, id: &str) -> Result<EndpointRow, ApiError> {
-        rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks WHERE id = ?", vec![id.into()])?)?
-            .into_iter()
-            .next()
-            .ok_or_else(not_found)
+        find_endpoint(&self.sql(), id)?.ok_or_else(not_found)
     }
 
     pub(super) async fn webhooks(&self, call: WebhookCall) -> Result<Value, ApiError> {
@@ -283,9 +294,16 @@ impl AppObject {
             WebhookCall::Deliveries { id, status } => {
                 self.endpoint(&id)?;
                 let listed = rows::<DeliveryRow>(self.sql().exec(
-                    "SELECT * FROM deliveries WHERE webhook_id = ? AND (? IS NULL OR status = ?)
+                    "SELECT * FROM deliveries WHERE webhook_id = ? AND (? IS NULL OR status = ? OR (? = ? AND status = ?))
                      ORDER BY created_at DESC, id LIMIT 100",
-                    vec![id.into(), status.clone().into(), status.into()],
+                    vec![
+                        id.into(),
+                        status.clone().into(),
+                        status.clone().into(),
+                        status.into(),
+                        PENDING.into(),
+                        IN_FLIGHT.into(),
+                    ],
                 )?)?;
                 Ok(json!({"deliveries": listed.iter().map(delivery_json).collect::<Vec<_>>()}))
             }
@@ -379,53 +397,122 @@ impl AppObject {
         Ok(())
     }
 
-    /// Sends the due deliveries of active endpoints, concurrently, and schedules the next alarm.
+    /// Claims the due deliveries and sends each from a detached task, so that the alarm never
+    /// waits on a receiver: a slow endpoint holds up only its own deliveries, at most
+    /// `PER_ENDPOINT` at a time. A claim is a lease; a task lost with its isolate leaves a lease
+    /// that expires, and a later alarm claims the delivery again (at least once, same id).
     pub(super) async fn deliver_due(&self) -> Result<(), ApiError> {
+        let courier = Courier {
+            state: self.state().clone(),
+            key: self.key_material()?.into(),
+            retry_scale: self.retry_scale(),
+            disable_after_ms: self.disable_after_ms(),
+            allow_loopback: !is_production(self.env()),
+        };
         let now = now_ms();
         let due = rows::<DeliveryRow>(self.sql().exec(
             "SELECT d.* FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.status = ? AND d.next_attempt_at <= ? AND w.active = 1 ORDER BY d.next_attempt_at LIMIT ?",
-            vec![PENDING.into(), int(now), BATCH.into()],
+             WHERE d.status IN (?, ?) AND d.next_attempt_at <= ? AND w.active = 1 ORDER BY d.next_attempt_at LIMIT ?",
+            vec![PENDING.into(), IN_FLIGHT.into(), int(now), CANDIDATES.into()],
         )?)?;
-        let key = self.key_material()?;
-        let key = key.as_str();
-        let allow_loopback = !is_production(self.env());
-        let attempts = due.into_iter().filter_map(|d| {
-            let endpoint = self.endpoint(&d.webhook_id).ok()?;
-            Some(async move {
-                // Checked again at delivery: a URL accepted in development is refused in production.
-                let outcome = match check_url(&endpoint.url, allow_loopback) {
-                    Ok(()) => attempt(key, &endpoint, &d).await,
-                    Err(e) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {e}")) },
-                };
-                (endpoint, d, outcome)
-            })
-        });
-        for (endpoint, delivery, outcome) in join_all(attempts.collect::<Vec<_>>()).await {
-            self.settle(&endpoint, &delivery, outcome)?;
+        let busy = rows::<Busy>(self.sql().exec(
+            "SELECT webhook_id, COUNT(*) AS n FROM deliveries WHERE status = ? AND next_attempt_at > ? GROUP BY webhook_id",
+            vec![IN_FLIGHT.into(), int(now)],
+        )?)?;
+        let mut load: HashMap<String, i64> = busy.into_iter().map(|b| (b.webhook_id, b.n)).collect();
+        let mut endpoints: HashMap<String, Rc<EndpointRow>> = HashMap::new();
+        for delivery in due {
+            let in_flight = load.entry(delivery.webhook_id.clone()).or_default();
+            if *in_flight >= PER_ENDPOINT {
+                continue;
+            }
+            *in_flight += 1;
+            let endpoint = match endpoints.get(&delivery.webhook_id) {
+                Some(endpoint) => endpoint.clone(),
+                None => {
+                    let endpoint = Rc::new(self.endpoint(&delivery.webhook_id)?);
+                    endpoints.insert(delivery.webhook_id.clone(), endpoint.clone());
+                    endpoint
+                }
+            };
+            self.sql().exec(
+                "UPDATE deliveries SET status = ?, next_attempt_at = ? WHERE id = ?",
+                vec![IN_FLIGHT.into(), int(now + LEASE_MS), delivery.id.as_str().into()],
+            )?;
+            let courier = courier.clone();
+            spawn_local(async move { courier.deliver(&endpoint, &delivery).await });
         }
+        courier.schedule().await
+    }
+
+    fn disable_after_ms(&self) -> u64 {
+        config(self.env(), "WEBHOOK_DISABLE_AFTER_S").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DISABLE_AFTER_S)
+            * 1000
+    }
+}
+
+#[derive(Deserialize)]
+struct Busy {
+    webhook_id: String,
+    n: i64,
+}
+
+/// What a detached delivery needs once the alarm that started it has returned.
+#[derive(Clone)]
+struct Courier {
+    state: Rc<State>,
+    key: Rc<str>,
+    retry_scale: f64,
+    disable_after_ms: u64,
+    allow_loopback: bool,
+}
+
+impl Courier {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    async fn deliver(&self, endpoint: &EndpointRow, delivery: &DeliveryRow) {
+        // Checked again at delivery: a URL accepted in development is refused in production.
+        let outcome = match check_url(&endpoint.url, self.allow_loopback) {
+            Ok(()) => attempt(&self.key, endpoint, delivery).await,
+            Err(e) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {e}")) },
+        };
+        if let Err(e) = self.settle(&endpoint.id, delivery, outcome) {
+            worker::console_error!("settling webhook delivery {}: {e}", delivery.id);
+        }
+        if let Err(e) = self.schedule().await {
+            worker::console_error!("scheduling webhook deliveries: {e}");
+        }
+    }
+
+    /// Sets the alarm for the earliest pending delivery or lease expiry, if any.
+    async fn schedule(&self) -> Result<(), ApiError> {
         let next = number(
             &self.sql(),
             "SELECT MIN(d.next_attempt_at) AS n FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.status = ? AND w.active = 1 HAVING COUNT(*) > 0",
-            vec![PENDING.into()],
+             WHERE d.status IN (?, ?) AND w.active = 1 HAVING COUNT(*) > 0",
+            vec![PENDING.into(), IN_FLIGHT.into()],
         )?;
         if let Some(next) = next {
-            self.state().storage().set_alarm((next as u64).saturating_sub(now_ms()) as i64).await?;
+            self.state.storage().set_alarm((next as u64).saturating_sub(now_ms()) as i64).await?;
         }
         Ok(())
     }
 
-    fn settle(&self, endpoint: &EndpointRow, delivery: &DeliveryRow, outcome: Attempt) -> Result<(), ApiError> {
+    fn settle(&self, webhook_id: &str, delivery: &DeliveryRow, outcome: Attempt) -> Result<(), ApiError> {
         let now = now_ms();
         let attempts = delivery.attempts + 1;
+        let Some(endpoint) = find_endpoint(&self.sql(), webhook_id)? else {
+            return Ok(()); // deleted meanwhile, with its deliveries
+        };
         let (status, next_at) = match outcome.ok {
             true => (SUCCEEDED, now),
             // `retry_count` retries after the first attempt; then the delivery is kept as failed.
             false if attempts > endpoint.retry_count => (FAILED, now),
             false => {
                 let jitter = (u8::from_str_radix(&random_hex(1), 16).unwrap_or(128) as f64 / 127.5) - 1.0;
-                let delay = webhook::retry_delay_ms(attempts as u32, jitter) as f64 * self.retry_scale();
+                let delay = webhook::retry_delay_ms(attempts as u32, jitter) as f64 * self.retry_scale;
                 (PENDING, now + delay as u64)
             }
         };
@@ -462,7 +549,7 @@ impl AppObject {
         // An endpoint failing without a break for too long is switched off and says why; what
         // queued meanwhile stays pending and goes out once it is re-enabled.
         let since = endpoint.last_success_at.unwrap_or(endpoint.created_at);
-        if !outcome.ok && now.saturating_sub(since) >= self.disable_after_ms() {
+        if !outcome.ok && now.saturating_sub(since) >= self.disable_after_ms {
             let reason = format!("disabled after failing continuously since {}", iso(since));
             self.sql().exec(
                 "UPDATE webhooks SET active = 0, disabled_reason = ? WHERE id = ?",
@@ -470,11 +557,6 @@ impl AppObject {
             )?;
         }
         Ok(())
-    }
-
-    fn disable_after_ms(&self) -> u64 {
-        config(self.env(), "WEBHOOK_DISABLE_AFTER_S").and_then(|v| v.parse::<u64>().ok()).unwrap_or(DISABLE_AFTER_S)
-            * 1000
     }
 }
 

@@ -19,6 +19,7 @@ class Receiver:
 
     def __init__(self):
         self.requests, self.mode, self.server = [], "ok", None
+        self.holds = {}  # path -> threading.Event: requests to that path wait for it before answering
         probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
         self.port = probe.server_address[1]
         probe.server_close()
@@ -30,6 +31,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path in receiver.holds:
+                    receiver.holds[self.path].wait(30)
                 receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "answered": 500 if receiver.mode == "fail" else 200})
                 self.send_response(500 if receiver.mode == "fail" else 200)
                 self.end_headers()
@@ -232,3 +235,21 @@ def test_pending_deliveries_survive_a_worker_restart(stack, new_tenant, receiver
     receiver.start()
     arrived = eventually(lambda: {json.loads(r["body"])["data"]["message_id"] for r in receiver.delivered("/hook")} >= set(ids), timeout=60, interval=0.5)
     assert arrived
+
+
+def test_a_slow_endpoint_does_not_delay_another(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    slow = create(tenant, receiver.url("/slow"), format="loginwa", events=["message.incoming"])
+    create(tenant, receiver.url("/fast"), format="loginwa", events=["message.incoming"])
+    receiver.holds["/slow"] = threading.Event()
+    device = tenant.link_device(fresh_phone("62834"))
+    texts = [f"ping {i}" for i in range(6)]
+    for i, text in enumerate(texts):
+        stack.sim("POST", "/sim/inbound", {"device_id": device, "from": "14155552671", "text": text})
+        eventually(lambda: len(receiver.delivered("/fast")) == i + 1, interval=0.05)
+    # Every event reached the fast endpoint while the slow one had not answered a single
+    # attempt (it holds them until released; a timed-out attempt would count as one).
+    assert [json.loads(r["body"])["data"]["body"] for r in receiver.delivered("/fast")] == texts
+    assert tenant.get(f"/api/v1/webhooks/{slow['id']}").json()["health"]["attempts"] == 0
+    receiver.holds["/slow"].set()
+    eventually(lambda: {json.loads(r["body"])["data"]["body"] for r in receiver.delivered("/slow")} == set(texts), timeout=30)
