@@ -56,6 +56,11 @@ impl Bridge {
         decode(self.send(Method::Put, path, content_type, body).await?)
     }
 
+    /// Downloads raw bytes (a media file).
+    pub async fn get(&self, path: &str) -> Result<Vec<u8>, CallError> {
+        self.send(Method::Get, path, "application/json", Vec::new()).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), CallError> {
         self.send(Method::Delete, path, "application/json", Vec::new()).await.map(drop)
     }

@@ -47,6 +47,7 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
+        ApiError::Forbidden { code, message } => return (403, json!({"error": code, "message": message})),
         ApiError::DeviceLimitReached { max_devices } => {
             let message = format!("This app may link at most {max_devices} devices");
             return (403, json!({"error": "device_limit_reached", "message": message, "max_devices": max_devices}));

@@ -116,6 +116,7 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::Forbidden { message, .. } => (403, "FORBIDDEN", message.clone()),
         ApiError::DeviceLimitReached { max_devices } => {
             (403, "ACCOUNT_LIMIT_REACHED", format!("This app may link at most {max_devices} WhatsApp accounts"))
         }

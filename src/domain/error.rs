@@ -32,6 +32,11 @@ pub enum ApiError {
     Conflict {
         message: String,
     },
+    /// The caller is known (or holds a link) but may not do this; `code` says why.
+    Forbidden {
+        code: String,
+        message: String,
+    },
     /// Too many requests; the client may retry after this many seconds.
     RateLimited {
         retry_after_secs: u64,

@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod media;
+pub mod media_link;
 pub mod message;
 pub mod otp;
 pub mod phone;

@@ -90,11 +90,17 @@ pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Optio
             let spwp = spwp_name(event.name)?;
             let d = &event.data;
             let data = match event.name {
-                EventName::MessageIncoming => json!({
-                    "id": d["message_id"], "direction": "IN", "type": d["type"].as_str().map(str::to_uppercase),
-                    "remoteJid": format!("{}@s.whatsapp.net", d["from"].as_str().unwrap_or_default()),
-                    "externalId": d["external_id"], "status": "RECEIVED", "payload": d["content"],
-                }),
+                EventName::MessageIncoming => {
+                    let mut payload = d["content"].clone();
+                    if let (Some(payload), Some(url)) = (payload.as_object_mut(), d["media"].get("url")) {
+                        payload.insert("mediaUrl".into(), url.clone());
+                    }
+                    json!({
+                        "id": d["message_id"], "direction": "IN", "type": d["type"].as_str().map(str::to_uppercase),
+                        "remoteJid": format!("{}@s.whatsapp.net", d["from"].as_str().unwrap_or_default()),
+                        "externalId": d["external_id"], "status": "RECEIVED", "payload": payload,
+                    })
+                }
                 EventName::DeviceConnected | EventName::DeviceDisconnected => json!({
                     "status": d["status"], "phoneNumber": d["phone_number"], "reason": d.get("reason").cloned().unwrap_or(Value::Null),
                 }),

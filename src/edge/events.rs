@@ -32,6 +32,7 @@ pub async fn receive(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
     let Some(device_id) = DeviceId::parse(&event.device_id) else {
         return Ok(Reply::json(202, json!({"status": "ignored"})));
     };
-    call::<_, Value>(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Event { event }).await?;
+    call::<_, Value>(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Event { event, origin: ctx.origin.clone() })
+        .await?;
     Ok(Reply::json(200, json!({"status": "applied"})))
 }

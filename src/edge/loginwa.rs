@@ -5,7 +5,7 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, idempotency, json_body, otp, raw_body, webhooks, Ctx, Outcome, Reply};
+use super::{auth, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -19,6 +19,11 @@ use crate::objects::{call, APPS, DEVICES};
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
+    // The link is the credential: webhook receivers fetch inbound media without an API key.
+    if let ["v1", "media", sha256] = rest {
+        only(method, Method::Get)?;
+        return media::download(ctx, sha256).await;
+    }
     let known = matches!(
         rest,
         ["v1", "devices"]

@@ -5,11 +5,12 @@ use sha2::{Digest, Sha256};
 use wagate_contract::wire::{media_path, Content, MediaKind, MediaRef, MAX_MEDIA_BYTES};
 use worker::{Fetch, Method, Request, RequestInit};
 
-use super::Ctx;
-use crate::bridge::Bridge;
+use super::{Ctx, Outcome, Reply};
+use crate::bridge::{Bridge, CallError};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::media::{parse_source, settle_mime, MediaError, Source};
-use crate::runtime::is_production;
+use crate::domain::media_link::{self, LinkQuery};
+use crate::runtime::{is_production, now_ms, required_config};
 
 pub struct MediaInput {
     pub kind: MediaKind,
@@ -35,6 +36,21 @@ pub async fn prepare(ctx: &Ctx<'_>, input: MediaInput) -> Result<Content, ApiErr
     }
     let media = MediaRef { sha256, size: stored.size, mime_type, file_name: input.file_name };
     Ok(Content::Media { kind: input.kind, media, caption: input.caption })
+}
+
+/// Serves an inbound message's file to whoever holds its signed, unexpired link.
+pub async fn download(ctx: &Ctx<'_>, sha256: &str) -> Outcome {
+    let query: LinkQuery = ctx.query()?;
+    let key = required_config(ctx.env, "WEBHOOK_KEY")?;
+    media_link::verify(key.as_bytes(), sha256, &query, now_ms() / 1000)
+        .map_err(|e| ApiError::Forbidden { code: "invalid_link".into(), message: e.to_string() })?;
+    let bytes = Bridge::from_env(ctx.env)?.get(&media_path(sha256)).await.map_err(|e| match e {
+        CallError::Refused { status: 404, .. } => ApiError::not_found("media"),
+        e => e.into(),
+    })?;
+    // Anyone on WhatsApp can send a file: it is never rendered on our origin.
+    ctx.extra_headers.borrow_mut().push(("content-disposition".into(), "attachment".into()));
+    Ok(Reply::bytes(query.mime, bytes))
 }
 
 async fn fetch(url: &str) -> Result<(Vec<u8>, Option<String>), MediaError> {

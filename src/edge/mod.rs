@@ -31,7 +31,7 @@ pub struct Reply {
 
 enum Body {
     Json(Value),
-    Bytes { content_type: &'static str, bytes: Vec<u8> },
+    Bytes { content_type: String, bytes: Vec<u8> },
     Empty,
 }
 
@@ -51,8 +51,8 @@ impl Reply {
         }
     }
 
-    pub fn bytes(content_type: &'static str, bytes: Vec<u8>) -> Self {
-        Self { status: 200, body: Body::Bytes { content_type, bytes }, replayed: false }
+    pub fn bytes(content_type: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self { status: 200, body: Body::Bytes { content_type: content_type.into(), bytes }, replayed: false }
     }
 
     pub fn no_content() -> Self {
@@ -161,8 +161,9 @@ fn render(outcome: Outcome, dialect: Dialect, ctx: &Ctx<'_>) -> worker::Result<R
             Response::from_bytes(body.to_string().into_bytes())?
         }
         Body::Bytes { content_type, bytes } => {
-            headers.set("content-type", content_type)?;
+            headers.set("content-type", &content_type)?;
             headers.set("cache-control", "no-store")?;
+            headers.set("x-content-type-options", "nosniff")?;
             Response::from_bytes(bytes)?
         }
         Body::Empty => Response::empty()?,

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wagate_contract::wire::{
-    device_path, error_code, send_path, BridgeEvent, Content, EventKind, LinkRequest, LinkResponse, SendRequest,
-    SendResponse, LINK_PATH,
+    device_path, error_code, send_path, BridgeEvent, Content, EventKind, LinkRequest, LinkResponse, MediaRef,
+    SendRequest, SendResponse, LINK_PATH,
 };
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
@@ -15,9 +15,10 @@ use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{AppId, DeviceId, MessageId};
+use crate::domain::media_link;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
-use crate::runtime::{config, now_ms};
+use crate::runtime::{config, iso, now_ms, required_config};
 
 pub const REGISTERING: &str = "registering";
 pub const QR_WAITING: &str = "qr_waiting";
@@ -80,6 +81,8 @@ pub enum DeviceOp {
     },
     Event {
         event: BridgeEvent,
+        /// Where clients reach the API tier, for the download links of inbound media.
+        origin: String,
     },
 }
 
@@ -284,8 +287,8 @@ impl DeviceObject {
                 to_json(&self.message(&message.app_id, &message.message_id)?)
             }
             DeviceOp::GetMessage { app_id, message_id } => to_json(&self.message(&app_id, &message_id)?),
-            DeviceOp::Event { event } => {
-                let follow_ups = self.apply(event)?;
+            DeviceOp::Event { event, origin } => {
+                let follow_ups = self.apply(event, &origin)?;
                 self.follow_up(follow_ups).await?;
                 Ok(serde_json::Value::Null)
             }
@@ -424,7 +427,7 @@ impl DeviceObject {
     }
 
     /// Applies a bridge event once; a redelivered event id is acknowledged and ignored.
-    fn apply(&self, event: BridgeEvent) -> Result<Vec<FollowUp>, ApiError> {
+    fn apply(&self, event: BridgeEvent, origin: &str) -> Result<Vec<FollowUp>, ApiError> {
         let seen = number(
             &self.sql(),
             "SELECT COUNT(*) AS n FROM applied_events WHERE event_id = ?",
@@ -474,7 +477,7 @@ impl DeviceObject {
                     Content::Location { name, .. } => ("location", name.clone()),
                     Content::Reaction { emoji, .. } => ("reaction", Some(emoji.clone())),
                 };
-                let data = json!({
+                let mut data = json!({
                     "message_id": MessageId::generate(&device_id).as_str(),
                     "external_id": external_id,
                     "device_id": device_id.as_str(),
@@ -483,10 +486,27 @@ impl DeviceObject {
                     "body": body,
                     "content": content,
                 });
+                if let Content::Media { media, .. } = &content {
+                    data["media"] = self.media_view(media, origin, at)?;
+                }
                 let event = Event::new(EventName::MessageIncoming, Some(device_id.as_str()), at, data);
                 Ok(vec![FollowUp::App(AppOp::Record { event })])
             }
         }
+    }
+
+    /// An inbound file as webhooks show it, with a link that serves it for a limited time.
+    fn media_view(&self, media: &MediaRef, origin: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+        let ttl =
+            config(&self.env, "MEDIA_LINK_TTL_S").and_then(|v| v.parse().ok()).unwrap_or(media_link::DEFAULT_TTL_S);
+        let expires = at / 1000 + ttl;
+        let key = required_config(&self.env, "WEBHOOK_KEY")?;
+        let origin = config(&self.env, "PUBLIC_URL").unwrap_or_else(|| origin.to_owned());
+        let path = media_link::path(key.as_bytes(), &media.sha256, &media.mime_type, expires);
+        Ok(json!({
+            "mime_type": media.mime_type, "size": media.size, "sha256": media.sha256, "file_name": media.file_name,
+            "url": format!("{}{path}", origin.trim_end_matches('/')), "url_expires_at": iso(expires * 1000),
+        }))
     }
 
     /// Moves a message forward in its lifecycle, stamping `time_column`. Receipts

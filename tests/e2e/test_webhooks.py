@@ -1,6 +1,7 @@
 """Webhooks: every event type in all three formats with verified signatures (Standard Webhooks by
 the third-party `standardwebhooks` library), receiver outages, replay, and secret rotation."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -9,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from standardwebhooks.webhooks import Webhook
 
 from conftest import OTP_TTL_S, WEBHOOK_DISABLE_AFTER_S, eventually, fresh_phone, inbox
@@ -253,3 +255,30 @@ def test_a_slow_endpoint_does_not_delay_another(stack, new_tenant, receiver):
     assert tenant.get(f"/api/v1/webhooks/{slow['id']}").json()["health"]["attempts"] == 0
     receiver.holds["/slow"].set()
     eventually(lambda: {json.loads(r["body"])["data"]["body"] for r in receiver.delivered("/slow")} == set(texts), timeout=30)
+
+
+def test_inbound_media_comes_with_a_time_limited_download_link(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    create(tenant, receiver.url("/loginwa"), format="loginwa", events=["message.incoming"])
+    create(tenant, receiver.url("/spwp"), format="spwp")
+    device = tenant.link_device(fresh_phone("62835"))
+    photo = bytes.fromhex("ffd8ffe000104a46494600") + b"wagate inbound photo" * 50
+    media = {"mime_type": "image/jpeg", "data_base64": base64.b64encode(photo).decode(), "caption": "look"}
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": "14155552671", "media": media})
+    [delivery] = eventually(lambda: receiver.delivered("/loginwa"))
+    data = json.loads(delivery["body"])["data"]
+    assert data["type"] == "image" and data["body"] == "look"
+    link = data["media"]
+    assert link["sha256"] == hashlib.sha256(photo).hexdigest() and link["size"] == len(photo)
+    assert link["url"].startswith(stack.api) and link["url_expires_at"]
+
+    got = requests.get(link["url"])  # no API key: the link is the credential
+    assert got.status_code == 200 and got.content == photo
+    assert got.headers["content-type"] == "image/jpeg" and got.headers["content-disposition"] == "attachment"
+    tampered = link["url"].replace("expires=", "expires=9")
+    r = requests.get(tampered)
+    assert r.status_code == 403 and r.json()["error"] == "invalid_link"
+    assert requests.get(link["url"].split("?")[0]).status_code == 422, "a link without its signature is refused"
+
+    spwp = eventually(lambda: [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == "MESSAGE_RECEIVED"])
+    assert spwp[0]["data"]["type"] == "IMAGE" and spwp[0]["data"]["payload"]["mediaUrl"] == link["url"]
