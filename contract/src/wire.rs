@@ -188,15 +188,42 @@ pub struct BridgeEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    QrUpdated { qr: String },
-    PairCode { code: String },
-    Connected { phone: String },
-    Disconnected { reason: String, logged_out: bool },
-    MessageSent { message_id: String, external_id: String },
-    MessageDelivered { message_id: String },
-    MessageRead { message_id: String },
-    MessageFailed { message_id: String, code: String, reason: String },
-    Inbound { external_id: String, from: String, content: Content },
+    QrUpdated {
+        qr: String,
+    },
+    PairCode {
+        code: String,
+    },
+    Connected {
+        phone: String,
+    },
+    Disconnected {
+        reason: String,
+        logged_out: bool,
+    },
+    MessageSent {
+        message_id: String,
+        external_id: String,
+    },
+    MessageDelivered {
+        message_id: String,
+    },
+    MessageRead {
+        message_id: String,
+    },
+    MessageFailed {
+        message_id: String,
+        code: String,
+        reason: String,
+    },
+    Inbound {
+        external_id: String,
+        from: String,
+        /// The name the sender set in WhatsApp, when it came with the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        push_name: Option<String>,
+        content: Content,
+    },
 }
 
 #[cfg(test)]

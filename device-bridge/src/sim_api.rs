@@ -91,6 +91,8 @@ struct PairRequest {
 struct InboundRequest {
     device_id: String,
     from: String,
+    /// The sender's WhatsApp display name.
+    name: Option<String>,
     text: Option<String>,
     media: Option<InboundMedia>,
     location: Option<InboundLocation>,
@@ -170,7 +172,7 @@ async fn inbound(State(api): State<SimApi>, JsonBody(req): JsonBody<InboundReque
         }
         _ => return Err(ApiError::invalid_request("give exactly one of text, media, location and reaction")),
     };
-    let external_id = api.sim.inbound(&device_id, &from, content)?;
+    let external_id = api.sim.inbound(&device_id, &from, req.name, content)?;
     Ok(Json(json!({ "external_id": external_id })))
 }
 

@@ -225,6 +225,7 @@ async fn sim_control_api_plays_the_phones() {
         EventKind::Inbound {
             external_id,
             from: jid(FRIEND),
+            push_name: None,
             content: wagate_contract::wire::Content::Text { text: "hi".into() }
         }
     );

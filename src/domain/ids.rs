@@ -117,6 +117,13 @@ impl std::fmt::Display for MessageId {
     }
 }
 
+/// A UUID-v4-shaped id, as the LoginWA reference shows `trace_id`.
+pub fn trace_id() -> String {
+    let h = random_hex(16);
+    let variant = ["8", "9", "a", "b"][usize::from_str_radix(&h[16..17], 16).unwrap_or(0) % 4];
+    format!("{}-{}-4{}-{variant}{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Pure logic: no `worker` types, unit-tested natively with `cargo test`.
 
+pub mod autoreply;
 pub mod error;
 pub mod events;
 pub mod idempotency;
@@ -13,5 +14,6 @@ pub mod phone;
 pub mod qr;
 pub mod ratelimit;
 pub mod secretbox;
+pub mod template;
 pub mod validate;
 pub mod webhook;

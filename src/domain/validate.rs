@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError, Rule};
+use super::ids::DeviceId;
 
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -113,6 +114,16 @@ impl<'a> Fields<'a> {
             self.fail(field, Rule::Type { expected: "object".into() });
         }
         map
+    }
+
+    /// A `dev_…` id.
+    pub fn device_id(&mut self, field: &str) -> Option<DeviceId> {
+        let text = self.string(field, false, 1, 64)?;
+        let id = DeviceId::parse(&text);
+        if id.is_none() {
+            self.fail(field, Rule::Invalid { reason: "is not a device id".into() });
+        }
+        id
     }
 
     pub fn finish(self) -> Result<(), ApiError> {

@@ -5,7 +5,7 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply};
+use super::{auth, autoreplies, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -32,6 +32,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             | ["v1", "messages", "send"]
             | ["auth", "start" | "verify"]
             | ["v1", "webhooks", ..]
+            | ["v1", "auto-replies", ..]
     );
     if !known {
         return Err(ApiError::RouteNotFound);
@@ -39,6 +40,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     let tenant = auth::tenant(req, ctx).await?;
     match (rest, method) {
         (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
+        (["v1", "auto-replies", rest @ ..], _) => autoreplies::route(req, ctx, &tenant, method, rest).await,
         (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
         (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,
         (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,
@@ -168,7 +170,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let mut f = Fields::new(&body);
     let phone = f.string("phone", true, 1, 64);
     let text = f.string("message", true, 1, TEXT_MAX_CHARS);
-    let device = f.string("device_id", false, 1, 64);
+    let device_id = f.device_id("device_id");
     let meta = f.object("meta");
     let recipient = phone.and_then(|p| {
         let is_jid = p.contains('@');
@@ -181,12 +183,6 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         Recipient::parse(&p, Some(&tenant.default_country_code))
             .map_err(|e| f.fail("phone", Rule::Invalid { reason: e.to_string() }))
             .ok()
-    });
-    let device_id = device.and_then(|d| {
-        DeviceId::parse(&d).or_else(|| {
-            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
-            None
-        })
     });
     f.finish()?;
     let (Some(recipient), Some(text)) = (recipient, text) else {

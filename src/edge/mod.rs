@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod autoreplies;
 mod events;
 mod idempotency;
 mod loginwa;

@@ -6,7 +6,7 @@ use wagate_contract::wire::Content;
 
 use super::Ctx;
 use crate::domain::error::ApiError;
-use crate::domain::ids::{random_hex, DeviceId, MessageId};
+use crate::domain::ids::{trace_id, DeviceId, MessageId};
 use crate::domain::message::Priority;
 use crate::domain::phone::Recipient;
 use crate::objects::app::{AppOp, Reservation, Tenant};
@@ -69,11 +69,4 @@ pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageV
     }
     let op = DeviceOp::GetMessage { app_id: tenant.app_id.clone(), message_id };
     call(ctx.env, DEVICES, device.as_str(), &op).await
-}
-
-/// A UUID-v4-shaped id, as the LoginWA reference shows `trace_id`.
-fn trace_id() -> String {
-    let h = random_hex(16);
-    let variant = ["8", "9", "a", "b"][usize::from_str_radix(&h[16..17], 16).unwrap_or(0) % 4];
-    format!("{}-{}-4{}-{variant}{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }

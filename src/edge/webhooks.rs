@@ -7,7 +7,6 @@ use worker::{Method, Request};
 use super::{json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
-use crate::domain::ids::DeviceId;
 use crate::domain::media::check_url;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
@@ -116,12 +115,7 @@ fn spec(body: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<EndpointSpec, ApiErr
         }),
         None => Some(Format::default()),
     };
-    let device_id = f.string("device_id", false, 1, 64).and_then(|d| {
-        DeviceId::parse(&d).map(|d| d.to_string()).or_else(|| {
-            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
-            None
-        })
-    });
+    let device_id = f.device_id("device_id").map(|d| d.to_string());
     f.finish()?;
     let (Some(url), Some(format)) = (url, format) else { return Err(ApiError::internal("validated fields missing")) };
     Ok(EndpointSpec { url, events, format, device_id, retry_count, secret })

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
+use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, number, rows, serve, to_json};
 use crate::domain::error::ApiError;
@@ -85,11 +86,15 @@ pub enum AppOp {
         device_id: DeviceId,
         event: Event,
     },
+    /// Records an event; an inbound message may get an auto-reply, answered as `Recorded`.
     Record {
         event: Event,
     },
     Webhooks {
         call: WebhookCall,
+    },
+    AutoReplies {
+        call: AutoReplyCall,
     },
     /// Recorded events, oldest first, after sequence number `after`.
     Events {
@@ -279,6 +284,7 @@ impl DurableObject for AppObject {
             ],
         );
         create_schema(&state, &webhooks::SCHEMA);
+        create_schema(&state, &autoreplies::SCHEMA);
         Self { state: Rc::new(state), env }
     }
 
@@ -333,6 +339,7 @@ impl AppObject {
     async fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
         match op {
             AppOp::Webhooks { call } => self.webhooks(call).await,
+            AppOp::AutoReplies { call } => self.auto_replies(call),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(
                     "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
@@ -420,11 +427,15 @@ impl AppObject {
                 }
                 Ok(serde_json::Value::Null)
             }
-            AppOp::Record { event } => {
+            AppOp::Record { mut event } => {
+                if self.recorded(&event.id)? {
+                    return to_json(&Recorded { auto_reply: self.earlier_reply(&event.id)? });
+                }
+                let auto_reply = self.auto_reply(&mut event)?;
                 if self.record(&event)? {
                     self.wake_deliveries().await?;
                 }
-                Ok(serde_json::Value::Null)
+                to_json(&Recorded { auto_reply })
             }
             AppOp::Events { after, limit } => {
                 let stored = rows::<StoredEvent>(self.sql().exec(
@@ -488,9 +499,7 @@ impl AppObject {
     /// Returns whether webhook deliveries were queued for the event.
     fn record(&self, event: &Event) -> Result<bool, ApiError> {
         let name = serde_json::to_value(event.name).map_err(ApiError::internal)?;
-        let seen =
-            number(&self.sql(), "SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event.id.as_str().into()])?;
-        if seen.unwrap_or(0) > 0 {
+        if self.recorded(&event.id)? {
             return Ok(false); // a retried recording
         }
         self.sql().exec(
@@ -504,6 +513,11 @@ impl AppObject {
             ],
         )?;
         self.fan_out(event)
+    }
+
+    fn recorded(&self, event_id: &str) -> Result<bool, ApiError> {
+        Ok(number(&self.sql(), "SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event_id.into()])?.unwrap_or(0)
+            > 0)
     }
 
     fn app(&self) -> Result<AppRow, ApiError> {
@@ -644,7 +658,7 @@ impl AppObject {
         }
     }
 
-    fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
+    pub(super) fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
         let app = self.app_in_period(period)?;
         let device_id = self.pick(device_id)?;
         if app.quota_used >= app.monthly_messages {

@@ -10,11 +10,12 @@ use wagate_contract::wire::{
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::{AppOp, ONLINE};
+use super::autoreplies::{AutoReply, Recorded};
 use super::{call, create_schema, int, number, rows, serve, to_json, APPS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
-use crate::domain::ids::{AppId, DeviceId, MessageId};
+use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
 use crate::domain::media_link;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
@@ -266,23 +267,7 @@ impl DeviceObject {
             }
             DeviceOp::Enqueue { message } => {
                 self.device_of(&message.app_id)?;
-                self.sql().exec(
-                    "INSERT INTO messages
-                     (id, app_id, recipient, content, status, trace_id, meta, created_at, priority, sensitive)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        message.message_id.as_str().into(),
-                        message.app_id.as_str().into(),
-                        serde_json::to_string(&message.recipient).map_err(ApiError::internal)?.into(),
-                        serde_json::to_string(&message.content).map_err(ApiError::internal)?.into(),
-                        MessageStatus::Queued.as_str().into(),
-                        message.trace_id.into(),
-                        message.meta.map(|m| m.to_string()).into(),
-                        int(message.now),
-                        int(message.priority.rank()),
-                        int(message.sensitive as u64),
-                    ],
-                )?;
+                self.insert_message(&message)?;
                 self.wake().await?;
                 to_json(&self.message(&message.app_id, &message.message_id)?)
             }
@@ -293,6 +278,47 @@ impl DeviceObject {
                 Ok(serde_json::Value::Null)
             }
         }
+    }
+
+    /// Queues a message; a retried insert of the same id changes nothing.
+    fn insert_message(&self, message: &NewMessage) -> Result<(), ApiError> {
+        self.sql().exec(
+            "INSERT OR IGNORE INTO messages
+             (id, app_id, recipient, content, status, trace_id, meta, created_at, priority, sensitive)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                message.message_id.as_str().into(),
+                message.app_id.as_str().into(),
+                serde_json::to_string(&message.recipient).map_err(ApiError::internal)?.into(),
+                serde_json::to_string(&message.content).map_err(ApiError::internal)?.into(),
+                MessageStatus::Queued.as_str().into(),
+                message.trace_id.as_str().into(),
+                message.meta.as_ref().map(|m| m.to_string()).into(),
+                int(message.now),
+                int(message.priority.rank()),
+                int(message.sensitive as u64),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Queues the auto-reply the app's rules chose for an inbound message, quota reserved.
+    fn queue_auto_reply(&self, app_id: &str, reply: AutoReply) -> Result<(), ApiError> {
+        let (Some(message_id), Some(app_id)) = (MessageId::parse(&reply.message_id), AppId::parse(app_id)) else {
+            return Err(ApiError::internal("an auto-reply names a malformed id"));
+        };
+        let recipient = Recipient::parse(&reply.to, None).map_err(|e| ApiError::internal(format!("{e:?}")))?;
+        self.insert_message(&NewMessage {
+            message_id,
+            app_id,
+            recipient,
+            content: Content::Text { text: reply.text },
+            trace_id: trace_id(),
+            meta: Some(json!({"auto_reply_rule": reply.rule_id})),
+            priority: Priority::Normal,
+            sensitive: false,
+            now: now_ms(),
+        })
     }
 
     fn device(&self) -> Result<DeviceRow, ApiError> {
@@ -468,8 +494,9 @@ impl DeviceObject {
             EventKind::MessageFailed { message_id, code, reason } => {
                 self.advance(&message_id, MessageStatus::Failed, "failed_at", at, None, Some((code, reason)))
             }
-            EventKind::Inbound { external_id, from, content } => {
+            EventKind::Inbound { external_id, from, push_name, content } => {
                 let device_id = self.device_id(&self.device()?)?;
+                let group = from.ends_with("@g.us");
                 let from = from.split('@').next().unwrap_or_default().to_owned();
                 let (kind, body) = match &content {
                     Content::Text { text } => ("text", Some(text.clone())),
@@ -482,6 +509,8 @@ impl DeviceObject {
                     "external_id": external_id,
                     "device_id": device_id.as_str(),
                     "from": from,
+                    "name": push_name,
+                    "group": group,
                     "type": kind,
                     "body": body,
                     "content": content,
@@ -611,8 +640,18 @@ impl DeviceObject {
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
                 let op: AppOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
-                call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                let answer = call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
+                let recorded: Option<Recorded> = serde_json::from_value(answer).ok();
+                let reply = recorded.and_then(|r| r.auto_reply);
+                let replied = reply.is_some();
+                if let Some(reply) = reply {
+                    self.queue_auto_reply(&app_id, reply)?;
+                }
                 self.sql().exec("DELETE FROM app_outbox WHERE seq = ?", vec![pending.seq.into()])?;
+                if replied {
+                    self.wake().await?;
+                }
             }
         }
         .await;

@@ -2,6 +2,7 @@
 //! operation in, a `Result<T, ApiError>` out, both as JSON over the stub's fetch.
 
 pub mod app;
+pub mod autoreplies;
 pub mod device;
 pub mod otp;
 pub mod webhooks;

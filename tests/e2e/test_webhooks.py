@@ -282,3 +282,47 @@ def test_inbound_media_comes_with_a_time_limited_download_link(stack, new_tenant
 
     spwp = eventually(lambda: [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == "MESSAGE_RECEIVED"])
     assert spwp[0]["data"]["type"] == "IMAGE" and spwp[0]["data"]["payload"]["mediaUrl"] == link["url"]
+
+
+def test_an_auto_reply_answers_on_the_virtual_phone_and_the_event_is_still_delivered(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    create(tenant, receiver.url("/hook"), format="loginwa", events=["message.incoming"])
+    device = tenant.link_device(fresh_phone("62836"))
+    for body, field in [
+        ({"match": "regex", "pattern": "(unclosed", "reply": "x"}, "pattern"),
+        ({"match": "exact", "pattern": "hi", "reply": "Hi {city}"}, "reply"),
+        ({"match": "glob", "pattern": "hi", "reply": "x"}, "match"),
+        ({"match": "exact", "reply": "x"}, "pattern"),
+    ]:
+        r = tenant.post("/api/v1/auto-replies", body)
+        assert r.status_code == 422 and list(r.json()["errors"]) == [field], (body, r.text)
+
+    price = tenant.post("/api/v1/auto-replies", {"match": "regex", "pattern": r"^(price|harga)\b", "priority": 5,
+                                                  "reply": "{Hi|Hello} {name}, prices are at example.com"})
+    assert price.status_code == 201, price.text
+    price = price.json()
+    catch_all = tenant.post("/api/v1/auto-replies", {"match": "contains", "pattern": "price", "reply": "never: lower priority"}).json()
+    off = tenant.post("/api/v1/auto-replies", {"match": "exact", "pattern": "menu", "reply": "never: inactive", "active": False}).json()
+    assert [r["id"] for r in tenant.get("/api/v1/auto-replies").json()["auto_replies"]] == [price["id"], catch_all["id"], off["id"]]
+
+    customer, quiet = fresh_phone("1415"), fresh_phone("1416")
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": customer, "name": "Budi", "text": "PRICE list please"})
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": quiet, "text": "menu"})
+    [reply] = eventually(lambda: inbox(stack, customer))
+    assert reply["text"] in ("Hi Budi, prices are at example.com", "Hello Budi, prices are at example.com")
+
+    incoming = eventually(lambda: len(receiver.delivered("/hook")) == 2 and [json.loads(r["body"])["data"] for r in receiver.delivered("/hook")])
+    answered = next(d for d in incoming if d["from"] == customer)
+    assert answered["body"] == "PRICE list please" and answered["auto_reply"]["rule_id"] == price["id"]
+    assert tenant.get(f"/api/v1/public/messages/{answered['auto_reply']['message_id']}").json()["data"]["status"] in ("SENT", "DELIVERED", "READ")
+    assert "auto_reply" not in next(d for d in incoming if d["from"] == quiet)
+    time.sleep(1)
+    assert inbox(stack, quiet) == [], "an inactive rule does not answer"
+    assert tenant.get(f"/api/v1/auto-replies/{price['id']}").json()["hits"] == 1
+
+    r = tenant.patch(f"/api/v1/auto-replies/{off['id']}", {"active": True, "reply": "Menu for {phone}"})
+    assert r.status_code == 200 and r.json()["active"] is True
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": quiet, "text": " Menu "})
+    assert eventually(lambda: inbox(stack, quiet))[0]["text"] == f"Menu for {quiet}"
+    assert tenant.delete(f"/api/v1/auto-replies/{off['id']}").status_code == 200
+    assert tenant.get(f"/api/v1/auto-replies/{off['id']}").status_code == 404

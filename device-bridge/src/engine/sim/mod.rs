@@ -134,7 +134,13 @@ impl SimEngine {
     }
 
     /// A phone sends the device a message; returns the message's WhatsApp id.
-    pub fn inbound(&self, device_id: &DeviceId, from: &PhoneNumber, content: Content) -> Result<String, SimError> {
+    pub fn inbound(
+        &self,
+        device_id: &DeviceId,
+        from: &PhoneNumber,
+        push_name: Option<String>,
+        content: Content,
+    ) -> Result<String, SimError> {
         match devices::state(&self.db.lock(), device_id)? {
             None => return Err(SimError::DeviceNotFound),
             Some(DeviceState::Connected { .. }) => {}
@@ -143,7 +149,7 @@ impl SimEngine {
         let external_id = new_external_id();
         self.events.emit(
             device_id,
-            EventKind::Inbound { external_id: external_id.clone(), from: from.jid().to_string(), content },
+            EventKind::Inbound { external_id: external_id.clone(), from: from.jid().to_string(), push_name, content },
         );
         Ok(external_id)
     }

@@ -305,19 +305,20 @@ async fn unlink_inbound_and_logout() {
     let dev = net.connected("dev_a", "6281111111111").await;
     let from = PhoneNumber::parse("14155552671").unwrap();
 
-    let external_id = net.engine.inbound(&dev, &from, hi()).unwrap();
+    let external_id = net.engine.inbound(&dev, &from, Some("Ana".into()), hi()).unwrap();
     assert_eq!(
         net.next().await,
         EventKind::Inbound {
             external_id,
             from: "14155552671@s.whatsapp.net".into(),
+            push_name: Some("Ana".into()),
             content: Content::Text { text: "hi".into() }
         }
     );
 
     net.engine.unlink(&dev).unwrap();
     assert_eq!(net.next().await, EventKind::Disconnected { reason: "unlinked from phone".into(), logged_out: true });
-    assert!(matches!(net.engine.inbound(&dev, &from, hi()), Err(SimError::NotConnected)));
+    assert!(matches!(net.engine.inbound(&dev, &from, None, hi()), Err(SimError::NotConnected)));
     assert!(matches!(net.engine.unlink(&dev), Err(SimError::NotConnected)));
     assert_eq!(net.engine.status(&dev).await.unwrap(), Some(DeviceStatus::Disconnected));
 

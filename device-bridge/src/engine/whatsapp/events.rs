@@ -96,6 +96,7 @@ pub struct Incoming {
     pub external_id: String,
     /// Where a reply goes: the sender's phone JID for a direct chat, the group's JID for a group.
     pub from: String,
+    pub push_name: Option<String>,
     pub body: InboundBody,
 }
 
@@ -169,6 +170,7 @@ pub fn classify(event: &Event) -> Option<Signal> {
                     Some(Incoming {
                         external_id: m.info.id.clone(),
                         from: reply_address(&m.info.source)?,
+                        push_name: Some(m.info.push_name.clone()).filter(|n| !n.is_empty()),
                         body: inbound_body(&m.message)?,
                     })
                 })

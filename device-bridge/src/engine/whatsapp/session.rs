@@ -580,6 +580,7 @@ impl Inner {
                             EventKind::Inbound {
                                 external_id: message.external_id.clone(),
                                 from: message.from.clone(),
+                                push_name: message.push_name.clone(),
                                 content: content.clone(),
                             },
                         ),
@@ -750,6 +751,7 @@ mod tests {
         let hi = Incoming {
             external_id: "3EB0IN".into(),
             from: "14155552671@s.whatsapp.net".into(),
+            push_name: Some("Ana".into()),
             body: InboundBody::Ready(Content::Text { text: "hello".into() }),
         };
         inner.on_signal(&session, &attempt, Signal::Messages(vec![hi]));
@@ -758,6 +760,7 @@ mod tests {
             [EventKind::Inbound {
                 external_id: "3EB0IN".into(),
                 from: "14155552671@s.whatsapp.net".into(),
+                push_name: Some("Ana".into()),
                 content: Content::Text { text: "hello".into() },
             }]
         );

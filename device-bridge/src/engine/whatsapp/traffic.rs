@@ -217,7 +217,12 @@ impl Inner {
         };
         self.events.emit(
             device_id,
-            EventKind::Inbound { external_id: external_id.clone(), from: message.from.clone(), content },
+            EventKind::Inbound {
+                external_id: external_id.clone(),
+                from: message.from.clone(),
+                push_name: message.push_name.clone(),
+                content,
+            },
         );
     }
 }

@@ -1,0 +1,71 @@
+//! wagate's auto-replies API (the LoginWA reference keeps its rules in a dashboard):
+//! `GET/POST /api/v1/auto-replies`, `GET/PATCH/DELETE /api/v1/auto-replies/{id}`.
+
+use serde_json::{Map, Value};
+use worker::{Method, Request};
+
+use super::{json_body, Ctx, Outcome, Reply};
+use crate::domain::autoreply::{MatchKind, PATTERN_MAX_CHARS};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::message::TEXT_MAX_CHARS;
+use crate::domain::validate::Fields;
+use crate::objects::app::{AppOp, Tenant};
+use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
+use crate::objects::{call, APPS};
+use crate::runtime::now_ms;
+
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+    let now = now_ms();
+    let (status, auto_reply_call) = match (rest, method) {
+        ([], Method::Get) => (200, AutoReplyCall::List),
+        ([], Method::Post) => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?)?, now }),
+        ([id], Method::Get) => (200, AutoReplyCall::Get { id: id.to_string() }),
+        ([id], Method::Patch) => {
+            (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?)?, now })
+        }
+        ([id], Method::Delete) => (200, AutoReplyCall::Delete { id: id.to_string() }),
+        ([] | [_], _) => return Err(ApiError::MethodNotAllowed),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let answer: Value =
+        call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::AutoReplies { call: auto_reply_call }).await?;
+    Ok(Reply::json(status, answer))
+}
+
+fn match_kind(f: &mut Fields<'_>, required: bool) -> Option<MatchKind> {
+    let name = f.string("match", required, 1, 16)?;
+    let kind = MatchKind::parse(&name);
+    if kind.is_none() {
+        f.fail("match", Rule::Invalid { reason: "must be one of exact, contains, regex".into() });
+    }
+    kind
+}
+
+fn spec(body: &Map<String, Value>) -> Result<RuleSpec, ApiError> {
+    let mut f = Fields::new(body);
+    let match_kind = match_kind(&mut f, true);
+    let pattern = f.string("pattern", true, 1, PATTERN_MAX_CHARS);
+    let reply = f.string("reply", true, 1, TEXT_MAX_CHARS);
+    let device_id = f.device_id("device_id");
+    let active = f.boolean("active").unwrap_or(true);
+    let priority = f.integer("priority", -1000, 1000).unwrap_or(0);
+    f.finish()?;
+    let (Some(match_kind), Some(pattern), Some(reply)) = (match_kind, pattern, reply) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    Ok(RuleSpec { match_kind, pattern, reply, device_id, active, priority })
+}
+
+fn patch(body: &Map<String, Value>) -> Result<RulePatch, ApiError> {
+    let mut f = Fields::new(body);
+    let patch = RulePatch {
+        match_kind: match_kind(&mut f, false),
+        pattern: f.string("pattern", false, 1, PATTERN_MAX_CHARS),
+        reply: f.string("reply", false, 1, TEXT_MAX_CHARS),
+        device_id: f.device_id("device_id"),
+        active: f.boolean("active"),
+        priority: f.integer("priority", -1000, 1000),
+    };
+    f.finish()?;
+    Ok(patch)
+}

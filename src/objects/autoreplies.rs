@@ -1,0 +1,266 @@
+//! The app's auto-reply rules, and the answer to an inbound message: the first active rule
+//! that matches (highest `priority` first, then oldest) reserves quota for a reply from the
+//! device that received the message. The device queues the reply on its normal paced path.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::app::AppObject;
+use super::{int, number, rows};
+use crate::domain::autoreply::{reply_template, MatchKind, Matcher};
+use crate::domain::error::{ApiError, FieldError, Rule};
+use crate::domain::events::{Event, EventName};
+use crate::domain::ids::{random_hex, DeviceId};
+use crate::runtime::{iso, month_of};
+
+pub const MAX_RULES: i64 = 100;
+
+pub const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS auto_replies (
+        id TEXT PRIMARY KEY, match_kind TEXT NOT NULL, pattern TEXT NOT NULL, reply TEXT NOT NULL, device_id TEXT,
+        active INTEGER NOT NULL, priority INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0,
+        last_matched_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    // The reply each answered event got, so that a retried recording queues the same one.
+    "CREATE TABLE IF NOT EXISTS auto_replied (event_id TEXT PRIMARY KEY, reply TEXT NOT NULL)",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleSpec {
+    pub match_kind: MatchKind,
+    pub pattern: String,
+    pub reply: String,
+    pub device_id: Option<DeviceId>,
+    pub active: bool,
+    pub priority: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RulePatch {
+    pub match_kind: Option<MatchKind>,
+    pub pattern: Option<String>,
+    pub reply: Option<String>,
+    pub device_id: Option<DeviceId>,
+    pub active: Option<bool>,
+    pub priority: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum AutoReplyCall {
+    List,
+    Create { spec: RuleSpec, now: u64 },
+    Get { id: String },
+    Update { id: String, patch: RulePatch, now: u64 },
+    Delete { id: String },
+}
+
+/// A reply to queue on the device that received the message; its quota is already reserved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoReply {
+    pub message_id: String,
+    pub rule_id: String,
+    /// The sender's number, digits only.
+    pub to: String,
+    pub text: String,
+}
+
+/// What recording an event answers to the device that reported it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Recorded {
+    pub auto_reply: Option<AutoReply>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RuleRow {
+    id: String,
+    match_kind: String,
+    pattern: String,
+    reply: String,
+    device_id: Option<String>,
+    active: i64,
+    priority: i64,
+    hits: i64,
+    last_matched_at: Option<u64>,
+    created_at: u64,
+    updated_at: u64,
+}
+
+impl RuleRow {
+    fn kind(&self) -> MatchKind {
+        MatchKind::parse(&self.match_kind).unwrap_or(MatchKind::Exact)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id, "match": self.match_kind, "pattern": self.pattern, "reply": self.reply,
+            "device_id": self.device_id, "active": self.active != 0, "priority": self.priority, "hits": self.hits,
+            "last_matched_at": self.last_matched_at.map(iso), "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        })
+    }
+}
+
+/// Checks what the object alone can: the pattern under its match kind, the reply's variables.
+fn check(kind: MatchKind, pattern: &str, reply: &str) -> Result<(), ApiError> {
+    let invalid = |field: &str, reason: String| FieldError { field: field.to_owned(), rule: Rule::Invalid { reason } };
+    let errors: Vec<FieldError> = [
+        Matcher::new(kind, pattern).err().map(|reason| invalid("pattern", reason)),
+        reply_template(reply).err().map(|e| invalid("reply", e.to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::Validation { errors }),
+    }
+}
+
+fn skipped(event: &mut Event, rule_id: &str, why: &str) -> Option<AutoReply> {
+    event.data["auto_reply"] = json!({"rule_id": rule_id, "skipped": why});
+    None
+}
+
+impl AppObject {
+    fn rule(&self, id: &str) -> Result<RuleRow, ApiError> {
+        rows::<RuleRow>(self.sql().exec("SELECT * FROM auto_replies WHERE id = ?", vec![id.into()])?)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("auto-reply"))
+    }
+
+    pub(super) fn auto_replies(&self, call: AutoReplyCall) -> Result<Value, ApiError> {
+        match call {
+            AutoReplyCall::List => {
+                let all = rows::<RuleRow>(
+                    self.sql().exec("SELECT * FROM auto_replies ORDER BY priority DESC, created_at, id", None)?,
+                )?;
+                Ok(json!({"auto_replies": all.iter().map(RuleRow::json).collect::<Vec<_>>()}))
+            }
+            AutoReplyCall::Create { spec, now } => {
+                if number(&self.sql(), "SELECT COUNT(*) AS n FROM auto_replies", vec![])?.unwrap_or(0) >= MAX_RULES {
+                    let reason = format!("cannot be added: an app may have at most {MAX_RULES} auto-reply rules");
+                    return Err(ApiError::field("pattern", Rule::Invalid { reason }));
+                }
+                check(spec.match_kind, &spec.pattern, &spec.reply)?;
+                let id = format!("ar_{}", random_hex(8));
+                let kind = serde_json::to_value(spec.match_kind).map_err(ApiError::internal)?;
+                self.sql().exec(
+                    "INSERT INTO auto_replies
+                     (id, match_kind, pattern, reply, device_id, active, priority, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        id.as_str().into(),
+                        kind.as_str().unwrap_or_default().into(),
+                        spec.pattern.into(),
+                        spec.reply.into(),
+                        spec.device_id.map(|d| d.to_string()).into(),
+                        int(spec.active as u64),
+                        spec.priority.into(),
+                        int(now),
+                        int(now),
+                    ],
+                )?;
+                Ok(self.rule(&id)?.json())
+            }
+            AutoReplyCall::Get { id } => Ok(self.rule(&id)?.json()),
+            AutoReplyCall::Update { id, patch, now } => {
+                let current = self.rule(&id)?;
+                let kind = patch.match_kind.unwrap_or(current.kind());
+                check(
+                    kind,
+                    patch.pattern.as_deref().unwrap_or(&current.pattern),
+                    patch.reply.as_deref().unwrap_or(&current.reply),
+                )?;
+                let kind = serde_json::to_value(kind).map_err(ApiError::internal)?;
+                self.sql().exec(
+                    "UPDATE auto_replies SET match_kind = ?, pattern = COALESCE(?, pattern), reply = COALESCE(?, reply),
+                     device_id = COALESCE(?, device_id), active = COALESCE(?, active),
+                     priority = COALESCE(?, priority), updated_at = ? WHERE id = ?",
+                    vec![
+                        kind.as_str().unwrap_or_default().into(),
+                        patch.pattern.into(),
+                        patch.reply.into(),
+                        patch.device_id.map(|d| d.to_string()).into(),
+                        patch.active.map(|a| a as i64).into(),
+                        patch.priority.into(),
+                        int(now),
+                        id.as_str().into(),
+                    ],
+                )?;
+                Ok(self.rule(&id)?.json())
+            }
+            AutoReplyCall::Delete { id } => {
+                self.rule(&id)?;
+                self.sql().exec("DELETE FROM auto_replies WHERE id = ?", vec![id.into()])?;
+                Ok(json!({"success": true}))
+            }
+        }
+    }
+
+    /// The reply an earlier recording of this event queued, for a retried recording.
+    pub(super) fn earlier_reply(&self, event_id: &str) -> Result<Option<AutoReply>, ApiError> {
+        #[derive(Deserialize)]
+        struct Logged {
+            reply: String,
+        }
+        let logged = rows::<Logged>(
+            self.sql().exec("SELECT reply FROM auto_replied WHERE event_id = ?", vec![event_id.into()])?,
+        )?;
+        logged.into_iter().next().map(|l| serde_json::from_str(&l.reply).map_err(ApiError::internal)).transpose()
+    }
+
+    /// Answers an inbound message by the first matching rule, noting on the event what was done.
+    pub(super) fn auto_reply(&self, event: &mut Event) -> Result<Option<AutoReply>, ApiError> {
+        if event.name != EventName::MessageIncoming || event.data["group"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let data = &event.data;
+        let (Some(device_id), Some(text), Some(from)) = (
+            event.device_id.as_deref().and_then(DeviceId::parse),
+            data["body"].as_str().filter(|t| !t.trim().is_empty()),
+            data["from"].as_str().filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())),
+        ) else {
+            return Ok(None); // nothing a rule can read, or no number to answer
+        };
+        let rules = rows::<RuleRow>(self.sql().exec(
+            "SELECT * FROM auto_replies WHERE active = 1 AND (device_id IS NULL OR device_id = ?)
+             ORDER BY priority DESC, created_at, id",
+            vec![device_id.as_str().into()],
+        )?)?;
+        let Some(rule) = rules.into_iter().find(|r| Matcher::new(r.kind(), &r.pattern).is_ok_and(|m| m.matches(text)))
+        else {
+            return Ok(None);
+        };
+        let name = data["name"].as_str().filter(|n| !n.trim().is_empty()).unwrap_or(from).to_owned();
+        let value = |variable: &str| match variable {
+            "name" => Some(name.clone()),
+            "phone" => Some(from.to_owned()),
+            "message" => Some(text.to_owned()),
+            _ => None,
+        };
+        // The event decides among a reply's alternatives, so a retried recording says the same.
+        let seed = event.id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let reply_text = reply_template(&rule.reply).map_err(ApiError::internal)?.render(value, seed);
+        let to = from.to_owned();
+        self.sql().exec(
+            "UPDATE auto_replies SET hits = hits + 1, last_matched_at = ? WHERE id = ?",
+            vec![int(event.at_ms), rule.id.as_str().into()],
+        )?;
+        let reservation = match self.reserve(Some(device_id), &month_of(event.at_ms), event.at_ms) {
+            Ok(reservation) => reservation,
+            // Replying is best effort: a reply that cannot go out is noted on the event, not queued.
+            Err(ApiError::QuotaExceeded) => return Ok(skipped(event, &rule.id, "quota_exceeded")),
+            Err(ApiError::DeviceNotConnected) => return Ok(skipped(event, &rule.id, "device_not_connected")),
+            Err(e) => return Err(e),
+        };
+        let reply =
+            AutoReply { message_id: reservation.message_id.to_string(), rule_id: rule.id, to, text: reply_text };
+        event.data["auto_reply"] = json!({"rule_id": reply.rule_id, "message_id": reply.message_id});
+        self.sql().exec(
+            "INSERT INTO auto_replied (event_id, reply) VALUES (?, ?)",
+            vec![event.id.as_str().into(), serde_json::to_string(&reply).map_err(ApiError::internal)?.into()],
+        )?;
+        Ok(Some(reply))
+    }
+}
