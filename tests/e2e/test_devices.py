@@ -72,8 +72,9 @@ def test_unlinked_device_goes_offline_refreshes_and_is_deleted(stack, new_tenant
     assert r.status_code == 409 and r.json()["code"] == "ACCOUNT_NOT_CONNECTED"
     r = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "x", "device_id": device_id})
     assert r.status_code == 503 and r.json()["error"] == "no_device_connected"
-    [event] = tenant.events("device.disconnected")
-    assert event["device_id"] == device_id and event["data"]["logged_out"] is True
+    disconnected = tenant.events("device.disconnected")
+    assert len(disconnected) == 1, disconnected
+    assert disconnected[0]["device_id"] == device_id and disconnected[0]["data"]["logged_out"] is True
 
     refreshed = tenant.post(f"/api/v1/devices/{device_id}/refresh-qr")
     assert refreshed.status_code == 202 and refreshed.json()["status"] == "qr_waiting"
