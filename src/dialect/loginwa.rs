@@ -44,6 +44,13 @@ pub fn error(err: &ApiError) -> (u16, Value) {
                 json!({"error": "quota_exceeded", "message": "Monthly message quota exceeded", "quota_remaining": 0}),
             )
         }
+        ApiError::QuotaInsufficient { required, remaining } => {
+            let message = format!("This needs {required} messages but only {remaining} remain in this month's quota");
+            return (
+                402,
+                json!({"error": "quota_exceeded", "message": message, "required": required, "quota_remaining": remaining}),
+            );
+        }
         ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),

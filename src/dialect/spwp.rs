@@ -110,6 +110,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
         ApiError::RouteNotFound => (404, "NOT_FOUND", "Route not found".to_owned()),
         ApiError::MethodNotAllowed => (405, "METHOD_NOT_ALLOWED", "Method not allowed on this route".to_owned()),
         ApiError::QuotaExceeded => (429, "QUOTA_EXCEEDED", "Monthly message quota exceeded".to_owned()),
+        ApiError::QuotaInsufficient { required, remaining } => {
+            (402, "QUOTA_EXCEEDED", format!("This needs {required} messages but only {remaining} remain this month"))
+        }
         ApiError::NoDeviceAvailable | ApiError::DeviceNotConnected => (
             409,
             "ACCOUNT_NOT_CONNECTED",

@@ -21,6 +21,11 @@ pub enum ApiError {
     RouteNotFound,
     MethodNotAllowed,
     QuotaExceeded,
+    /// A batch (a campaign) needs more of the month's quota than is left.
+    QuotaInsufficient {
+        required: i64,
+        remaining: i64,
+    },
     /// The app has no connected device to send from.
     NoDeviceAvailable,
     /// The chosen device (by id or by key scope) is not connected.

@@ -28,6 +28,10 @@ pub enum EventName {
     OtpVerified,
     #[serde(rename = "otp.expired")]
     OtpExpired,
+    #[serde(rename = "campaign.paused")]
+    CampaignPaused,
+    #[serde(rename = "campaign.completed")]
+    CampaignCompleted,
 }
 
 /// An event about to be recorded.

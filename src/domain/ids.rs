@@ -70,6 +70,7 @@ macro_rules! prefixed_id {
 prefixed_id!(AppId, "app_");
 prefixed_id!(KeyId, "key_");
 prefixed_id!(DeviceId, "dev_");
+prefixed_id!(CampaignId, "camp_");
 
 /// `msg_<device body><random>`: the device that holds the message is part of its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,6 +13,8 @@ pub enum Priority {
     Otp,
     #[default]
     Normal,
+    /// Campaign traffic: direct sends and codes go first.
+    Bulk,
 }
 
 impl Priority {
@@ -20,6 +22,7 @@ impl Priority {
         match self {
             Self::Otp => 0,
             Self::Normal => 1,
+            Self::Bulk => 2,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Pure logic: no `worker` types, unit-tested natively with `cargo test`.
 
 pub mod autoreply;
+pub mod campaign;
 pub mod error;
 pub mod events;
 pub mod idempotency;

@@ -5,7 +5,7 @@ use worker::{Method, Request};
 
 use super::{auth, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
-use crate::domain::ids::{AppId, DeviceId, KeyId};
+use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppPatch, AppView, Plan, RecordedEvent};
@@ -100,6 +100,17 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         auth_rpm: f.integer("auth_rpm", 1, LIMIT_MAX),
         max_devices: f.integer("max_devices", 0, 10_000),
         default_country_code: f.string("default_country_code", false, 1, 4),
+        warm_up_first_day_cap: f.integer("warm_up_first_day_cap", 1, LIMIT_MAX).map(|n| n as u64),
+        warm_up_growth_percent: f.integer("warm_up_growth_percent", 0, 1000).map(|n| n as u64),
+        opt_out_keywords: body.get("opt_out_keywords").filter(|v| !v.is_null()).and_then(|v| {
+            let keywords: Option<Vec<String>> = serde_json::from_value(v.clone()).ok();
+            let keywords = keywords.filter(|k| k.iter().all(|k| (1..=32).contains(&k.trim().chars().count())));
+            if keywords.is_none() {
+                let reason = "must be a list of keywords of 1 to 32 characters".into();
+                f.fail("opt_out_keywords", Rule::Invalid { reason });
+            }
+            keywords
+        }),
     };
     if patch
         .default_country_code
@@ -117,14 +128,7 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
 async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
-    let device = f.string("device_id", false, 1, 64);
-    let device_id = match device.as_deref().map(DeviceId::parse) {
-        Some(None) => {
-            f.fail("device_id", Rule::Invalid { reason: "is not a device id".into() });
-            None
-        }
-        other => other.flatten(),
-    };
+    let device_id = f.device_id("device_id");
     f.finish()?;
     let key_id = KeyId::generate();
     let api_key = keys::generate(app_id, &key_id);
@@ -164,6 +168,7 @@ fn render(app: AppView) -> Value {
         },
         "suspended": app.suspended,
         "default_country_code": app.default_country_code,
+        "governor": app.governor,
         "keys": keys,
         "created_at": iso(app.created_at),
     })

@@ -5,7 +5,9 @@ use wagate_contract::wire::Content;
 use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
-use super::{auth, autoreplies, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply};
+use super::{
+    auth, autoreplies, broadcast, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply,
+};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -33,6 +35,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             | ["auth", "start" | "verify"]
             | ["v1", "webhooks", ..]
             | ["v1", "auto-replies", ..]
+            | ["v1", "broadcast", "campaigns", ..]
+            | ["v1", "opt-outs", ..]
     );
     if !known {
         return Err(ApiError::RouteNotFound);
@@ -41,6 +45,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     match (rest, method) {
         (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
         (["v1", "auto-replies", rest @ ..], _) => autoreplies::route(req, ctx, &tenant, method, rest).await,
+        (["v1", "broadcast", "campaigns", rest @ ..], _) => broadcast::campaigns(req, ctx, &tenant, method, rest).await,
+        (["v1", "opt-outs", rest @ ..], _) => broadcast::opt_outs(req, ctx, &tenant, method, rest).await,
         (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
         (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,
         (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,

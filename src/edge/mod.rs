@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod autoreplies;
+mod broadcast;
 mod events;
 mod idempotency;
 mod loginwa;
@@ -170,6 +171,17 @@ fn render(outcome: Outcome, dialect: Dialect, ctx: &Ctx<'_>) -> worker::Result<R
         Body::Empty => Response::empty()?,
     };
     Ok(response.with_status(status).with_headers(headers))
+}
+
+/// An RFC 3339 date-time field, in ms since the epoch.
+pub fn date_time(f: &mut crate::domain::validate::Fields<'_>, field: &str, required: bool) -> Option<u64> {
+    let text = f.string(field, required, 1, 64)?;
+    let ms = js_sys::Date::parse(&text);
+    if ms.is_nan() {
+        f.fail(field, crate::domain::error::Rule::Invalid { reason: "must be an RFC 3339 date-time".into() });
+        return None;
+    }
+    Some(ms.max(0.0) as u64)
 }
 
 /// The raw request body.

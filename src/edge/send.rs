@@ -48,6 +48,7 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
         meta: out.meta,
         priority: out.priority,
         sensitive: out.sensitive,
+        campaign: None,
         now,
     };
     let enqueue = DeviceOp::Enqueue { message };

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use worker::{Method, Request};
 
-use super::{json_body, Ctx, Outcome, Reply};
+use super::{date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::media::check_url;
@@ -44,15 +44,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
         ([wh, "replay"], Method::Post) => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
-            let since = f.string("since", true, 1, 64).and_then(|s| {
-                let ms = js_sys::Date::parse(&s);
-                if ms.is_nan() {
-                    f.fail("since", Rule::Invalid { reason: "must be an RFC 3339 date-time".into() });
-                    None
-                } else {
-                    Some(ms.max(0.0) as u64)
-                }
-            });
+            let since = date_time(&mut f, "since", true);
             f.finish()?;
             (200, WebhookCall::Replay { id: id(wh), delivery_id: None, since, now })
         }

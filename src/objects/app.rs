@@ -6,6 +6,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
+use super::audience::{self, AudienceCall, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, number, rows, serve, to_json};
@@ -33,6 +34,10 @@ pub struct AppPatch {
     pub auth_rpm: Option<i64>,
     pub max_devices: Option<i64>,
     pub default_country_code: Option<String>,
+    /// The campaign governor: warm-up of new numbers, opt-out keywords.
+    pub warm_up_first_day_cap: Option<u64>,
+    pub warm_up_growth_percent: Option<u64>,
+    pub opt_out_keywords: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,6 +101,9 @@ pub enum AppOp {
     AutoReplies {
         call: AutoReplyCall,
     },
+    Audience {
+        call: AudienceCall,
+    },
     /// Recorded events, oldest first, after sequence number `after`.
     Events {
         after: i64,
@@ -148,6 +156,7 @@ pub struct AppView {
     pub quota_used: i64,
     pub quota_remaining: i64,
     pub keys: Vec<KeyView>,
+    pub governor: Governor,
     pub created_at: u64,
 }
 
@@ -285,6 +294,7 @@ impl DurableObject for AppObject {
         );
         create_schema(&state, &webhooks::SCHEMA);
         create_schema(&state, &autoreplies::SCHEMA);
+        create_schema(&state, &audience::SCHEMA);
         Self { state: Rc::new(state), env }
     }
 
@@ -340,6 +350,7 @@ impl AppObject {
         match op {
             AppOp::Webhooks { call } => self.webhooks(call).await,
             AppOp::AutoReplies { call } => self.auto_replies(call),
+            AppOp::Audience { call } => self.audience(call),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(
                     "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
@@ -374,6 +385,12 @@ impl AppObject {
                         self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
                     }
                 }
+                let mut governor = self.governor()?;
+                governor.warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(governor.warm_up.first_day_cap);
+                governor.warm_up.growth_percent =
+                    patch.warm_up_growth_percent.unwrap_or(governor.warm_up.growth_percent);
+                governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
+                self.set_governor(&governor)?;
                 to_json(&self.view(&period)?)
             }
             AppOp::AddKey { key_id, key_hash, device_id, now } => {
@@ -411,6 +428,7 @@ impl AppObject {
                 Ok(serde_json::Value::Null)
             }
             AppOp::DeviceChanged { device_id, status, phone, event } => {
+                self.note_linked(&device_id, &status, event.at_ms)?;
                 self.sql().exec(
                     "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
                     vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
@@ -431,6 +449,7 @@ impl AppObject {
                 if self.recorded(&event.id)? {
                     return to_json(&Recorded { auto_reply: self.earlier_reply(&event.id)? });
                 }
+                self.note_opt_out(&event)?;
                 let auto_reply = self.auto_reply(&mut event)?;
                 if self.record(&event)? {
                     self.wake_deliveries().await?;
@@ -568,6 +587,7 @@ impl AppObject {
             quota_period: app.quota_period,
             quota_used: app.quota_used,
             keys,
+            governor: self.governor()?,
             created_at: app.created_at,
         })
     }

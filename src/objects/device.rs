@@ -11,7 +11,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::app::{AppOp, ONLINE};
 use super::autoreplies::{AutoReply, Recorded};
-use super::{call, create_schema, int, number, rows, serve, to_json, APPS};
+use super::campaign::CampaignOp;
+use super::{call, create_schema, int, number, rows, serve, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
@@ -49,7 +50,16 @@ pub struct NewMessage {
     pub priority: Priority,
     /// The text is a secret (a one-time code): it is withheld once WhatsApp has it.
     pub sensitive: bool,
+    /// The campaign contact this message is for, told of the message's progress.
+    #[serde(default)]
+    pub campaign: Option<CampaignRef>,
     pub now: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignRef {
+    pub campaign_id: String,
+    pub contact: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,6 +182,7 @@ enum Status {
 /// alarm rather than lost; they are idempotent, so a retry that overlaps does no harm.
 enum FollowUp {
     App(AppOp),
+    Campaign { campaign_id: String, op: CampaignOp },
     DrainQueue,
 }
 
@@ -207,6 +218,10 @@ impl DurableObject for DeviceObject {
                 "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, priority, seq)",
                 "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS app_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS campaign_messages (
+                message_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, contact INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS campaign_outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, campaign_id TEXT NOT NULL, op TEXT NOT NULL)",
             ],
         );
         Self { state, env }
@@ -299,6 +314,12 @@ impl DeviceObject {
                 int(message.sensitive as u64),
             ],
         )?;
+        if let Some(campaign) = &message.campaign {
+            self.sql().exec(
+                "INSERT OR IGNORE INTO campaign_messages (message_id, campaign_id, contact) VALUES (?, ?, ?)",
+                vec![message.message_id.as_str().into(), campaign.campaign_id.as_str().into(), campaign.contact.into()],
+            )?;
+        }
         Ok(())
     }
 
@@ -317,6 +338,7 @@ impl DeviceObject {
             meta: Some(json!({"auto_reply_rule": reply.rule_id})),
             priority: Priority::Normal,
             sensitive: false,
+            campaign: None,
             now: now_ms(),
         })
     }
@@ -606,6 +628,19 @@ impl DeviceObject {
             "trace_id": updated.trace_id,
         });
         let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(name, Some(&device_id), at, data) })];
+        let campaign = rows::<CampaignRef>(self.sql().exec(
+            "SELECT campaign_id, contact FROM campaign_messages WHERE message_id = ?",
+            vec![id.as_str().into()],
+        )?)?;
+        if let Some(CampaignRef { campaign_id, contact }) = campaign.into_iter().next() {
+            let op = CampaignOp::Outcome {
+                contact,
+                message_id: id.to_string(),
+                status: next,
+                error_code: updated.error_code,
+            };
+            follow_ups.push(FollowUp::Campaign { campaign_id, op });
+        }
         if next == MessageStatus::Failed {
             follow_ups.push(FollowUp::App(AppOp::Refund { message_id: id }));
         }
@@ -619,6 +654,13 @@ impl DeviceObject {
                 FollowUp::App(op) => {
                     let op = serde_json::to_string(&op).map_err(ApiError::internal)?;
                     self.sql().exec("INSERT INTO app_outbox (op) VALUES (?)", vec![op.into()])?;
+                }
+                FollowUp::Campaign { campaign_id, op } => {
+                    let op = serde_json::to_string(&op).map_err(ApiError::internal)?;
+                    self.sql().exec(
+                        "INSERT INTO campaign_outbox (campaign_id, op) VALUES (?, ?)",
+                        vec![campaign_id.into(), op.into()],
+                    )?;
                 }
                 FollowUp::DrainQueue => drain = true,
             }
@@ -655,11 +697,37 @@ impl DeviceObject {
             }
         }
         .await;
+        let result = match result {
+            Ok(()) => self.flush_campaign_outbox().await,
+            failed => failed,
+        };
         if let Err(e) = result {
-            worker::console_warn!("app outbox delivery deferred: {e}");
+            worker::console_warn!("outbox delivery deferred: {e}");
             if let Err(e) = self.alarm_within(RETRY_BASE_MS).await {
                 worker::console_error!("cannot schedule the outbox retry: {e}");
             }
+        }
+    }
+
+    /// Campaign progress, in order per campaign; a campaign deleted meanwhile is not found
+    /// and its entries are dropped.
+    async fn flush_campaign_outbox(&self) -> Result<(), ApiError> {
+        #[derive(Deserialize)]
+        struct Pending {
+            seq: i64,
+            campaign_id: String,
+            op: String,
+        }
+        loop {
+            let pending =
+                rows::<Pending>(self.sql().exec("SELECT * FROM campaign_outbox ORDER BY seq LIMIT 1", None)?)?;
+            let Some(pending) = pending.into_iter().next() else { return Ok(()) };
+            let op: CampaignOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
+            match call::<_, serde_json::Value>(&self.env, CAMPAIGNS, &pending.campaign_id, &op).await {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            self.sql().exec("DELETE FROM campaign_outbox WHERE seq = ?", vec![pending.seq.into()])?;
         }
     }
 

@@ -2,7 +2,9 @@
 //! operation in, a `Result<T, ApiError>` out, both as JSON over the stub's fetch.
 
 pub mod app;
+pub mod audience;
 pub mod autoreplies;
+pub mod campaign;
 pub mod device;
 pub mod otp;
 pub mod webhooks;
@@ -14,6 +16,7 @@ use crate::domain::error::ApiError;
 
 pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
+pub const CAMPAIGNS: &str = "CAMPAIGNS";
 pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in namespace `binding`.

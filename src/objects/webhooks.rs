@@ -35,7 +35,7 @@ const EXCERPT_CHARS: usize = 200;
 /// An endpoint that has failed continuously for this long (5 days) is disabled.
 const DISABLE_AFTER_S: u64 = 5 * 24 * 60 * 60;
 
-pub const EVENT_NAMES: [EventName; 10] = [
+pub const EVENT_NAMES: [EventName; 12] = [
     EventName::MessageIncoming,
     EventName::MessageSent,
     EventName::MessageDelivered,
@@ -46,6 +46,8 @@ pub const EVENT_NAMES: [EventName; 10] = [
     EventName::DeviceQrReady,
     EventName::OtpVerified,
     EventName::OtpExpired,
+    EventName::CampaignPaused,
+    EventName::CampaignCompleted,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

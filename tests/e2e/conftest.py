@@ -25,6 +25,7 @@ OTP_TTL_S = 6
 OTP_COOLDOWN_S = 2
 # An endpoint failing without a break this long is disabled (production: 5 days).
 WEBHOOK_DISABLE_AFTER_S = 8
+CAMPAIGN_DELAY_SCALE = 0.02
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,8 @@ def stack():
             # Webhook retries at 1/1000 of the production schedule: 5 ms, 300 ms, 1.8 s, 7.2 s, …
             "WEBHOOK_RETRY_SCALE": "0.001",
             "WEBHOOK_DISABLE_AFTER_S": str(WEBHOOK_DISABLE_AFTER_S),
+            # Campaign delays at 1/50: `delay_seconds` 5 waits about 100 ms.
+            "CAMPAIGN_DELAY_SCALE": str(CAMPAIGN_DELAY_SCALE),
         },
     )
     try:
