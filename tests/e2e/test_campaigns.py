@@ -212,3 +212,33 @@ def test_a_bridge_crash_mid_campaign_loses_and_duplicates_nothing(stack, new_ten
     until_status(tenant, campaign["id"], "completed", timeout=90)
     for i, phone in enumerate(phones):
         assert [m["text"] for m in inbox(stack, phone)] == [f"Hello N{i}"], phone
+
+
+def test_a_run_of_failures_auto_pauses_and_checks_spend_no_quota(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=100)
+    tenant.link_device(fresh_phone("62847"))
+    doomed = [fresh_phone("997") for _ in range(14)]  # on WhatsApp, but every send fails
+    absent = [fresh_phone("999") for _ in range(3)]
+    campaign = create(tenant, [{"phone": p, "name": "x"} for p in absent + doomed], delay_seconds=1)
+    tenant.post(f"{CAMPAIGNS}/{campaign['id']}/send")
+    paused = until_status(tenant, campaign["id"], "paused")
+    assert paused["pause_reason"].startswith("failure_rate") and paused["progress"]["pending"] > 0
+    assert [e["data"]["reason"] for e in tenant.events("campaign.paused")] == [paused["pause_reason"]]
+    failed = tenant.get(f"{CAMPAIGNS}/{campaign['id']}/contacts?status=failed").json()["data"]
+    not_there = [c for c in failed["data"] if c["error"] == "not_on_whatsapp"]
+    assert len(not_there) == 3
+    _, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
+    # Failed sends give their unit back; numbers not on WhatsApp never took one.
+    assert app["quota"]["used"] == 0, app["quota"]
+
+
+def test_a_campaign_goes_round_robin_over_its_numbers(stack, new_tenant):
+    tenant = new_tenant()
+    first, second = tenant.link_device(fresh_phone("62848")), tenant.link_device(fresh_phone("62848"))
+    phones = [fresh_phone("62819") for _ in range(10)]
+    campaign = create(tenant, [{"phone": p, "name": "x"} for p in phones], delay_seconds=1, device_ids=[first, second])
+    tenant.post(f"{CAMPAIGNS}/{campaign['id']}/send")
+    until_status(tenant, campaign["id"], "completed")
+    sent = tenant.get(f"{CAMPAIGNS}/{campaign['id']}/contacts?status=sent").json()["data"]["data"]
+    by_device = [c["device_id"] for c in sent]
+    assert by_device.count(first) == by_device.count(second) == 5
