@@ -33,3 +33,4 @@ bench: build
 	.venv/bin/python scripts/bench.py otp
 	.venv/bin/python scripts/bench.py memory
 	.venv/bin/python scripts/bench.py webhooks
+	.venv/bin/python scripts/bench.py campaigns
