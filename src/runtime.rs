@@ -19,6 +19,13 @@ pub fn month_of(ms: u64) -> String {
     iso(ms)[..7].to_owned()
 }
 
+/// When the calendar month (UTC) after the one `ms` falls in begins.
+pub fn next_month_start_ms(ms: u64) -> u64 {
+    let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    // `Date.UTC` carries month 12 over into January of the next year.
+    js_sys::Date::utc(date.get_utc_full_year() as f64, date.get_utc_month() as f64 + 1.0) as u64
+}
+
 /// A configuration value: a `[vars]` entry or a secret (`.dev.vars` locally).
 pub fn config(env: &Env, name: &str) -> Option<String> {
     env.var(name)

@@ -54,6 +54,10 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::NoDeviceAvailable => (503, "no_device_available", "No connected WhatsApp device available"),
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
+        ApiError::IpNotAllowed { ip } => {
+            let message = "Requests from this IP address are not allowed for this API key";
+            return (403, json!({"error": "ip_not_allowed", "message": message, "ip": ip}));
+        }
         ApiError::Forbidden { code, message } => return (403, json!({"error": code, "message": message})),
         ApiError::DeviceLimitReached { max_devices } => {
             let message = format!("This app may link at most {max_devices} devices");

@@ -119,6 +119,10 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
             "The WhatsApp account this key belongs to is offline. Reconnect before sending.".to_owned(),
         ),
         ApiError::Conflict { message } => (409, "CONFLICT", message.clone()),
+        ApiError::IpNotAllowed { ip } => {
+            details = vec![json!({"field": "ip", "message": format!("{ip} is not on this key's IP whitelist")})];
+            (403, "IP_NOT_ALLOWED", "Requests from this IP address are not allowed for this API key".to_owned())
+        }
         ApiError::Forbidden { message, .. } => (403, "FORBIDDEN", message.clone()),
         ApiError::DeviceLimitReached { max_devices } => {
             (403, "ACCOUNT_LIMIT_REACHED", format!("This app may link at most {max_devices} WhatsApp accounts"))

@@ -37,6 +37,10 @@ pub enum ApiError {
     Conflict {
         message: String,
     },
+    /// The app allows calls only from listed addresses, and this one is not.
+    IpNotAllowed {
+        ip: String,
+    },
     /// The caller is known (or holds a link) but may not do this; `code` says why.
     Forbidden {
         code: String,

@@ -22,7 +22,12 @@ pub struct ParsedKey {
 
 /// A new key for `app_id`/`key_id`; returned to the caller once, never stored.
 pub fn generate(app_id: &AppId, key_id: &KeyId) -> String {
-    format!("{KEY_PREFIX}{}_{}_{}", app_id.body(), key_id.body(), random_hex(SECRET_BYTES))
+    format!("{}{}", prefix(app_id, key_id), random_hex(SECRET_BYTES))
+}
+
+/// The part of a key before its secret: safe to show, and enough to tell keys apart.
+pub fn prefix(app_id: &AppId, key_id: &KeyId) -> String {
+    format!("{KEY_PREFIX}{}_{}_", app_id.body(), key_id.body())
 }
 
 /// Where a presented key routes to; `None` for anything not shaped like our keys.

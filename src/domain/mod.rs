@@ -1,5 +1,6 @@
 //! Pure logic: no `worker` types, unit-tested natively with `cargo test`.
 
+pub mod allowlist;
 pub mod autoreply;
 pub mod campaign;
 pub mod error;

@@ -3,12 +3,12 @@
 use serde_json::{json, Value};
 use worker::{Method, Request};
 
-use super::{auth, json_body, Ctx, Outcome, Reply};
+use super::{auth, date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, AppPatch, AppView, Plan, RecordedEvent};
+use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
 use crate::objects::{call, APPS};
 use crate::runtime::{iso, month_of, now_ms};
 
@@ -25,6 +25,14 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         (["apps", id], Method::Get) => view(ctx, &app_id(id)?).await,
         (["apps", id], Method::Patch) => update(req, ctx, &app_id(id)?).await,
         (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
+        (["apps", id, "keys"], Method::Get) => {
+            let app_id = app_id(id)?;
+            let keys: Vec<KeyView> = call(ctx.env, APPS, app_id.as_str(), &AppOp::ListKeys).await?;
+            Ok(Reply::json(200, json!({"keys": keys.iter().map(|k| key_json(&app_id, k)).collect::<Vec<_>>()})))
+        }
+        (["apps", id, "audit"], Method::Get) => {
+            Ok(Reply::json(200, call(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::Audit).await?))
+        }
         (["apps", id, "events"], Method::Get) => {
             let page: EventsPage = ctx.query()?;
             let op = AppOp::Events { after: page.after.unwrap_or(0), limit: page.limit.unwrap_or(100).clamp(1, 1000) };
@@ -43,7 +51,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
             Ok(Reply::no_content())
         }
-        (["apps"] | ["apps", _] | ["apps", _, "keys" | "events"] | ["apps", _, "keys", _], _) => {
+        (["apps"] | ["apps", _] | ["apps", _, "keys" | "events" | "audit"] | ["apps", _, "keys", _], _) => {
             Err(ApiError::MethodNotAllowed)
         }
         _ => Err(ApiError::RouteNotFound),
@@ -100,6 +108,7 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         auth_rpm: f.integer("auth_rpm", 1, LIMIT_MAX),
         max_devices: f.integer("max_devices", 0, 10_000),
         default_country_code: f.string("default_country_code", false, 1, 4),
+        quota_used: f.integer("quota_used", 0, LIMIT_MAX),
         warm_up_first_day_cap: f.integer("warm_up_first_day_cap", 1, LIMIT_MAX).map(|n| n as u64),
         warm_up_growth_percent: f.integer("warm_up_growth_percent", 0, 1000).map(|n| n as u64),
         opt_out_keywords: body.get("opt_out_keywords").filter(|v| !v.is_null()).and_then(|v| {
@@ -129,6 +138,10 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
     let device_id = f.device_id("device_id");
+    let expires_at = date_time(&mut f, "expires_at", false);
+    if expires_at.is_some_and(|at| at <= now_ms()) {
+        f.fail("expires_at", Rule::Invalid { reason: "must be in the future".into() });
+    }
     f.finish()?;
     let key_id = KeyId::generate();
     let api_key = keys::generate(app_id, &key_id);
@@ -136,26 +149,42 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
         key_id: key_id.clone(),
         key_hash: keys::hash(&api_key),
         device_id: device_id.clone(),
+        expires_at,
         now: now_ms(),
     };
     call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
-    Ok(Reply::json(201, json!({"key_id": key_id, "api_key": api_key, "device_id": device_id})))
+    Ok(Reply::json(
+        201,
+        json!({"key_id": key_id, "api_key": api_key, "device_id": device_id, "expires_at": expires_at.map(iso)}),
+    ))
+}
+
+/// A key as the operator sees it: never the secret, only the part that identifies it.
+fn key_json(app_id: &AppId, k: &KeyView) -> Value {
+    let now = now_ms();
+    let state = match (k.revoked_at, k.expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(at)) if at <= now => "expired",
+        _ => "active",
+    };
+    json!({
+        "key_id": k.key_id,
+        "prefix": KeyId::parse(&k.key_id).map(|id| keys::prefix(app_id, &id)),
+        "device_id": k.device_id,
+        "state": state,
+        "created_at": iso(k.created_at),
+        "last_used_at": k.last_used_at.map(iso),
+        "expires_at": k.expires_at.map(iso),
+        "revoked": k.revoked_at.is_some(),
+        "revoked_at": k.revoked_at.map(iso),
+    })
 }
 
 fn render(app: AppView) -> Value {
-    let keys: Vec<Value> = app
-        .keys
-        .iter()
-        .map(|k| {
-            json!({
-                "key_id": k.key_id,
-                "device_id": k.device_id,
-                "created_at": iso(k.created_at),
-                "revoked": k.revoked_at.is_some(),
-                "revoked_at": k.revoked_at.map(iso),
-            })
-        })
-        .collect();
+    let keys: Vec<Value> = match AppId::parse(&app.app_id) {
+        Some(app_id) => app.keys.iter().map(|k| key_json(&app_id, k)).collect(),
+        None => vec![],
+    };
     json!({
         "app_id": app.app_id,
         "name": app.name,

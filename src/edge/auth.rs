@@ -5,27 +5,61 @@ use subtle::ConstantTimeEq;
 use worker::Request;
 
 use super::Ctx;
+use crate::domain::allowlist::client_ip;
 use crate::domain::error::ApiError;
 use crate::domain::keys;
 use crate::objects::app::{AppOp, LimitClass, Tenant};
-use crate::objects::{call, APPS};
-use crate::runtime::{now_ms, required_config};
+use crate::objects::guard::{GuardOp, Throttle};
+use crate::objects::{call, APPS, GUARDS};
+use crate::runtime::{config, now_ms, required_config};
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-pub async fn tenant(req: &Request, ctx: &Ctx<'_>) -> Result<Tenant, ApiError> {
+/// The calling app, by its key. `ip_exempt` skips the IP allow-list (for the list's own
+/// endpoints). A failed authentication counts against the client address's budget.
+pub async fn tenant(req: &Request, ctx: &Ctx<'_>, ip_exempt: bool) -> Result<Tenant, ApiError> {
+    // Cloudflare sets this header at its edge; clients cannot forge it (see the README for local runs).
+    let ip = client_ip(header(req, "cf-connecting-ip").as_deref()).map(|ip| ip.to_string());
+    let result = authenticate(req, ctx, ip.clone(), ip_exempt).await;
+    match result {
+        Ok(tenant) => {
+            ctx.extra_headers.borrow_mut().extend(tenant.rate.0.iter().cloned());
+            Ok(tenant)
+        }
+        Err(ApiError::Unauthorized) => Err(failed(ctx, ip.as_deref()).await),
+        Err(e) => Err(e),
+    }
+}
+
+async fn authenticate(req: &Request, ctx: &Ctx<'_>, ip: Option<String>, ip_exempt: bool) -> Result<Tenant, ApiError> {
     let (authorization, x_api_key) = (header(req, "authorization"), header(req, "x-api-key"));
     let key = keys::presented(authorization.as_deref(), x_api_key.as_deref()).ok_or(ApiError::Unauthorized)?;
     let parsed = keys::parse(key).ok_or(ApiError::Unauthorized)?;
     let class = if ctx.meta.path.starts_with("/api/auth/") { LimitClass::Auth } else { LimitClass::Api };
-    let op = AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, now: now_ms() };
-    let result = call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await;
-    if let Ok(tenant) = &result {
-        ctx.extra_headers.borrow_mut().extend(tenant.rate.0.iter().cloned());
+    let op =
+        AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, ip, ip_exempt, now: now_ms() };
+    call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await
+}
+
+/// After `AUTH_FAILURES_PER_MIN` (20) failures in a minute from one address, further failures
+/// answer 429 until the budget refills; valid keys from the address are not affected.
+async fn failed(ctx: &Ctx<'_>, ip: Option<&str>) -> ApiError {
+    let per_minute = config(ctx.env, "AUTH_FAILURES_PER_MIN").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let op = GuardOp::Failed { per_minute, now: now_ms() };
+    match call::<_, Throttle>(ctx.env, GUARDS, &format!("ip:{}", ip.unwrap_or("unknown")), &op).await {
+        Ok(Throttle { retry_after_secs: Some(retry_after_secs) }) => ApiError::RateLimited {
+            retry_after_secs,
+            message: "Too many failed authentications from this address; try again later".into(),
+            headers: vec![],
+        },
+        Ok(_) => ApiError::Unauthorized,
+        Err(e) => {
+            worker::console_warn!("auth failure not counted: {e}");
+            ApiError::Unauthorized
+        }
     }
-    result
 }
 
 pub fn operator(req: &Request, ctx: &Ctx<'_>) -> Result<(), ApiError> {

@@ -6,7 +6,8 @@ use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
 use super::{
-    auth, autoreplies, broadcast, idempotency, json_body, media, only, otp, raw_body, webhooks, Ctx, Outcome, Reply,
+    auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, media, only, otp, raw_body, webhooks, Ctx,
+    Outcome, Reply,
 };
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
@@ -37,15 +38,17 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             | ["v1", "auto-replies", ..]
             | ["v1", "broadcast", "campaigns", ..]
             | ["v1", "opt-outs", ..]
+            | ["v1", "ip-whitelist", ..]
     );
     if !known {
         return Err(ApiError::RouteNotFound);
     }
-    let tenant = auth::tenant(req, ctx).await?;
+    let tenant = auth::tenant(req, ctx, matches!(rest, ["v1", "ip-whitelist", ..])).await?;
     match (rest, method) {
         (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
         (["v1", "auto-replies", rest @ ..], _) => autoreplies::route(req, ctx, &tenant, method, rest).await,
         (["v1", "broadcast", "campaigns", rest @ ..], _) => broadcast::campaigns(req, ctx, &tenant, method, rest).await,
+        (["v1", "ip-whitelist", rest @ ..], _) => ipwhitelist::route(req, ctx, &tenant, method, rest).await,
         (["v1", "opt-outs", rest @ ..], _) => broadcast::opt_outs(req, ctx, &tenant, method, rest).await,
         (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
         (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,

@@ -7,6 +7,7 @@ mod autoreplies;
 mod broadcast;
 mod events;
 mod idempotency;
+mod ipwhitelist;
 mod loginwa;
 mod media;
 mod otp;

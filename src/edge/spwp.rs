@@ -30,7 +30,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     if !matches!(rest, ["messages", _]) {
         return Err(ApiError::RouteNotFound);
     }
-    let tenant = auth::tenant(req, ctx).await?;
+    let tenant = auth::tenant(req, ctx, false).await?;
     match (rest, method) {
         (["messages", "check-phone"], Method::Post) => check_phone(req, ctx, &tenant).await,
         (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => {

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
+use super::access::{self, AllowListCall};
 use super::audience::{self, AudienceCall, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::webhooks::{self, WebhookCall};
@@ -16,6 +17,7 @@ use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
+use crate::runtime::{iso, month_of, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -34,6 +36,8 @@ pub struct AppPatch {
     pub auth_rpm: Option<i64>,
     pub max_devices: Option<i64>,
     pub default_country_code: Option<String>,
+    /// Messages used this period, as the operator corrects it.
+    pub quota_used: Option<i64>,
     /// The campaign governor: warm-up of new numbers, opt-out keywords.
     pub warm_up_first_day_cap: Option<u64>,
     pub warm_up_growth_percent: Option<u64>,
@@ -62,7 +66,16 @@ pub enum AppOp {
         key_id: KeyId,
         key_hash: String,
         device_id: Option<DeviceId>,
+        /// After this the key stops working by itself.
+        expires_at: Option<u64>,
         now: u64,
+    },
+    ListKeys,
+    Audit,
+    AllowList {
+        call: AllowListCall,
+        /// The key making the change, for the audit trail.
+        actor: KeyId,
     },
     RevokeKey {
         key_id: KeyId,
@@ -73,6 +86,10 @@ pub enum AppOp {
         key_id: KeyId,
         key_hash: String,
         class: LimitClass,
+        /// The client's address (`CF-Connecting-IP`), checked against the allow-list.
+        ip: Option<String>,
+        /// The allow-list's own endpoints stay reachable, so a client can always fix its list.
+        ip_exempt: bool,
         now: u64,
     },
     AddDevice {
@@ -143,6 +160,8 @@ pub struct KeyView {
     pub device_id: Option<String>,
     pub created_at: u64,
     pub revoked_at: Option<u64>,
+    pub last_used_at: Option<u64>,
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +276,8 @@ pub struct Reservation {
 }
 
 pub const DEFAULT_COUNTRY_CODE: &str = "62";
+/// Who the audit trail names for operator API calls.
+const OPERATOR: &str = "operator";
 pub const ONLINE: &str = "online";
 
 #[durable_object]
@@ -295,6 +316,9 @@ impl DurableObject for AppObject {
         create_schema(&state, &webhooks::SCHEMA);
         create_schema(&state, &autoreplies::SCHEMA);
         create_schema(&state, &audience::SCHEMA);
+        create_schema(&state, &access::SCHEMA);
+        // Added after the first release; fails harmlessly once the column exists.
+        let _ = state.storage().sql().exec("ALTER TABLE keys ADD COLUMN expires_at INTEGER", None);
         Self { state: Rc::new(state), env }
     }
 
@@ -303,6 +327,11 @@ impl DurableObject for AppObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        // The month's quota starts over at the first alarm of a new month (one is always set for it).
+        let now = now_ms();
+        if let Err(e) = self.app().and_then(|app| self.roll_over(app, &month_of(now), now)) {
+            worker::console_error!("quota period: {e}");
+        }
         if let Err(e) = self.deliver_due().await {
             worker::console_error!("webhook deliveries: {e}");
             self.state.storage().set_alarm(5_000i64).await?;
@@ -331,6 +360,7 @@ struct KeyRow {
     hash: String,
     device_id: Option<String>,
     revoked_at: Option<u64>,
+    expires_at: Option<u64>,
 }
 
 impl AppObject {
@@ -349,6 +379,15 @@ impl AppObject {
     async fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
         match op {
             AppOp::Webhooks { call } => self.webhooks(call).await,
+            AppOp::AllowList { call, actor } => self.allow_list(call, &format!("key:{actor}")),
+            AppOp::Audit => {
+                self.app()?;
+                self.audit_trail()
+            }
+            AppOp::ListKeys => {
+                self.app()?;
+                to_json(&self.keys()?)
+            }
             AppOp::AutoReplies { call } => self.auto_replies(call),
             AppOp::Audience { call } => self.audience(call),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
@@ -366,19 +405,23 @@ impl AppObject {
                         int(now),
                     ],
                 )?;
-                self.insert_key(&key_id, &key_hash, None, now)?;
+                self.insert_key(&key_id, &key_hash, None, None, now)?;
+                self.audit(OPERATOR, "app.created", serde_json::json!({"key_id": key_id}), now)?;
+                self.wake_deliveries().await?; // arms the alarm that starts each month's quota
                 Ok(serde_json::Value::Null)
             }
             AppOp::Get { period } => to_json(&self.view(&period)?),
             AppOp::Update { patch, period } => {
-                self.app()?;
-                let sets: [(&str, Option<SqlStorageValue>); 6] = [
+                self.app_in_period(&period)?;
+                let changes = serde_json::to_value(&patch).map_err(ApiError::internal)?;
+                let sets: [(&str, Option<SqlStorageValue>); 7] = [
                     ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
                     ("monthly_messages", patch.monthly_messages.map(Into::into)),
                     ("api_rpm", patch.api_rpm.map(Into::into)),
                     ("auth_rpm", patch.auth_rpm.map(Into::into)),
                     ("max_devices", patch.max_devices.map(Into::into)),
                     ("default_country_code", patch.default_country_code.map(Into::into)),
+                    ("quota_used", patch.quota_used.map(Into::into)),
                 ];
                 for (column, value) in sets {
                     if let Some(value) = value {
@@ -391,14 +434,24 @@ impl AppObject {
                     patch.warm_up_growth_percent.unwrap_or(governor.warm_up.growth_percent);
                 governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
                 self.set_governor(&governor)?;
+                let changed: serde_json::Map<String, serde_json::Value> =
+                    changes.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let action = match patch.suspended {
+                    Some(true) => "app.suspended",
+                    Some(false) => "app.unsuspended",
+                    None => "app.updated",
+                };
+                self.audit(OPERATOR, action, changed.into(), now_ms())?;
                 to_json(&self.view(&period)?)
             }
-            AppOp::AddKey { key_id, key_hash, device_id, now } => {
+            AppOp::AddKey { key_id, key_hash, device_id, expires_at, now } => {
                 self.app()?;
                 if let Some(device) = &device_id {
                     self.device_entry(device)?;
                 }
-                self.insert_key(&key_id, &key_hash, device_id.as_ref(), now)?;
+                self.insert_key(&key_id, &key_hash, device_id.as_ref(), expires_at, now)?;
+                let detail = serde_json::json!({"key_id": key_id, "device_id": device_id, "expires_at": expires_at.map(iso)});
+                self.audit(OPERATOR, "key.created", detail, now)?;
                 Ok(serde_json::Value::Null)
             }
             AppOp::RevokeKey { key_id, now } => {
@@ -410,10 +463,11 @@ impl AppObject {
                     "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
                     vec![int(now), key_id.as_str().into()],
                 )?;
+                self.audit(OPERATOR, "key.revoked", serde_json::json!({"key_id": key_id}), now)?;
                 Ok(serde_json::Value::Null)
             }
-            AppOp::Authenticate { key_id, key_hash, class, now } => {
-                to_json(&self.authenticate(key_id, &key_hash, class, now)?)
+            AppOp::Authenticate { key_id, key_hash, class, ip, ip_exempt, now } => {
+                to_json(&self.authenticate(key_id, &key_hash, class, ip.as_deref(), ip_exempt, now)?)
             }
             AppOp::AddDevice { device_id, label, now } => {
                 let app = self.app()?;
@@ -548,30 +602,54 @@ impl AppObject {
 
     /// The app row with its quota counter moved to `period` (a new month starts at zero).
     fn app_in_period(&self, period: &str) -> Result<AppRow, ApiError> {
-        let mut app = self.app()?;
+        self.roll_over(self.app()?, period, now_ms())
+    }
+
+    fn roll_over(&self, mut app: AppRow, period: &str, now: u64) -> Result<AppRow, ApiError> {
         if app.quota_period != period {
             self.sql().exec("UPDATE app SET quota_period = ?, quota_used = 0", vec![period.into()])?;
             self.sql().exec("DELETE FROM reservations", None)?;
+            let detail = serde_json::json!({"from": app.quota_period, "to": period, "used": app.quota_used});
+            if !app.quota_period.is_empty() {
+                self.audit("system", "quota.reset", detail, now)?;
+            }
             app.quota_period = period.to_owned();
             app.quota_used = 0;
         }
         Ok(app)
     }
 
-    fn insert_key(&self, key_id: &KeyId, hash: &str, device_id: Option<&DeviceId>, now: u64) -> Result<(), ApiError> {
+    fn keys(&self) -> Result<Vec<KeyView>, ApiError> {
+        rows::<KeyView>(self.sql().exec(
+            "SELECT key_id, device_id, created_at, revoked_at, last_used_at, expires_at FROM keys ORDER BY created_at, key_id",
+            None,
+        )?)
+    }
+
+    fn insert_key(
+        &self,
+        key_id: &KeyId,
+        hash: &str,
+        device_id: Option<&DeviceId>,
+        expires_at: Option<u64>,
+        now: u64,
+    ) -> Result<(), ApiError> {
         self.sql().exec(
-            "INSERT INTO keys (key_id, hash, device_id, created_at) VALUES (?, ?, ?, ?)",
-            vec![key_id.as_str().into(), hash.into(), device_id.map(|d| d.as_str()).into(), int(now)],
+            "INSERT INTO keys (key_id, hash, device_id, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                key_id.as_str().into(),
+                hash.into(),
+                device_id.map(|d| d.as_str()).into(),
+                expires_at.map(int).into(),
+                int(now),
+            ],
         )?;
         Ok(())
     }
 
     fn view(&self, period: &str) -> Result<AppView, ApiError> {
         let app = self.app_in_period(period)?;
-        let keys = rows::<KeyView>(
-            self.sql()
-                .exec("SELECT key_id, device_id, created_at, revoked_at FROM keys ORDER BY created_at, key_id", None)?,
-        )?;
+        let keys = self.keys()?;
         Ok(AppView {
             quota_remaining: (app.monthly_messages - app.quota_used).max(0),
             app_id: app.app_id,
@@ -597,21 +675,27 @@ impl AppObject {
         key_id: KeyId,
         presented_hash: &str,
         class: LimitClass,
+        ip: Option<&str>,
+        ip_exempt: bool,
         now: u64,
     ) -> Result<Tenant, ApiError> {
         let app = self.app().map_err(|_| ApiError::Unauthorized)?;
-        let key = rows::<KeyRow>(
-            self.sql()
-                .exec("SELECT hash, device_id, revoked_at FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?,
-        )?
+        let key = rows::<KeyRow>(self.sql().exec(
+            "SELECT hash, device_id, revoked_at, expires_at FROM keys WHERE key_id = ?",
+            vec![key_id.as_str().into()],
+        )?)?
         .into_iter()
         .next()
         .ok_or(ApiError::Unauthorized)?;
-        if !keys::hashes_match(&key.hash, presented_hash) || key.revoked_at.is_some() {
+        let expired = key.expires_at.is_some_and(|at| at <= now);
+        if !keys::hashes_match(&key.hash, presented_hash) || key.revoked_at.is_some() || expired {
             return Err(ApiError::Unauthorized);
         }
         if app.suspended != 0 {
             return Err(ApiError::Suspended);
+        }
+        if !ip_exempt {
+            self.ip_allowed(ip)?;
         }
         let (rpm, class_name) = match class {
             LimitClass::Api => (app.api_rpm, "api"),

@@ -1,11 +1,13 @@
 //! Durable Objects, one file each. Callers talk to them through [`call`]: a typed
 //! operation in, a `Result<T, ApiError>` out, both as JSON over the stub's fetch.
 
+pub mod access;
 pub mod app;
 pub mod audience;
 pub mod autoreplies;
 pub mod campaign;
 pub mod device;
+pub mod guard;
 pub mod otp;
 pub mod webhooks;
 
@@ -17,6 +19,7 @@ use crate::domain::error::ApiError;
 pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
 pub const CAMPAIGNS: &str = "CAMPAIGNS";
+pub const GUARDS: &str = "GUARDS";
 pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in namespace `binding`.

@@ -19,7 +19,7 @@ use crate::domain::ids::random_hex;
 use crate::domain::media::check_url;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
-use crate::runtime::{config, is_production, iso, now_ms, required_config};
+use crate::runtime::{config, is_production, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
 /// A 2xx within this time is success; anything else is a failure and retried.
@@ -488,17 +488,18 @@ impl Courier {
         }
     }
 
-    /// Sets the alarm for the earliest pending delivery or lease expiry, if any.
+    /// Sets the alarm for the earliest pending delivery or lease expiry, or else for the start
+    /// of next month, when the app's quota starts over.
     async fn schedule(&self) -> Result<(), ApiError> {
+        let now = now_ms();
         let next = number(
             &self.sql(),
             "SELECT MIN(d.next_attempt_at) AS n FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
              WHERE d.status IN (?, ?) AND w.active = 1 HAVING COUNT(*) > 0",
             vec![PENDING.into(), IN_FLIGHT.into()],
         )?;
-        if let Some(next) = next {
-            self.state.storage().set_alarm((next as u64).saturating_sub(now_ms()) as i64).await?;
-        }
+        let at = next.map_or(u64::MAX, |n| n as u64).min(next_month_start_ms(now));
+        self.state.storage().set_alarm(at.saturating_sub(now) as i64).await?;
         Ok(())
     }
 

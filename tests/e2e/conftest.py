@@ -75,8 +75,11 @@ class Tenant:
     def headers(self, style: str = "bearer") -> dict:
         return {"X-API-Key": self.key} if style == "x-api-key" else {"Authorization": f"Bearer {self.key}"}
 
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.stack.api + path, headers=self.headers(), timeout=30, **kw)
+    def get(self, path: str, headers=None, **kw) -> requests.Response:
+        return requests.get(self.stack.api + path, headers={**self.headers(), **(headers or {})}, timeout=30, **kw)
+
+    def put(self, path: str, body, headers=None) -> requests.Response:
+        return requests.put(self.stack.api + path, json=body, headers={**self.headers(), **(headers or {})}, timeout=30)
 
     def patch(self, path: str, body) -> requests.Response:
         return requests.patch(self.stack.api + path, json=body, headers=self.headers(), timeout=30)

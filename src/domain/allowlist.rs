@@ -1,0 +1,75 @@
+//! The IP allow-list: entries are single addresses or CIDR ranges, IPv4 or IPv6, parsed and
+//! matched by `ipnet`. The client's address is what `CF-Connecting-IP` says (see the README for
+//! how far that header is trusted).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// An entry as stored: a network in canonical form (`203.0.113.7/32`, `2001:db8::/32`).
+pub fn parse_entry(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => text
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| "must be an IPv4 or IPv6 address, or a CIDR range such as 203.0.113.0/24".to_owned())?,
+    };
+    let canonical = net.trunc();
+    if canonical != net {
+        return Err(format!("has host bits set; the range is {canonical}"));
+    }
+    Ok(canonical)
+}
+
+/// The client's address from the header, IPv4-mapped IPv6 seen as the IPv4 address it maps.
+pub fn client_ip(header: Option<&str>) -> Option<IpAddr> {
+    let ip: IpAddr = header?.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+pub fn allows<'a>(entries: impl IntoIterator<Item = &'a IpNet>, ip: IpAddr) -> bool {
+    entries.into_iter().any(|net| net.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        client_ip(Some(s)).unwrap()
+    }
+
+    #[test]
+    fn single_addresses_and_ranges_in_both_families() {
+        let list: Vec<IpNet> = ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32", "2001:db8:ffff::1"]
+            .map(|e| parse_entry(e).unwrap())
+            .into();
+        assert_eq!(list[0].to_string(), "203.0.113.7/32");
+        for inside in ["203.0.113.7", "198.51.100.1", "198.51.100.255", "2001:db8:1::5", "::ffff:198.51.100.9"] {
+            assert!(allows(&list, ip(inside)), "{inside}");
+        }
+        for outside in ["203.0.113.8", "198.51.101.1", "2001:db9::1", "10.0.0.1", "::1"] {
+            assert!(!allows(&list, ip(outside)), "{outside}");
+        }
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        assert!(parse_entry("10.0.0.300").unwrap_err().contains("CIDR"));
+        assert!(parse_entry("10.0.0.0/33").is_err());
+        assert_eq!(parse_entry("10.1.2.3/8").unwrap_err(), "has host bits set; the range is 10.0.0.0/8");
+        assert_eq!(parse_entry(" 10.0.0.0/8 ").unwrap().to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn an_unreadable_client_address_is_none() {
+        assert_eq!(client_ip(None), None);
+        assert_eq!(client_ip(Some("not an ip")), None);
+        assert_eq!(client_ip(Some("1.2.3.4, 5.6.7.8")), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! LoginWA's IP whitelist (`/api/v1/ip-whitelist…`, paths in CONTRACT.md), with CIDR ranges as
+//! wagate's addition. These endpoints skip the check they manage, so a client can always fix
+//! its list.
+
+use serde_json::Value;
+use worker::{Method, Request};
+
+use super::{json_body, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::validate::Fields;
+use crate::objects::access::AllowListCall;
+use crate::objects::app::{AppOp, Tenant};
+use crate::objects::{call, APPS};
+use crate::runtime::now_ms;
+
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+    let now = now_ms();
+    let (status, allow_list_call) = match (rest, method) {
+        ([], Method::Get) => (200, AllowListCall::List),
+        ([], Method::Post) => {
+            let body = json_body(req).await?;
+            let mut f = Fields::new(&body);
+            let ip_address = f.string("ip_address", true, 1, 64);
+            let label = f.string("label", false, 1, 100);
+            f.finish()?;
+            let ip_address = ip_address.ok_or_else(|| ApiError::internal("validated fields missing"))?;
+            (201, AllowListCall::Add { ip_address, label, now })
+        }
+        (["restriction"], Method::Put) => {
+            let body = json_body(req).await?;
+            let mut f = Fields::new(&body);
+            let enabled = f.boolean("enabled");
+            if enabled.is_none() && !body.contains_key("enabled") {
+                f.fail("enabled", Rule::Required);
+            }
+            f.finish()?;
+            (200, AllowListCall::Restrict { enabled: enabled.unwrap_or_default(), now })
+        }
+        ([id], Method::Delete) if *id != "restriction" => (200, AllowListCall::Remove { id: id.to_string(), now }),
+        ([] | [_], _) => return Err(ApiError::MethodNotAllowed),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let op = AppOp::AllowList { call: allow_list_call, actor: tenant.key_id.clone() };
+    let answer: Value = call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
+    Ok(Reply::json(status, answer))
+}

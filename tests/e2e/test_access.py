@@ -1,0 +1,100 @@
+"""Access control on the real stack: the IP allow-list (single addresses and CIDR ranges, v4 and
+v6), per-address throttling of failed authentications, key expiry and listing, the audit trail.
+
+Locally, wrangler dev sets `CF-Connecting-IP` from the socket unless the request already carries
+one, so these tests present client addresses by sending the header (Cloudflare's edge overwrites it)."""
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import requests
+
+from conftest import Tenant, fresh_phone
+
+WHITELIST = "/api/v1/ip-whitelist"
+
+
+def from_ip(ip: str) -> dict:
+    return {"CF-Connecting-IP": ip}
+
+
+def test_allow_list_admits_listed_addresses_and_ranges_only(stack, new_tenant):
+    tenant = new_tenant()
+    r = tenant.put(f"{WHITELIST}/restriction", {"enabled": True})
+    assert r.status_code == 422 and "enabled" in r.json()["errors"], "cannot enable an empty list"
+    for entry in ("203.0.113.7", "198.51.100.0/24", "2001:db8::/32"):
+        assert tenant.post(WHITELIST, {"ip_address": entry, "label": "office"}).status_code == 201
+    r = tenant.post(WHITELIST, {"ip_address": "203.0.113.7"})
+    assert r.status_code == 409
+    r = tenant.post(WHITELIST, {"ip_address": "10.1.2.3/8"})
+    assert r.status_code == 422 and "host bits" in r.json()["errors"]["ip_address"][0]
+    r = tenant.put(f"{WHITELIST}/restriction", {"enabled": True})
+    assert r.status_code == 200 and r.json()["restriction_enabled"] is True and r.json()["count"] == 3
+
+    for inside in ("203.0.113.7", "198.51.100.42", "2001:db8:5::1"):
+        assert tenant.get("/api/v1/devices", headers=from_ip(inside)).status_code == 200, inside
+    outside = tenant.get("/api/v1/devices", headers=from_ip("203.0.113.8"))
+    assert outside.status_code == 403 and outside.json() == {
+        "error": "ip_not_allowed", "message": outside.json()["message"], "ip": "203.0.113.8"}
+    spwp = tenant.post("/api/v1/public/messages/text", {"to": fresh_phone(), "text": "x"}, headers=from_ip("2001:db9::1"))
+    assert spwp.status_code == 403 and spwp.json()["code"] == "IP_NOT_ALLOWED"
+    # The list's own endpoints stay reachable from anywhere, so a client can fix its list.
+    listed = tenant.get(WHITELIST, headers=from_ip("192.0.2.1"))
+    assert listed.status_code == 200 and {e["ip_address"] for e in listed.json()["ips"]} == {
+        "203.0.113.7/32", "198.51.100.0/24", "2001:db8::/32"}
+    single = next(e["id"] for e in listed.json()["ips"] if e["ip_address"] == "203.0.113.7/32")
+    assert tenant.delete(f"{WHITELIST}/{single}").status_code == 200
+    assert tenant.get("/api/v1/devices", headers=from_ip("203.0.113.7")).status_code == 403
+    assert tenant.put(f"{WHITELIST}/restriction", {"enabled": False}, headers=from_ip("192.0.2.1")).status_code == 200
+    assert tenant.get("/api/v1/devices", headers=from_ip("192.0.2.1")).status_code == 200
+
+    _, audit, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}/audit")
+    actions = [a["action"] for a in audit["audit"]]
+    assert actions[:3] == ["ip_whitelist.restriction", "ip_whitelist.removed", "ip_whitelist.restriction"]
+    assert actions.count("ip_whitelist.added") == 3
+    assert all(a["actor"].startswith("key:key_") for a in audit["audit"] if a["action"].startswith("ip_"))
+
+
+def test_guessing_keys_from_one_address_is_throttled_but_valid_keys_work(stack, new_tenant):
+    tenant = new_tenant()
+    attacker = from_ip("198.18.0.7")
+    guesses = [requests.get(f"{stack.api}/api/v1/devices", headers={**attacker, "Authorization": f"Bearer wg_live_guess{i}"}) for i in range(25)]
+    codes = [r.status_code for r in guesses]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}, codes
+    assert int(guesses[-1].headers["Retry-After"]) >= 1
+    assert guesses[-1].json()["error"] == "rate_limited"
+    assert tenant.get("/api/v1/devices", headers=attacker).status_code == 200, "a valid key from that address still works"
+    r = requests.get(f"{stack.api}/api/v1/devices", headers={**from_ip("198.18.0.8"), "Authorization": "Bearer wg_live_nope"})
+    assert r.status_code == 401, "other addresses are not affected"
+
+
+def test_keys_expire_by_themselves_and_are_listed_without_secrets(stack, new_tenant):
+    tenant = new_tenant()
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+    status, created, _ = stack.admin("POST", f"/admin/v1/apps/{tenant.app_id}/keys", {"expires_at": soon})
+    assert status == 201 and created["expires_at"], created
+    short = Tenant(stack, tenant.app_id, created["api_key"])
+    assert short.get("/api/v1/devices").status_code == 200
+    status, _, _ = stack.admin("POST", f"/admin/v1/apps/{tenant.app_id}/keys", {"expires_at": "2020-01-01T00:00:00Z"})
+    assert status == 422
+    time.sleep(2.5)
+    assert short.get("/api/v1/devices").status_code == 401
+    assert tenant.get("/api/v1/devices").status_code == 200, "the app's other key is unaffected"
+
+    status, listed, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}/keys")
+    assert status == 200
+    by_id = {k["key_id"]: k for k in listed["keys"]}
+    expired = by_id[created["key_id"]]
+    assert expired["state"] == "expired" and expired["last_used_at"] and created["api_key"].startswith(expired["prefix"])
+    assert all("api_key" not in k and "hash" not in k for k in listed["keys"])
+    assert sum(k["state"] == "active" for k in listed["keys"]) == 1
+
+    stack.admin("DELETE", f"/admin/v1/apps/{tenant.app_id}/keys/{created['key_id']}")
+    stack.admin("PATCH", f"/admin/v1/apps/{tenant.app_id}", {"suspended": True})
+    stack.admin("PATCH", f"/admin/v1/apps/{tenant.app_id}", {"suspended": False, "quota_used": 7})
+    _, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
+    assert app["quota"]["used"] == 7, "the operator can correct usage"
+    _, audit, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}/audit")
+    trail = [(a["action"], a["actor"]) for a in audit["audit"]]
+    assert trail[:4] == [("app.unsuspended", "operator"), ("app.suspended", "operator"), ("key.revoked", "operator"), ("key.created", "operator")]
+    assert audit["audit"][0]["detail"] == {"suspended": False, "quota_used": 7} and audit["audit"][0]["at"]
