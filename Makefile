@@ -34,3 +34,4 @@ bench: build
 	.venv/bin/python scripts/bench.py memory
 	.venv/bin/python scripts/bench.py webhooks
 	.venv/bin/python scripts/bench.py campaigns
+	.venv/bin/python scripts/bench.py auth
