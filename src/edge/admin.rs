@@ -1,5 +1,6 @@
 //! The operator API (`/admin/v1`): apps, plans and keys. Errors speak LoginWA.
 
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::{Method, Request};
 
@@ -9,7 +10,8 @@ use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
-use crate::objects::{call, APPS};
+use crate::objects::registry::{self, RegistryOp};
+use crate::objects::{call, APPS, REGISTRY};
 use crate::runtime::{iso, month_of, now_ms};
 
 const DEFAULT_MONTHLY_MESSAGES: i64 = 5000;
@@ -22,6 +24,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     auth::operator(req, ctx)?;
     match (rest, method) {
         (["apps"], Method::Post) => create_app(req, ctx).await,
+        (["apps"], Method::Get) => list_apps(ctx).await,
         (["apps", id], Method::Get) => view(ctx, &app_id(id)?).await,
         (["apps", id], Method::Patch) => update(req, ctx, &app_id(id)?).await,
         (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
@@ -64,6 +67,33 @@ struct EventsPage {
     limit: Option<i64>,
 }
 
+/// `GET /admin/v1/apps?page=N`: 50 apps a page, oldest first, each as `GET …/{id}` shows it.
+async fn list_apps(ctx: &Ctx<'_>) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Query {
+        page: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        total: i64,
+        app_ids: Vec<String>,
+    }
+    let page = ctx.query::<Query>()?.page.unwrap_or(1).max(1);
+    let listed: Listed = call(ctx.env, REGISTRY, registry::NAME, &RegistryOp::List { page }).await?;
+    let period = month_of(now_ms());
+    let views = join_all(listed.app_ids.iter().map(|id| {
+        let op = AppOp::Get { period: period.clone() };
+        async move { call::<_, AppView>(ctx.env, APPS, id, &op).await }
+    }))
+    .await;
+    let apps: Vec<Value> = views.into_iter().map(|v| v.map(render)).collect::<Result<_, _>>()?;
+    let last_page = ((listed.total + registry::PAGE_SIZE - 1) / registry::PAGE_SIZE).max(1);
+    Ok(Reply::json(
+        200,
+        json!({"apps": apps, "page": page, "per_page": registry::PAGE_SIZE, "total": listed.total, "last_page": last_page}),
+    ))
+}
+
 fn app_id(s: &str) -> Result<AppId, ApiError> {
     AppId::parse(s).ok_or_else(|| ApiError::not_found("app"))
 }
@@ -79,17 +109,20 @@ async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
         max_devices: f.integer("max_devices", 0, 10_000).unwrap_or(DEFAULT_MAX_DEVICES),
     };
     f.finish()?;
+    let name = name.unwrap_or_default();
     let (app_id, key_id) = (AppId::generate(), KeyId::generate());
     let api_key = keys::generate(&app_id, &key_id);
     let op = AppOp::Create {
         app_id: app_id.clone(),
-        name: name.unwrap_or_default(),
+        name: name.clone(),
         plan,
         key_id: key_id.clone(),
         key_hash: keys::hash(&api_key),
         now: now_ms(),
     };
     call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    let listed = RegistryOp::Add { app_id: app_id.clone(), name: name.clone(), now: now_ms() };
+    call::<_, Value>(ctx.env, REGISTRY, registry::NAME, &listed).await?;
     Ok(Reply::json(201, json!({"app_id": app_id, "api_key": api_key, "key_id": key_id})))
 }
 

@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod device;
 pub mod guard;
 pub mod otp;
+pub mod registry;
 pub mod webhooks;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -20,6 +21,7 @@ pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
 pub const CAMPAIGNS: &str = "CAMPAIGNS";
 pub const GUARDS: &str = "GUARDS";
+pub const REGISTRY: &str = "REGISTRY";
 pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in namespace `binding`.

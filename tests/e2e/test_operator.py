@@ -115,3 +115,17 @@ def test_concurrent_sends_cannot_overdraw_the_quota(stack, new_tenant):
     assert codes.count(200) == 10 and codes.count(429) == 20
     eventually(lambda: len(inbox(stack, to)) == 10)
     assert stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["remaining"] == 0
+
+
+def test_operator_lists_every_app(stack, new_tenant):
+    mine = {new_tenant().app_id, new_tenant().app_id}
+    seen, page = {}, 1
+    while True:
+        status, body, _ = stack.admin("GET", f"/admin/v1/apps?page={page}")
+        assert status == 200 and body["per_page"] == 50 and len(body["apps"]) <= 50
+        seen.update({a["app_id"]: a for a in body["apps"]})
+        if page >= body["last_page"]:
+            break
+        page += 1
+    assert mine <= set(seen) and len(seen) == body["total"]
+    assert all("api_key" not in a and "quota" in a for a in seen.values())
