@@ -43,6 +43,13 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/esbuild ] || 
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  say "installing Chromium (Debian package) for the page tests"
+  sudo_or_not=""; [ "$(id -u)" = 0 ] || sudo_or_not="sudo"
+  $sudo_or_not apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_or_not apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ ! -x .venv/bin/pytest ] || [ tests/requirements.txt -nt .venv/.installed ]; then
   say "preparing the end-to-end test environment (.venv)"
   python3 -m venv .venv

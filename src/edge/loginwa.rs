@@ -6,8 +6,8 @@ use worker::{Method, Request};
 
 use super::send::{self, Outgoing};
 use super::{
-    auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, media, only, otp, raw_body, webhooks, Ctx,
-    Outcome, Reply,
+    auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, linkpage, media, only, otp, raw_body, webhooks,
+    Ctx, Outcome, Reply,
 };
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
@@ -23,15 +23,19 @@ use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
     // The link is the credential: webhook receivers fetch inbound media without an API key.
-    if let ["v1", "media", sha256] = rest {
-        only(method, Method::Get)?;
-        return media::download(ctx, sha256).await;
+    match rest {
+        ["v1", "media", sha256] => {
+            only(method, Method::Get)?;
+            return media::download(ctx, sha256).await;
+        }
+        ["v1", "link", rest @ ..] => return linkpage::route(req, ctx, method, rest).await,
+        _ => {}
     }
     let known = matches!(
         rest,
         ["v1", "devices"]
             | ["v1", "devices", _]
-            | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png"]
+            | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png" | "link-token"]
             | ["v1", "messages", "send"]
             | ["auth", "start" | "verify"]
             | ["v1", "webhooks", ..]
@@ -62,8 +66,13 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             let _: Value = device(ctx, &tenant, id, DeviceOp::Delete { app_id: tenant.app_id.clone() }).await?;
             Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
         }
+        (["v1", "devices", id, "link-token"], Method::Post) => {
+            let device_id = DeviceId::parse(id).filter(|d| tenant.device_scope.as_ref().is_none_or(|scope| scope == d));
+            linkpage::issue(ctx, &tenant.app_id, &device_id.ok_or_else(|| ApiError::not_found("device"))?).await
+        }
         (["v1", "devices", id, "refresh-qr"], Method::Post) => {
-            let device = device(ctx, &tenant, id, DeviceOp::RefreshQr { app_id: tenant.app_id.clone() }).await?;
+            let refresh = DeviceOp::RefreshQr { app_id: tenant.app_id.clone(), pair_phone: None };
+            let device = device(ctx, &tenant, id, refresh).await?;
             Ok(Reply::json(202, pairing_json(ctx, &device)))
         }
         (["v1", "devices", id, picture @ ("qr.svg" | "qr.png")], Method::Get) => {

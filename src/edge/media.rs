@@ -8,8 +8,8 @@ use worker::{Fetch, Method, Request, RequestInit};
 use super::{Ctx, Outcome, Reply};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::{ApiError, Rule};
+use crate::domain::links::{self, MediaQuery};
 use crate::domain::media::{parse_source, settle_mime, MediaError, Source};
-use crate::domain::media_link::{self, LinkQuery};
 use crate::runtime::{is_production, now_ms, required_config};
 
 pub struct MediaInput {
@@ -40,9 +40,9 @@ pub async fn prepare(ctx: &Ctx<'_>, input: MediaInput) -> Result<Content, ApiErr
 
 /// Serves an inbound message's file to whoever holds its signed, unexpired link.
 pub async fn download(ctx: &Ctx<'_>, sha256: &str) -> Outcome {
-    let query: LinkQuery = ctx.query()?;
+    let query: MediaQuery = ctx.query()?;
     let key = required_config(ctx.env, "WEBHOOK_KEY")?;
-    media_link::verify(key.as_bytes(), sha256, &query, now_ms() / 1000)
+    links::verify_media(key.as_bytes(), sha256, &query, now_ms() / 1000)
         .map_err(|e| ApiError::Forbidden { code: "invalid_link".into(), message: e.to_string() })?;
     let bytes = Bridge::from_env(ctx.env)?.get(&media_path(sha256)).await.map_err(|e| match e {
         CallError::Refused { status: 404, .. } => ApiError::not_found("media"),

@@ -8,6 +8,7 @@ mod broadcast;
 mod events;
 mod idempotency;
 mod ipwhitelist;
+mod linkpage;
 mod loginwa;
 mod media;
 mod otp;
@@ -114,6 +115,12 @@ async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
         ["bridge", "v1", "events"] => {
             only(&method, Method::Post)?;
             events::receive(req, ctx).await
+        }
+        // One static page for every device: the device id and token are read by its script.
+        ["link", _] => {
+            only(&method, Method::Get)?;
+            let mut page = ctx.env.assets("ASSETS")?.fetch(format!("{}/link/", ctx.origin), None).await?;
+            Ok(Reply::bytes("text/html; charset=utf-8", page.bytes().await?))
         }
         ["api", "v1", "public", rest @ ..] => spwp::route(req, ctx, &method, rest).await,
         ["api", rest @ ..] => loginwa::route(req, ctx, &method, rest).await,

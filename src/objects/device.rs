@@ -17,7 +17,7 @@ use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
-use crate::domain::media_link;
+use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::runtime::{config, iso, now_ms, required_config};
@@ -78,6 +78,8 @@ pub enum DeviceOp {
     /// A fresh pairing session, for a device waiting for a scan or unlinked.
     RefreshQr {
         app_id: AppId,
+        /// Pair by code for this number instead of by QR.
+        pair_phone: Option<String>,
     },
     /// Logs the device out of WhatsApp and retires it; its messages stay readable.
     Delete {
@@ -267,11 +269,14 @@ impl DeviceObject {
                 to_json(&self.view(&app_id)?)
             }
             DeviceOp::Get { app_id } => to_json(&self.view(&app_id)?),
-            DeviceOp::RefreshQr { app_id } => {
+            DeviceOp::RefreshQr { app_id, pair_phone } => {
                 if self.device_of(&app_id)?.status == ONLINE {
                     return Err(ApiError::Conflict {
                         message: "The device is connected; there is no QR to refresh".into(),
                     });
+                }
+                if let Some(phone) = pair_phone {
+                    self.sql().exec("UPDATE device SET pair_phone = ?, pair_code = NULL", vec![phone.into()])?;
                 }
                 self.link().await?;
                 to_json(&self.view(&app_id)?)
@@ -548,12 +553,11 @@ impl DeviceObject {
 
     /// An inbound file as webhooks show it, with a link that serves it for a limited time.
     fn media_view(&self, media: &MediaRef, origin: &str, at: u64) -> Result<serde_json::Value, ApiError> {
-        let ttl =
-            config(&self.env, "MEDIA_LINK_TTL_S").and_then(|v| v.parse().ok()).unwrap_or(media_link::DEFAULT_TTL_S);
+        let ttl = config(&self.env, "MEDIA_LINK_TTL_S").and_then(|v| v.parse().ok()).unwrap_or(links::MEDIA_TTL_S);
         let expires = at / 1000 + ttl;
         let key = required_config(&self.env, "WEBHOOK_KEY")?;
         let origin = config(&self.env, "PUBLIC_URL").unwrap_or_else(|| origin.to_owned());
-        let path = media_link::path(key.as_bytes(), &media.sha256, &media.mime_type, expires);
+        let path = links::media_path(key.as_bytes(), &media.sha256, &media.mime_type, expires);
         Ok(json!({
             "mime_type": media.mime_type, "size": media.size, "sha256": media.sha256, "file_name": media.file_name,
             "url": format!("{}{path}", origin.trim_end_matches('/')), "url_expires_at": iso(expires * 1000),

@@ -1,0 +1,91 @@
+//! Linking a WhatsApp number without handing out the API key: the app asks for a short-lived
+//! signed token (`POST /api/v1/devices/{id}/link-token`), and the page at `/link/{id}?token=…`
+//! (a static asset) polls `/api/v1/link/{id}` with it for the QR, a pair code, and the moment
+//! the number is connected.
+
+use serde_json::{json, Value};
+use worker::{Method, Request};
+
+use super::{json_body, only, Ctx, Outcome, Reply};
+use crate::domain::error::{ApiError, Rule};
+use crate::domain::ids::{AppId, DeviceId};
+use crate::domain::links;
+use crate::domain::phone::Recipient;
+use crate::domain::qr;
+use crate::domain::validate::Fields;
+use crate::objects::app::ONLINE;
+use crate::objects::device::{DeviceOp, DeviceView};
+use crate::objects::{call, DEVICES};
+use crate::runtime::{config, iso, now_ms, required_config};
+
+fn key(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    required_config(ctx.env, "WEBHOOK_KEY")
+}
+
+/// `POST /api/v1/devices/{id}/link-token`, for a device the tenant may see.
+pub async fn issue(ctx: &Ctx<'_>, app_id: &AppId, device_id: &DeviceId) -> Outcome {
+    let _: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Get { app_id: app_id.clone() }).await?;
+    let ttl = config(ctx.env, "LINK_PAGE_TTL_S").and_then(|v| v.parse().ok()).unwrap_or(links::LINK_PAGE_TTL_S);
+    let expires = now_ms() / 1000 + ttl;
+    let token = links::device_token(key(ctx)?.as_bytes(), app_id, device_id, expires);
+    let url = format!("{}/link/{device_id}?token={token}", ctx.origin);
+    Ok(Reply::json(201, json!({"device_id": device_id, "token": token, "url": url, "expires_at": iso(expires * 1000)})))
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: String,
+}
+
+/// `/api/v1/link/{id}…`: what the page may do with its token, and nothing else.
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
+    let (id, action) = match rest {
+        [id] => (id, None),
+        [id, action @ ("qr.svg" | "pair-code")] => (id, Some(*action)),
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
+    let token = ctx.query::<TokenQuery>()?.token;
+    let app_id = links::verify_device_token(key(ctx)?.as_bytes(), &device_id, &token, now_ms() / 1000)
+        .map_err(|e| ApiError::Forbidden { code: "invalid_link".into(), message: e.to_string() })?;
+    let get = DeviceOp::Get { app_id: app_id.clone() };
+    match action {
+        None => {
+            only(method, Method::Get)?;
+            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            Ok(Reply::json(200, page_json(&device)))
+        }
+        Some("qr.svg") => {
+            only(method, Method::Get)?;
+            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            let qr =
+                device.qr.ok_or_else(|| ApiError::Conflict { message: "There is no QR code to scan now".into() })?;
+            Ok(Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(ApiError::internal)?.into_bytes()))
+        }
+        _ => {
+            only(method, Method::Post)?;
+            let body = json_body(req).await?;
+            let mut f = Fields::new(&body);
+            let phone = f.string("phone", true, 1, 32).and_then(|p| match Recipient::parse(&p, None) {
+                Ok(Recipient::Phone(digits)) => Some(digits),
+                _ => {
+                    f.fail("phone", Rule::Invalid { reason: "must be the number in international format".into() });
+                    None
+                }
+            });
+            f.finish()?;
+            let refresh = DeviceOp::RefreshQr { app_id, pair_phone: phone };
+            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &refresh).await?;
+            Ok(Reply::json(200, page_json(&device)))
+        }
+    }
+}
+
+/// Only what the phone's owner needs to see.
+fn page_json(device: &DeviceView) -> Value {
+    json!({
+        "device_id": device.device_id, "label": device.label, "status": device.status,
+        "connected": device.status == ONLINE, "phone_number": device.phone,
+        "has_qr": device.qr.is_some(), "qr_code": device.qr, "pair_code": device.pair_code,
+    })
+}

@@ -1,0 +1,88 @@
+"""The pages the worker serves, in headless Chromium: the device-linking page (QR that decodes to
+the device's reference, pair code, flip to connected) on a phone-sized screen, and the API docs.
+Screenshots are kept under tests/artifacts/pages/."""
+
+import io
+import shutil
+
+import pytest
+import requests
+import zxingcpp
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
+from conftest import ARTIFACTS, eventually, fresh_phone
+
+SHOTS = ARTIFACTS / "pages"
+PHONE_SCREEN = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is installed by scripts/bootstrap.sh"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def decode(png: bytes) -> str:
+    [result] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return result.text
+
+
+def test_link_page_shows_the_current_qr_and_turns_connected(stack, new_tenant, browser):
+    tenant = new_tenant()
+    device = tenant.post("/api/v1/devices", {"label": "Front desk"}).json()["device_id"]
+    link = tenant.post(f"/api/v1/devices/{device}/link-token")
+    assert link.status_code == 201, link.text
+    link = link.json()
+    assert link["url"] == f"{stack.api}/link/{device}?token={link['token']}" and link["expires_at"]
+
+    page = browser.new_page(viewport=PHONE_SCREEN)
+    page.goto(link["url"])
+    page.wait_for_function("() => { const qr = document.getElementById('qr'); return qr.dataset.ref && qr.complete && qr.naturalWidth > 0 }")
+    shown = page.get_attribute("#qr", "data-ref")
+    decoded = decode(page.locator("#qr").screenshot(path=str(SHOTS / "link-waiting-qr.png")))
+    page.screenshot(path=str(SHOTS / "link-waiting.png"), full_page=True)
+    issued = {e["data"]["qr_code"] for e in tenant.events("device.qr_ready")}
+    assert decoded == shown and decoded in issued, "the picture encodes a reference the device issued"
+    # The page follows the rotation to the device's current code.
+    eventually(lambda: page.get_attribute("#qr", "data-ref") == tenant.device(device)["qr_code"], timeout=10, interval=0.5)
+    assert page.get_attribute("#status", "aria-live") == "polite" and page.get_attribute("#qr", "alt")
+    assert page.locator("label[for=phone]").is_visible()
+
+    phone = fresh_phone("62850")
+    stack.sim("POST", f"/sim/devices/{device}/scan", {"phone": phone})
+    page.wait_for_selector(f"#connected:has-text('Connected as +{phone}')", timeout=15_000)
+    assert page.locator("#scan").is_hidden()
+    page.screenshot(path=str(SHOTS / "link-connected.png"), full_page=True)
+
+
+def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, browser):
+    tenant = new_tenant()
+    device = tenant.post("/api/v1/devices", {"label": "By code"}).json()["device_id"]
+    url = tenant.post(f"/api/v1/devices/{device}/link-token").json()["url"]
+    page = browser.new_page(viewport=PHONE_SCREEN)
+    page.goto(url)
+    phone = fresh_phone("62851")
+    page.fill("#phone", phone)
+    page.click("button[type=submit]")
+    code = eventually(lambda: page.text_content("#code").strip(), timeout=15)
+    page.screenshot(path=str(SHOTS / "link-pair-code.png"), full_page=True)
+    assert code == tenant.device(device)["pair_code"]
+    assert stack.sim("POST", f"/sim/devices/{device}/pair", {"code": code})[0] == 200
+    page.wait_for_selector(f"#connected:has-text('Connected as +{phone}')", timeout=15_000)
+
+    forged = url.replace("token=", "token=0")
+    r = requests.get(forged.replace(f"/link/{device}", f"/api/v1/link/{device}"))
+    assert r.status_code == 403 and r.json()["error"] == "invalid_link"
+    bad = browser.new_page(viewport=PHONE_SCREEN)
+    bad.goto(forged)
+    bad.wait_for_selector("#status.error")
+    assert "new link" in bad.text_content("#status")
+    other = tenant.post("/api/v1/devices", {}).json()["device_id"]
+    token = url.split("token=")[1]
+    assert requests.get(f"{stack.api}/api/v1/link/{other}?token={token}").status_code == 403, "a token fits one device"
