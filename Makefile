@@ -5,27 +5,30 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: run test bootstrap build unit e2e bench
+.PHONY: run test bootstrap build unit e2e deploy-check bench
 
 ## Start the worker (wrangler dev, local workerd) and the bridge; print a demo key and curl.
 run: build
 	python3 scripts/run.py
 
-## Unit tests of every crate, then the end-to-end suite against the real stack.
-test: build unit e2e
+## Unit tests of every crate, the end-to-end suite against the real stack, deployment checks.
+test: build unit e2e deploy-check
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
 build: bootstrap
 	bash scripts/build-worker.sh
-	cargo build --release -p wagate-bridge
+	cargo build --release --locked -p wagate-bridge
 
 unit:
 	cargo test --workspace
 
 e2e:
 	.venv/bin/pytest tests/e2e
+
+deploy-check:
+	bash scripts/check-deploy.sh
 
 ## Benchmarks on the local stack; results go to docs/BENCHMARKS.md.
 bench: build

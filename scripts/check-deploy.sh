@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# What `make test` can check of the deployment without a Cloudflare account or Docker Hub:
+# the worker bundles for `wrangler deploy` (dry run), the container's build inputs and its
+# cargo build (the one `make build` runs too), and the systemd unit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+say "wrangler deploy --dry-run"
+node_modules/.bin/wrangler deploy --dry-run --outdir "$out/worker" >"$out/dry-run.log" 2>&1 || { cat "$out/dry-run.log"; exit 1; }
+ls "$out/worker"/*.wasm >/dev/null
+
+say "deploy/Dockerfile: build inputs and build command"
+grep -E '^COPY [^-]' deploy/Dockerfile | while read -r _ sources; do
+  for source in ${sources% *}; do
+    [ -e "$source" ] || { echo "Dockerfile copies $source, which does not exist" >&2; exit 1; }
+  done
+done
+build=$(grep -E '^RUN cargo build' deploy/Dockerfile | sed 's/^RUN //')
+[ -n "$build" ] || { echo "Dockerfile has no cargo build step" >&2; exit 1; }
+$build
+
+if command -v systemd-analyze >/dev/null; then
+  say "deploy/wagate-bridge.service"
+  sed "s|/usr/local/bin/wagate-bridge|$PWD/target/release/wagate-bridge|" deploy/wagate-bridge.service >"$out/wagate-bridge.service"
+  systemd-analyze verify "$out/wagate-bridge.service"
+fi
+say "deployment checks passed"
