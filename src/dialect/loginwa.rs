@@ -37,7 +37,7 @@ pub fn error(err: &ApiError) -> (u16, Value) {
             return (404, json!({"error": "not_found", "message": format!("{} not found", capitalised(resource))}))
         }
         ApiError::RouteNotFound => (404, "not_found", "Route not found"),
-        ApiError::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed on this route"),
+        ApiError::MethodNotAllowed { .. } => (405, "method_not_allowed", "Method not allowed on this route"),
         ApiError::QuotaExceeded => {
             return (
                 429,

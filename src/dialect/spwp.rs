@@ -108,7 +108,7 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
         ApiError::MalformedJson => (400, "VALIDATION_FAILED", "Request body is not valid JSON".to_owned()),
         ApiError::NotFound { resource } => (404, "NOT_FOUND", format!("{resource} not found")),
         ApiError::RouteNotFound => (404, "NOT_FOUND", "Route not found".to_owned()),
-        ApiError::MethodNotAllowed => (405, "METHOD_NOT_ALLOWED", "Method not allowed on this route".to_owned()),
+        ApiError::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "Method not allowed on this route".to_owned()),
         ApiError::QuotaExceeded => (429, "QUOTA_EXCEEDED", "Monthly message quota exceeded".to_owned()),
         ApiError::QuotaInsufficient { required, remaining } => {
             (402, "QUOTA_EXCEEDED", format!("This needs {required} messages but only {remaining} remain this month"))

@@ -19,7 +19,10 @@ pub enum ApiError {
         resource: String,
     },
     RouteNotFound,
-    MethodNotAllowed,
+    /// The path exists but not with this method; `allow` lists those it has (the `Allow` header).
+    MethodNotAllowed {
+        allow: String,
+    },
     QuotaExceeded,
     /// A batch (a campaign) needs more of the month's quota than is left.
     QuotaInsufficient {
@@ -81,6 +84,10 @@ impl ApiError {
 
     pub fn not_found(resource: &str) -> Self {
         Self::NotFound { resource: resource.to_owned() }
+    }
+
+    pub fn method_not_allowed(allow: &str) -> Self {
+        Self::MethodNotAllowed { allow: allow.to_owned() }
     }
 
     pub fn field(field: &str, rule: Rule) -> Self {

@@ -86,13 +86,18 @@ mod tests {
     }
 }
 
-/// The credential a request presents: `Authorization: Bearer …` first, else `X-Api-Key`.
+/// The credential a request presents: `Authorization: Bearer …` or `X-Api-Key`. Two different
+/// keys in one request are refused rather than one picked: a request must not pass on one
+/// credential while carrying another that would fail.
 pub fn presented<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
     let bearer = authorization.and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     });
-    bearer.or(x_api_key.map(str::trim)).filter(|k| !k.is_empty())
+    match (bearer.filter(|k| !k.is_empty()), x_api_key.map(str::trim).filter(|k| !k.is_empty())) {
+        (Some(a), Some(b)) if a != b => None,
+        (bearer, header) => bearer.or(header),
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +107,8 @@ mod presented_tests {
     #[test]
     fn bearer_or_api_key_header() {
         assert_eq!(presented(Some("Bearer abc"), None), Some("abc"));
-        assert_eq!(presented(Some("bearer  abc "), Some("other")), Some("abc"));
+        assert_eq!(presented(Some("bearer  abc "), Some("abc")), Some("abc"));
+        assert_eq!(presented(Some("Bearer abc"), Some("other")), None, "two different keys");
         assert_eq!(presented(None, Some("abc")), Some("abc"));
         assert_eq!(presented(Some("Basic abc"), Some("key")), Some("key"));
         assert_eq!(presented(Some("Bearer "), None), None);

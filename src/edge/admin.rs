@@ -54,9 +54,10 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
             Ok(Reply::no_content())
         }
-        (["apps"] | ["apps", _] | ["apps", _, "keys" | "events" | "audit"] | ["apps", _, "keys", _], _) => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        (["apps"] | ["apps", _, "keys"], _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (["apps", _], _) => Err(ApiError::method_not_allowed("GET, PATCH")),
+        (["apps", _, "events" | "audit"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["apps", _, "keys", _], _) => Err(ApiError::method_not_allowed("DELETE")),
         _ => Err(ApiError::RouteNotFound),
     }
 }

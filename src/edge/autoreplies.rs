@@ -24,7 +24,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?)?, now })
         }
         ([id], Method::Delete) => (200, AutoReplyCall::Delete { id: id.to_string() }),
-        ([] | [_], _) => return Err(ApiError::MethodNotAllowed),
+        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
+        ([_], _) => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
         _ => return Err(ApiError::RouteNotFound),
     };
     let answer: Value =

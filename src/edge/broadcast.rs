@@ -54,7 +54,10 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
             }
             (id, CampaignOp::Contacts { app_id, status: query.status, page: query.page.unwrap_or(1) })
         }
-        ([] | [_] | [_, "send" | "pause" | "resume" | "contacts"], _) => return Err(ApiError::MethodNotAllowed),
+        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
+        ([_], _) => return Err(ApiError::method_not_allowed("GET, DELETE")),
+        ([_, "send" | "pause" | "resume"], _) => return Err(ApiError::method_not_allowed("POST")),
+        ([_, "contacts"], _) => return Err(ApiError::method_not_allowed("GET")),
         _ => return Err(ApiError::RouteNotFound),
     };
     let (id, op) = op;
@@ -328,7 +331,8 @@ pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method:
             };
             (200, AudienceCall::RemoveOptOut { phone })
         }
-        ([] | [_], _) => return Err(ApiError::MethodNotAllowed),
+        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
+        ([_], _) => return Err(ApiError::method_not_allowed("DELETE")),
         _ => return Err(ApiError::RouteNotFound),
     };
     ok(status, call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Audience { call: audience_call }).await?)

@@ -37,7 +37,9 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             (200, AllowListCall::Restrict { enabled: enabled.unwrap_or_default(), now })
         }
         ([id], Method::Delete) if *id != "restriction" => (200, AllowListCall::Remove { id: id.to_string(), now }),
-        ([] | [_], _) => return Err(ApiError::MethodNotAllowed),
+        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
+        (["restriction"], _) => return Err(ApiError::method_not_allowed("PUT")),
+        ([_], _) => return Err(ApiError::method_not_allowed("DELETE")),
         _ => return Err(ApiError::RouteNotFound),
     };
     let op = AppOp::AllowList { call: allow_list_call, actor: tenant.key_id.clone() };

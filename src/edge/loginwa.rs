@@ -92,7 +92,10 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             let raw = raw_body(req).await?;
             idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant)).await
         }
-        _ => Err(ApiError::MethodNotAllowed),
+        (["v1", "devices"], _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (["v1", "devices", _], _) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (["v1", "devices", _, "qr.svg" | "qr.png"], _) => Err(ApiError::method_not_allowed("GET")),
+        _ => Err(ApiError::method_not_allowed("POST")),
     }
 }
 

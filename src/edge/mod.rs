@@ -103,7 +103,13 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 }
 
 async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
-    let method = req.method();
+    // `worker` reads any method it does not know (QUERY, PROPFIND, …) as GET; route those as a
+    // method no path has, so they get 405 rather than a GET's answer.
+    let raw = req.inner().method();
+    let method = match req.method() {
+        Method::Get if !raw.eq_ignore_ascii_case("GET") => Method::Report,
+        method => method,
+    };
     let path = ctx.meta.path.clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -133,7 +139,7 @@ pub fn only(method: &Method, allowed: Method) -> Result<(), ApiError> {
     if *method == allowed {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed)
+        Err(ApiError::method_not_allowed(allowed.as_ref()))
     }
 }
 
@@ -151,6 +157,9 @@ fn render(outcome: Outcome, dialect: Dialect, ctx: &Ctx<'_>) -> worker::Result<R
             (reply.status, reply.body)
         }
         Err(err) => {
+            if let ApiError::MethodNotAllowed { allow } = &err {
+                headers.set("allow", allow)?;
+            }
             if let ApiError::RateLimited { retry_after_secs, headers: extra, .. } = &err {
                 headers.set("retry-after", &retry_after_secs.to_string())?;
                 for (name, value) in extra {

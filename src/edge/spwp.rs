@@ -38,13 +38,13 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             let raw = raw_body(req).await?;
             idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant, kind)).await
         }
-        (["messages", "check-phone"], _) => Err(ApiError::MethodNotAllowed),
-        (["messages", kind], _) if SEND_KINDS.contains(kind) => Err(ApiError::MethodNotAllowed),
+        (["messages", "check-phone"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["messages", kind], _) if SEND_KINDS.contains(kind) => Err(ApiError::method_not_allowed("POST")),
         (["messages", id], Method::Get) => {
             let message = send::lookup(ctx, &tenant, id).await?;
             Ok(Reply::json(200, envelope(render(&message), &ctx.meta)))
         }
-        _ => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::method_not_allowed("GET")),
     }
 }
 

@@ -48,10 +48,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             f.finish()?;
             (200, WebhookCall::Replay { id: id(wh), delivery_id: None, since, now })
         }
-        (
-            [] | [_] | [_, "test" | "regenerate-secret" | "deliveries" | "replay"] | [_, "deliveries", _, "replay"],
-            _,
-        ) => return Err(ApiError::MethodNotAllowed),
+        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
+        ([_], _) => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
+        ([_, "deliveries"], _) => return Err(ApiError::method_not_allowed("GET")),
+        ([_, "test" | "regenerate-secret" | "replay"] | [_, "deliveries", _, "replay"], _) => {
+            return Err(ApiError::method_not_allowed("POST"))
+        }
         _ => return Err(ApiError::RouteNotFound),
     };
     let answer: Value = call_webhooks(ctx, tenant, call).await?;

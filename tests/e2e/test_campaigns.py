@@ -175,9 +175,10 @@ def test_new_numbers_warm_up_and_the_campaign_says_it_waits(stack, new_tenant):
     phones = [fresh_phone("62816") for _ in range(5)]
     campaign = create(tenant, [{"phone": p, "name": "x"} for p in phones], delay_seconds=1)
     tenant.post(f"{CAMPAIGNS}/{campaign['id']}/send")
-    waiting = eventually(lambda: (v := consistent(get(tenant, campaign["id"])))["waiting"] and v)
+    # Three go out, then it waits for tomorrow's allowance (the third may still be on its way).
+    waiting = eventually(lambda: (v := consistent(get(tenant, campaign["id"])))["waiting"] and v["progress"]["sent"] == 3 and v)
     assert waiting["status"] == "sending" and waiting["waiting"]["reason"] == "warm_up_cap"
-    assert waiting["progress"]["sent"] == 3 and waiting["progress"]["pending"] == 2
+    assert waiting["progress"]["pending"] == 2
     assert sum(len(inbox(stack, p)) for p in phones) == 3
     # A direct API send is paced but not capped.
     assert tenant.post("/api/v1/messages/send", {"phone": phones[4], "message": "direct"}).status_code == 200
@@ -227,9 +228,9 @@ def test_a_run_of_failures_auto_pauses_and_checks_spend_no_quota(stack, new_tena
     failed = tenant.get(f"{CAMPAIGNS}/{campaign['id']}/contacts?status=failed").json()["data"]
     not_there = [c for c in failed["data"] if c["error"] == "not_on_whatsapp"]
     assert len(not_there) == 3
-    _, app, _ = stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")
-    # Failed sends give their unit back; numbers not on WhatsApp never took one.
-    assert app["quota"]["used"] == 0, app["quota"]
+    # Failed sends give their unit back (the last one handed over may still be failing);
+    # numbers not on WhatsApp never took one.
+    eventually(lambda: stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["used"] == 0)
 
 
 def test_a_campaign_goes_round_robin_over_its_numbers(stack, new_tenant):
