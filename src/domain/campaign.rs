@@ -175,16 +175,12 @@ impl WarmUp {
         now_ms.saturating_sub(linked_at_ms) / DAY_MS
     }
 
-    /// The cap of the day `now` falls in, `None` once uncapped.
+    /// The cap of the day `now` falls in, `None` once uncapped. Computed from the day number in
+    /// one step, so a small cap with slow growth still grows (no rounding at every step).
     pub fn daily_cap(&self, linked_at_ms: u64, now_ms: u64) -> Option<u64> {
-        let mut cap = self.first_day_cap;
-        for _ in 0..Self::day(linked_at_ms, now_ms) {
-            cap += cap * self.growth_percent / 100;
-            if cap > self.uncapped_after {
-                return None;
-            }
-        }
-        (cap <= self.uncapped_after).then_some(cap)
+        let day = i32::try_from(Self::day(linked_at_ms, now_ms)).unwrap_or(i32::MAX);
+        let cap = self.first_day_cap as f64 * (1.0 + self.growth_percent as f64 / 100.0).powi(day);
+        (cap <= self.uncapped_after as f64).then_some(cap as u64)
     }
 
     /// When the next day's allowance starts.
@@ -292,12 +288,15 @@ mod tests {
         let caps: Vec<Option<u64>> = (0..10).map(|day| w.daily_cap(linked, linked + day * DAY_MS + 5)).collect();
         assert_eq!(
             caps,
-            [Some(200), Some(300), Some(450), Some(675), Some(1012), Some(1518), Some(2277), Some(3415), None, None]
+            [Some(200), Some(300), Some(450), Some(675), Some(1012), Some(1518), Some(2278), Some(3417), None, None]
         );
         assert_eq!(WarmUp::next_day_start_ms(linked, linked + 5), linked + DAY_MS);
         assert_eq!(WarmUp::next_day_start_ms(linked, linked + DAY_MS), linked + 2 * DAY_MS);
         let flat = WarmUp { first_day_cap: 100, growth_percent: 0, uncapped_after: 5000 };
         assert_eq!(flat.daily_cap(0, 30 * DAY_MS), Some(100));
+        let slow = WarmUp { first_day_cap: 10, growth_percent: 5, uncapped_after: 5000 };
+        assert_eq!(slow.daily_cap(0, 15 * DAY_MS), Some(20), "small caps grow too");
+        assert_eq!(w.daily_cap(0, 10_000 * DAY_MS), None);
     }
 
     #[test]
