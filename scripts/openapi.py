@@ -29,6 +29,11 @@ PHONE = {"anyOf": [
 ], "description": "International digits (E.164 without `+`, a leading `+` is accepted) or a WhatsApp JID."}
 
 
+def optional(schema: dict) -> dict:
+    """An optional field may also be sent as null, which means absent."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -72,7 +77,7 @@ def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict
                 "required": True,
                 "content": {"application/json": {"schema": {
                     "type": "object", "required": ["to", *required],
-                    "properties": {"to": PHONE, **body},
+                    "properties": {"to": PHONE, **{k: v if k in required else optional(v) for k, v in body.items()}},
                 }, "example": example}},
             },
             "responses": {
@@ -138,13 +143,13 @@ def spwp() -> dict:
             "description": "Send WhatsApp messages from a linked account. Answers are wrapped in `{data, meta}`; errors carry `statusCode`, `code`, `message`, `details`, `path`, `timestamp`, `requestId`.",
         },
         "servers": [{"url": "http://127.0.0.1:8787", "description": "make run"}],
-        "security": [{"apiKey": []}, {"bearer": []}],
+        "security": [{"apiKey": []}],
         "tags": [{"name": "messages"}],
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "The app's key (`wg_live_…`). `Authorization: Bearer <key>` is accepted too."},
             },
             "parameters": {"IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
                 "description": "Repeat a request safely: the same key and body within 24 h answer the first response.",
@@ -172,7 +177,316 @@ def spwp() -> dict:
     }
 
 
-DOCUMENTS = {"spwp": spwp}
+
+# ------------------------------------------------------------------------------------------ LoginWA
+
+def lw_error(description: str, extra: dict | None = None) -> dict:
+    return json_body(ref("Error"), description) | ({"headers": extra} if extra else {})
+
+
+LW_ERRORS = {
+    "401": lw_error("unauthorized: missing, unknown, revoked or expired key (429 after too many from one address)"),
+    "402": lw_error("subscription_suspended"),
+    "403": lw_error("ip_not_allowed (with `ip`), or a plan limit such as device_limit_reached"),
+    "404": lw_error("not_found"),
+    "405": lw_error("method_not_allowed (with an `Allow` header)"),
+    "409": lw_error("conflict: the resource is not in a state that allows this"),
+    "422": lw_error("validation_failed: `errors` lists the messages per field"),
+    "429": lw_error("rate_limited or quota_exceeded", RETRY_AFTER),
+    "502": lw_error("send_failed: the device bridge could not be reached"),
+    "503": lw_error("no_device_available / no_device_connected"),
+}
+
+
+def lw(op_id: str, summary: str, tag: str, ok: tuple[str, dict], *errors: str, body: dict | None = None,
+       required: list[str] | None = None, params: list[dict] | None = None, description: str = "",
+       body_required: bool = True) -> dict:
+    code, schema = ok
+    operation = {"operationId": op_id, "summary": summary, "tags": [tag],
+                 "responses": {code: {**json_body(schema), "headers": RATE_HEADERS},
+                               **{e: LW_ERRORS[e] for e in ("401", "402", "403", "429", *errors)}}}
+    if description:
+        operation["description"] = description
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        properties = {k: v if k in (required or []) else optional(v) for k, v in body.items()}
+        operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": {
+            "type": "object", "required": required or [], "properties": properties}}}}
+    return operation
+
+
+def path_id(name: str, pattern: str | None = None) -> dict:
+    schema = {"type": "string"} | ({"pattern": pattern} if pattern else {})
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+OBJ = {"type": "object"}
+NULLABLE_STR = {"type": ["string", "null"]}
+DATE = {"type": "string", "format": "date-time"}
+NULLABLE_DATE = {"type": ["string", "null"], "format": "date-time"}
+SUCCESS = {"type": "object", "required": ["success"], "properties": {"success": {"const": True}}}
+EVENT_NAMES = ["message.incoming", "message.sent", "message.delivered", "message.read", "message.failed",
+               "device.connected", "device.disconnected", "device.qr_ready", "otp.verified", "otp.expired",
+               "campaign.paused", "campaign.completed"]
+
+
+def wrapped(schema: dict) -> dict:
+    return {"type": "object", "required": ["success", "data"], "properties": {"success": {"const": True}, "data": schema}}
+
+
+def loginwa() -> dict:
+    device = {"type": "object", "required": ["id", "status", "is_online", "created_at"], "properties": {
+        "id": {"type": "string"}, "engine_device_id": {"type": "string"}, "label": NULLABLE_STR,
+        "status": {"type": "string", "enum": ["registering", "qr_waiting", "online", "offline"]},
+        "phone_number": NULLABLE_STR, "is_online": {"type": "boolean"}, "qr_code": NULLABLE_STR,
+        "pair_code": NULLABLE_STR, "disconnect_reason": NULLABLE_STR, "last_seen_at": NULLABLE_DATE, "created_at": DATE}}
+    pairing = {"type": "object", "required": ["device_id", "status", "qr_status_url"], "properties": {
+        "device_id": {"type": "string"}, "engine_device_id": {"type": "string"}, "label": NULLABLE_STR,
+        "status": {"type": "string"}, "qr_code": NULLABLE_STR, "pair_code": NULLABLE_STR, "job_id": {"type": "string"},
+        "qr_status_url": {"type": "string"}, "message": {"type": "string"}}}
+    webhook = {"type": "object", "required": ["id", "url", "events", "format", "active", "retry_count", "health"], "properties": {
+        "id": {"type": "string"}, "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
+        "format": {"type": "string", "enum": ["loginwa", "spwp", "standard"]}, "device_id": NULLABLE_STR,
+        "retry_count": {"type": "integer"}, "active": {"type": "boolean"}, "disabled_reason": NULLABLE_STR,
+        "created_at": DATE, "secret": {"type": "string", "description": "Only when created."}, "health": OBJ}}
+    rule = {"type": "object", "required": ["id", "match", "pattern", "reply", "active", "priority", "hits"], "properties": {
+        "id": {"type": "string"}, "match": {"type": "string", "enum": ["exact", "contains", "regex"]},
+        "pattern": {"type": "string"}, "reply": {"type": "string"}, "device_id": NULLABLE_STR,
+        "active": {"type": "boolean"}, "priority": {"type": "integer"}, "hits": {"type": "integer"},
+        "last_matched_at": NULLABLE_DATE, "created_at": DATE, "updated_at": DATE}}
+    campaign = {"type": "object", "required": ["id", "name", "status", "total_contacts", "progress", "estimated_duration"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"},
+        "status": {"type": "string", "enum": ["draft", "queued", "sending", "paused", "completed", "failed"]},
+        "pause_reason": NULLABLE_STR, "waiting": {"type": ["object", "null"]}, "total_contacts": {"type": "integer"},
+        "progress": {"type": "object", "required": ["total", "sent", "delivered", "failed", "pending", "percentage"], "properties": {
+            "total": {"type": "integer"}, "sent": {"type": "integer"}, "delivered": {"type": "integer"},
+            "failed": {"type": "integer"}, "pending": {"type": "integer"}, "percentage": {"type": "number"}}},
+        "estimated_duration": {"type": "string"}, "delay_seconds": {"type": "integer"}, "schedule_at": NULLABLE_DATE,
+        "media": {"type": ["object", "null"]}, "device_ids": {"type": "array"}, "created_at": DATE,
+        "started_at": NULLABLE_DATE, "completed_at": NULLABLE_DATE}}
+    page_of = lambda item: {"type": "object", "required": ["current_page", "data", "per_page", "total", "last_page"], "properties": {
+        "current_page": {"type": "integer"}, "data": {"type": "array", "items": item}, "per_page": {"type": "integer"},
+        "total": {"type": "integer"}, "last_page": {"type": "integer"}}}
+    allow_list = {"type": "object", "required": ["restriction_enabled", "count", "ips"], "properties": {
+        "restriction_enabled": {"type": "boolean"}, "count": {"type": "integer"}, "ips": {"type": "array", "items": OBJ}}}
+    device_id = path_id("id")
+    webhook_id = path_id("id")
+    phone_or_jid = {"anyOf": [
+        {"type": "string", "pattern": "^\\+?[1-9][0-9]{9,14}$"},
+        {"type": "string", "pattern": "^[1-9][0-9]{6,14}@(s\\.whatsapp\\.net|c\\.us)$"}]}
+    e164 = {"type": "string", "pattern": "^\\+?[1-9][0-9]{6,14}$"}
+    webhook_body = {
+        "url": {"type": "string", "format": "iri", "pattern": "^https?://", "maxLength": 2048},
+        "events": {"type": "array", "items": {"type": "string", "enum": EVENT_NAMES}},
+        "secret": {"type": "string", "minLength": 16, "maxLength": 256},
+        "retry_count": {"type": "integer", "minimum": 0, "maximum": 10},
+        "format": {"type": "string", "enum": ["loginwa", "spwp", "standard"]},
+        "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"},
+    }
+    rule_body = {
+        "match": {"type": "string", "enum": ["exact", "contains", "regex"]},
+        "pattern": {"type": "string", "minLength": 1, "maxLength": 500},
+        "reply": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"},
+        "active": {"type": "boolean"}, "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+    }
+    paths = {
+        "/api/auth/start": {"post": lw("startOtp", "Send a one-time code", "otp", ("200", {"type": "object", "required": ["session_id", "expires_in", "debug_code"], "properties": {
+            "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "502", "503",
+            body={"phone": e164, "country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
+                  "otp_length": {"type": "integer", "minimum": 4, "maximum": 8},
+                  "message_template": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\{code\\}"}, "meta": OBJ},
+            required=["phone"], description="The code goes out over WhatsApp ahead of other traffic. `debug_code` is null in production.")},
+        "/api/auth/verify": {"post": lw("verifyOtp", "Check a one-time code", "otp", ("200", {"type": "object", "required": ["status"], "properties": {
+            "status": {"const": "verified"}, "phone_number": {"type": "string"}, "verified_at": NULLABLE_DATE}}), "422",
+            body={"session_id": {"type": "string", "minLength": 1, "maxLength": 64}, "otp_code": {"type": "string", "minLength": 1, "maxLength": 16}},
+            required=["session_id", "otp_code"], description="422 with `status` invalid_code (and `attempts_remaining`), expired or max_attempts.")},
+        "/api/v1/messages/send": {"post": lw("sendMessage", "Send a text message", "messages", ("200", {"type": "object", "required": ["success", "message_id", "trace_id", "device_id", "phone", "quota_remaining"], "properties": {
+            "success": {"const": True}, "message_id": {"type": "string"}, "trace_id": {"type": "string"}, "device_id": {"type": "string"},
+            "phone": {"type": "string"}, "quota_remaining": {"type": "integer"}}}), "404", "422", "502", "503",
+            body={"phone": phone_or_jid, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
+                  "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}, "meta": OBJ},
+            required=["phone", "message"], params=[{"$ref": "#/components/parameters/IdempotencyKey"}])},
+        "/api/v1/devices": {
+            "get": lw("listDevices", "List devices", "devices", ("200", {"type": "object", "required": ["devices", "count"], "properties": {
+                "devices": {"type": "array", "items": device}, "count": {"type": "integer"}}})),
+            "post": lw("createDevice", "Register a device and start pairing", "devices", ("202", pairing), "422", "502",
+                       body={"label": {"type": "string", "maxLength": 100}, "pair_phone": e164}, body_required=False,
+                       description="Pairs by QR, or by an 8-character code when `pair_phone` is given."),
+        },
+        "/api/v1/devices/{id}": {
+            "get": lw("getDevice", "A device, with its QR while waiting for a scan", "devices", ("200", device), "404", params=[device_id]),
+            "delete": lw("deleteDevice", "Disconnect and remove a device", "devices", ("200", SUCCESS), "404", "502", params=[device_id]),
+        },
+        "/api/v1/devices/{id}/refresh-qr": {"post": lw("refreshQr", "A fresh QR code", "devices", ("202", pairing), "404", "409", "502", params=[device_id])},
+        "/api/v1/devices/{id}/link-token": {"post": lw("linkToken", "A short-lived link to a pairing page that needs no API key", "devices", ("201", {"type": "object", "required": ["token", "url", "expires_at"], "properties": {
+            "device_id": {"type": "string"}, "token": {"type": "string"}, "url": {"type": "string"}, "expires_at": DATE}}), "404", params=[device_id])},
+        "/api/v1/webhooks": {
+            "get": lw("listWebhooks", "Webhook endpoints and the events they may subscribe to", "webhooks", ("200", {"type": "object", "required": ["webhooks", "available_events"], "properties": {
+                "webhooks": {"type": "array", "items": webhook}, "available_events": {"type": "array", "items": {"type": "string"}}}})),
+            "post": lw("createWebhook", "Register an endpoint (at most 5); the secret is shown once", "webhooks", ("201", webhook), "422", body=webhook_body, required=["url"]),
+        },
+        "/api/v1/webhooks/{id}": {
+            "get": lw("getWebhook", "An endpoint and its delivery health", "webhooks", ("200", webhook), "404", params=[webhook_id]),
+            "patch": lw("updateWebhook", "Change an endpoint", "webhooks", ("200", webhook), "404", "422", params=[webhook_id],
+                        body={k: v for k, v in webhook_body.items() if k in ("url", "events", "secret", "retry_count")} | {"active": {"type": "boolean"}}, body_required=False),
+            "delete": lw("deleteWebhook", "Remove an endpoint", "webhooks", ("200", SUCCESS), "404", params=[webhook_id]),
+        },
+        "/api/v1/webhooks/{id}/test": {"post": lw("testWebhook", "Send a signed webhook.test", "webhooks", ("200", SUCCESS), "404", params=[webhook_id])},
+        "/api/v1/webhooks/{id}/regenerate-secret": {"post": lw("regenerateSecret", "A new secret; the old one signs too for 24 h", "webhooks", ("200", {"type": "object", "required": ["id", "secret"], "properties": {
+            "id": {"type": "string"}, "secret": {"type": "string"}, "previous_secret_valid_until": DATE}}), "404", params=[webhook_id])},
+        "/api/v1/webhooks/{id}/deliveries": {"get": lw("listDeliveries", "Deliveries, newest first", "webhooks", ("200", {"type": "object", "required": ["deliveries"], "properties": {
+            "deliveries": {"type": "array", "items": OBJ}}}), "404", "422", params=[webhook_id, query("status", {"type": "string", "enum": ["pending", "succeeded", "failed"]})])},
+        "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay": {"post": lw("replayDelivery", "Send one delivery again, same id and body", "webhooks", ("200", SUCCESS), "404", params=[webhook_id, path_id("delivery_id")])},
+        "/api/v1/webhooks/{id}/replay": {"post": lw("replayFailed", "Send every failed delivery since a time again", "webhooks", ("200", SUCCESS), "404", "422", params=[webhook_id],
+            body={"since": {"type": "string", "format": "date-time"}}, required=["since"])},
+        "/api/v1/auto-replies": {
+            "get": lw("listAutoReplies", "Auto-reply rules, in the order they are tried", "auto-replies", ("200", {"type": "object", "required": ["auto_replies"], "properties": {"auto_replies": {"type": "array", "items": rule}}})),
+            "post": lw("createAutoReply", "Add a rule", "auto-replies", ("201", rule), "422", body=rule_body, required=["match", "pattern", "reply"],
+                       description="`reply` may use `{name}`, `{phone}`, `{message}` and spintax `{Hi|Hello}`; regexes run in linear time."),
+        },
+        "/api/v1/auto-replies/{id}": {
+            "get": lw("getAutoReply", "A rule", "auto-replies", ("200", rule), "404", params=[path_id("id")]),
+            "patch": lw("updateAutoReply", "Change a rule", "auto-replies", ("200", rule), "404", "422", params=[path_id("id")], body=rule_body, body_required=False),
+            "delete": lw("deleteAutoReply", "Remove a rule", "auto-replies", ("200", SUCCESS), "404", params=[path_id("id")]),
+        },
+        "/api/v1/broadcast/campaigns": {
+            "get": lw("listCampaigns", "Campaigns, newest first, 20 a page", "broadcast", ("200", wrapped(page_of(campaign))), "422", params=[query("page", {"type": "integer", "minimum": 1, "maximum": 1000000})]),
+            "post": lw("createCampaign", "Create a campaign (draft, or queued with schedule_at)", "broadcast", ("201", wrapped(campaign)), "422", "502",
+                       body={"name": {"type": "string", "minLength": 1, "maxLength": 255}, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
+                             "contacts": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "object", "required": ["phone"], "properties": {
+                                 "phone": e164, "name": {"type": "string", "maxLength": 100}, "variables": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}}}},
+                             "media_url": {"type": "string"}, "media_type": {"type": "string", "enum": ["image", "video", "document", "audio"]},
+                             "delay_seconds": {"type": "integer", "minimum": 1, "maximum": 60}, "schedule_at": {"type": "string", "format": "date-time"},
+                             "device_ids": {"type": "array", "items": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}}},
+                       required=["name", "message", "contacts"],
+                       description="402 quota_exceeded when the contacts need more than the month's remaining quota.") | {"responses": {}},
+        },
+        "/api/v1/broadcast/campaigns/{id}": {
+            "get": lw("getCampaign", "A campaign and its progress", "broadcast", ("200", wrapped(campaign)), "404", params=[path_id("id")]),
+            "delete": lw("deleteCampaign", "Delete a campaign (not while sending)", "broadcast", ("200", wrapped(OBJ)), "404", "409", params=[path_id("id")]),
+        },
+        "/api/v1/broadcast/campaigns/{id}/send": {"post": lw("sendCampaign", "Start sending (needs an online device)", "broadcast", ("200", wrapped(campaign)), "404", "409", "503", params=[path_id("id")])},
+        "/api/v1/broadcast/campaigns/{id}/pause": {"post": lw("pauseCampaign", "Pause", "broadcast", ("200", wrapped(campaign)), "404", "409", params=[path_id("id")])},
+        "/api/v1/broadcast/campaigns/{id}/resume": {"post": lw("resumeCampaign", "Resume", "broadcast", ("200", wrapped(campaign)), "404", "409", params=[path_id("id")])},
+        "/api/v1/broadcast/campaigns/{id}/contacts": {"get": lw("campaignContacts", "Contacts with their status, 50 a page", "broadcast", ("200", wrapped(page_of(OBJ))), "404", "422",
+            params=[path_id("id"), query("status", {"type": "string", "enum": ["sent", "failed", "pending"]}), query("page", {"type": "integer", "minimum": 1, "maximum": 1000000})])},
+        "/api/v1/opt-outs": {
+            "get": lw("listOptOuts", "Phones that opted out of campaigns", "broadcast", ("200", wrapped({"type": "object", "required": ["opt_outs", "count"], "properties": {"opt_outs": {"type": "array", "items": OBJ}, "count": {"type": "integer"}}}))),
+            "post": lw("addOptOut", "Add a phone", "broadcast", ("201", wrapped(OBJ)), "422", body={"phone": e164}, required=["phone"]),
+        },
+        "/api/v1/opt-outs/{phone}": {"delete": lw("removeOptOut", "Remove a phone", "broadcast", ("200", wrapped(OBJ)), "404", params=[path_id("phone")])},
+        "/api/v1/ip-whitelist": {
+            "get": lw("listIps", "The IP whitelist and whether it is enforced", "ip-whitelist", ("200", allow_list)),
+            "post": lw("addIp", "Add an address or CIDR range (409 if present)", "ip-whitelist", ("201", OBJ), "409", "422",
+                       body={"ip_address": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}],
+                                              "description": "An address, or a CIDR range such as `203.0.113.0/24` or `2001:db8::/32`."},
+                             "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"]),
+        },
+        "/api/v1/ip-whitelist/{id}": {"delete": lw("removeIp", "Remove an entry", "ip-whitelist", ("200", SUCCESS), "404", params=[path_id("id")])},
+        "/api/v1/ip-whitelist/restriction": {"put": lw("restrictIps", "Enforce the whitelist (422 when it is empty)", "ip-whitelist", ("200", allow_list), "422",
+            body={"enabled": {"type": "boolean"}}, required=["enabled"])},
+    }
+    create = paths["/api/v1/broadcast/campaigns"]["post"]
+    create["responses"] = {"201": {**json_body(wrapped(campaign)), "headers": RATE_HEADERS},
+                           "402": lw_error("quota_exceeded: more contacts than the month's quota left"),
+                           **{e: LW_ERRORS[e] for e in ("401", "403", "422", "429", "502")}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "wagate — LoginWA dialect", "version": "1.0.0",
+                 "description": "OTP verification, messaging, devices, webhooks, broadcast campaigns, auto-replies and the IP whitelist. Errors are `{\"error\", \"message\", \"errors\"?}`; every authenticated answer carries `RateLimit-Policy` and `RateLimit`."},
+        "servers": [{"url": "http://127.0.0.1:8787", "description": "make run"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "The app's key (`wg_live_…`). `X-API-Key: <key>` is accepted too."}},
+            "parameters": {"IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "Repeat a request safely: the same key and body within 24 h answer the first response.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
+                "error": {"type": "string"}, "message": {"type": "string"},
+                "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}},
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------- Operator
+
+def admin() -> dict:
+    app = {"type": "object", "required": ["app_id", "name", "plan", "quota", "suspended", "keys"], "properties": {
+        "app_id": {"type": "string"}, "name": {"type": "string"}, "plan": OBJ, "quota": OBJ,
+        "suspended": {"type": "boolean"}, "default_country_code": {"type": "string"}, "governor": OBJ,
+        "keys": {"type": "array", "items": OBJ}, "created_at": DATE}}
+    errors = {"401": lw_error("unauthorized: the admin token is missing or wrong"), "404": lw_error("not_found"),
+              "405": lw_error("method_not_allowed"), "422": lw_error("validation_failed")}
+    limit = {"type": "integer", "minimum": 0, "maximum": 1000000000}
+
+    def op(op_id: str, summary: str, ok: tuple[str, dict], *codes: str, body: dict | None = None,
+           required: list[str] | None = None, params: list[dict] | None = None, body_required: bool = True) -> dict:
+        code, schema = ok
+        operation = {"operationId": op_id, "summary": summary, "tags": ["apps"],
+                     "responses": {code: json_body(schema) if schema else {"description": "Done"}, **{c: errors[c] for c in ("401", *codes)}}}
+        if params:
+            operation["parameters"] = params
+        if body is not None:
+            properties = {k: v if k in (required or []) else optional(v) for k, v in body.items()}
+            operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": {
+                "type": "object", "required": required or [], "properties": properties}}}}
+        return operation
+
+    app_id = path_id("app_id", "^app_[0-9a-f]{16}$")
+    plan = {"monthly_messages": limit, "api_rpm": {"type": "integer", "minimum": 1, "maximum": 1000000000},
+            "auth_rpm": {"type": "integer", "minimum": 1, "maximum": 1000000000}, "max_devices": {"type": "integer", "minimum": 0, "maximum": 10000}}
+    paths = {
+        "/admin/v1/apps": {
+            "get": op("listApps", "Every app, oldest first, 50 a page", ("200", {"type": "object", "required": ["apps", "page", "total", "last_page"], "properties": {
+                "apps": {"type": "array", "items": app}, "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                "total": {"type": "integer"}, "last_page": {"type": "integer"}}}), "422", params=[query("page", {"type": "integer", "minimum": 1, "maximum": 1000000})]),
+            "post": op("createApp", "Create an app; its first API key is shown only here", ("201", {"type": "object", "required": ["app_id", "api_key", "key_id"], "properties": {
+                "app_id": {"type": "string"}, "api_key": {"type": "string"}, "key_id": {"type": "string"}}}), "422",
+                body={"name": {"type": "string", "minLength": 1, "maxLength": 200}, **plan}, required=["name"]),
+        },
+        "/admin/v1/apps/{app_id}": {
+            "get": op("getApp", "An app: plan, quota, suspension, keys (never their secrets)", ("200", app), "404", params=[app_id]),
+            "patch": op("updateApp", "Change an app's plan, suspension, country code, governor or usage", ("200", app), "404", "422", params=[app_id], body_required=False,
+                        body={"suspended": {"type": "boolean"}, **plan, "default_country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
+                              "quota_used": limit, "warm_up_first_day_cap": {"type": "integer", "minimum": 1, "maximum": 1000000000},
+                              "warm_up_growth_percent": {"type": "integer", "minimum": 0, "maximum": 1000},
+                              "opt_out_keywords": {"type": "array", "items": {"type": "string", "pattern": "\\S", "maxLength": 32}}}),
+        },
+        "/admin/v1/apps/{app_id}/keys": {
+            "get": op("listKeys", "The app's keys: prefix, scope, state, created, last used, expiry", ("200", {"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": OBJ}}}), "404", params=[app_id]),
+            "post": op("createKey", "A new key, optionally scoped to one device and expiring", ("201", {"type": "object", "required": ["key_id", "api_key"], "properties": {
+                "key_id": {"type": "string"}, "api_key": {"type": "string"}, "device_id": NULLABLE_STR, "expires_at": NULLABLE_DATE}}), "404", "422", params=[app_id], body_required=False,
+                body={"device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}, "expires_at": {"type": "string", "format": "date-time"}}),
+        },
+        "/admin/v1/apps/{app_id}/keys/{key_id}": {"delete": op("revokeKey", "Revoke a key at once", ("204", None), "404", params=[app_id, path_id("key_id")])},
+        "/admin/v1/apps/{app_id}/events": {"get": op("listEvents", "The app's recorded events, oldest first", ("200", {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": OBJ}}}), "404", "422",
+            params=[app_id, query("after", {"type": "integer", "minimum": 0, "maximum": 9007199254740991}), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
+        "/admin/v1/apps/{app_id}/audit": {"get": op("auditTrail", "Access changes with time and actor, newest first", ("200", {"type": "object", "required": ["audit"], "properties": {"audit": {"type": "array", "items": OBJ}}}), "404", params=[app_id])},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "wagate — operator API", "version": "1.0.0",
+                 "description": "Apps, plans and keys, for the operator running wagate. Errors are in the LoginWA shape."},
+        "servers": [{"url": "http://127.0.0.1:8787", "description": "make run (token dev-admin-token)"}],
+        "security": [{"adminToken": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "`ADMIN_TOKEN`."}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
+                "error": {"type": "string"}, "message": {"type": "string"},
+                "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}},
+        },
+    }
+
+DOCUMENTS = {"admin": admin, "loginwa": loginwa, "spwp": spwp}
 
 
 def main() -> None:

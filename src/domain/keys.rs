@@ -86,15 +86,22 @@ mod tests {
     }
 }
 
-/// The credential a request presents: `Authorization: Bearer …` or `X-Api-Key`. Two different
-/// keys in one request are refused rather than one picked: a request must not pass on one
-/// credential while carrying another that would fail.
+/// The credential a request presents: `Authorization: Bearer …` or `X-Api-Key`. A request that
+/// carries a credential we cannot use (another scheme, an empty bearer) or two different keys is
+/// refused rather than let through on the other one.
 pub fn presented<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
-    let bearer = authorization.and_then(|value| {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    match (bearer.filter(|k| !k.is_empty()), x_api_key.map(str::trim).filter(|k| !k.is_empty())) {
+    let bearer = match authorization.map(str::trim) {
+        None => None,
+        Some(value) => {
+            let (scheme, token) = value.split_once(' ')?;
+            let token = token.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+                return None;
+            }
+            Some(token)
+        }
+    };
+    match (bearer, x_api_key.map(str::trim).filter(|k| !k.is_empty())) {
         (Some(a), Some(b)) if a != b => None,
         (bearer, header) => bearer.or(header),
     }
@@ -110,7 +117,9 @@ mod presented_tests {
         assert_eq!(presented(Some("bearer  abc "), Some("abc")), Some("abc"));
         assert_eq!(presented(Some("Bearer abc"), Some("other")), None, "two different keys");
         assert_eq!(presented(None, Some("abc")), Some("abc"));
-        assert_eq!(presented(Some("Basic abc"), Some("key")), Some("key"));
+        assert_eq!(presented(Some("Basic abc"), Some("key")), None, "an unusable credential is not skipped");
+        assert_eq!(presented(Some("Bearer "), Some("key")), None);
+        assert_eq!(presented(Some(""), Some("key")), None, "an empty Authorization header is a bad credential");
         assert_eq!(presented(Some("Bearer "), None), None);
         assert_eq!(presented(None, Some("  ")), None);
         assert_eq!(presented(None, None), None);

@@ -63,7 +63,9 @@ impl<'a> Fields<'a> {
 
     pub fn integer(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
         let value = self.present(field)?;
-        match value.as_i64() {
+        // JSON has one number type: `7.0` is the integer 7 (as JSON Schema also says).
+        let integral = value.as_f64().filter(|n| n.fract() == 0.0 && n.abs() < 9.0e15).map(|n| n as i64);
+        match value.as_i64().or(integral) {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(_) => {
                 self.fail(field, Rule::Range { min, max });

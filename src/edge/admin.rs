@@ -38,7 +38,15 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         }
         (["apps", id, "events"], Method::Get) => {
             let page: EventsPage = ctx.query()?;
-            let op = AppOp::Events { after: page.after.unwrap_or(0), limit: page.limit.unwrap_or(100).clamp(1, 1000) };
+            let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100));
+            // Up to 2^53 - 1, the largest integer every JSON client reads exactly.
+            if !(0..=MAX_SAFE_INTEGER).contains(&after) {
+                return Err(ApiError::field("after", Rule::Range { min: 0, max: MAX_SAFE_INTEGER }));
+            }
+            if !(1..=1000).contains(&limit) {
+                return Err(ApiError::field("limit", Rule::Range { min: 1, max: 1000 }));
+            }
+            let op = AppOp::Events { after, limit };
             let events: Vec<RecordedEvent> = call(ctx.env, APPS, app_id(id)?.as_str(), &op).await?;
             let events: Vec<Value> = events
                 .into_iter()
@@ -62,6 +70,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     }
 }
 
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
 #[derive(serde::Deserialize)]
 struct EventsPage {
     after: Option<i64>,
@@ -71,15 +81,11 @@ struct EventsPage {
 /// `GET /admin/v1/apps?page=N`: 50 apps a page, oldest first, each as `GET …/{id}` shows it.
 async fn list_apps(ctx: &Ctx<'_>) -> Outcome {
     #[derive(serde::Deserialize)]
-    struct Query {
-        page: Option<i64>,
-    }
-    #[derive(serde::Deserialize)]
     struct Listed {
         total: i64,
         app_ids: Vec<String>,
     }
-    let page = ctx.query::<Query>()?.page.unwrap_or(1).max(1);
+    let page = ctx.page()?;
     let listed: Listed = call(ctx.env, REGISTRY, registry::NAME, &RegistryOp::List { page }).await?;
     let period = month_of(now_ms());
     let views = join_all(listed.app_ids.iter().map(|id| {

@@ -23,6 +23,8 @@ use crate::objects::{call, APPS, CAMPAIGNS};
 use crate::runtime::{month_of, now_ms};
 
 const MAX_CONTACTS: usize = 10_000;
+/// How far ahead a campaign may be scheduled (alarms cannot be set arbitrarily far out).
+const MAX_SCHEDULE_AHEAD_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 /// Per-contact errors listed in one answer; the rest would only repeat the pattern.
 const MAX_CONTACT_ERRORS: usize = 20;
 
@@ -45,14 +47,13 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
             #[derive(serde::Deserialize)]
             struct Query {
                 status: Option<String>,
-                page: Option<i64>,
             }
             let query: Query = ctx.query()?;
             if query.status.as_deref().is_some_and(|s| !["sent", "failed", "pending"].contains(&s)) {
                 let reason = "must be one of sent, failed, pending".into();
                 return Err(ApiError::field("status", Rule::Invalid { reason }));
             }
-            (id, CampaignOp::Contacts { app_id, status: query.status, page: query.page.unwrap_or(1) })
+            (id, CampaignOp::Contacts { app_id, status: query.status, page: ctx.page()? })
         }
         ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
         ([_], _) => return Err(ApiError::method_not_allowed("GET, DELETE")),
@@ -67,15 +68,11 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
 
 async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     #[derive(serde::Deserialize)]
-    struct Query {
-        page: Option<i64>,
-    }
-    #[derive(serde::Deserialize)]
     struct Page {
         total: i64,
         ids: Vec<String>,
     }
-    let page = ctx.query::<Query>()?.page.unwrap_or(1).max(1);
+    let page = ctx.page()?;
     let index = AppOp::Audience { call: AudienceCall::Page { page } };
     let listed: Page = call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     let views = join_all(listed.ids.iter().map(|id| {
@@ -222,8 +219,8 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     });
     let delay_seconds = f.integer("delay_seconds", 1, 60).unwrap_or(5) as u32;
     let schedule_at = date_time(&mut f, "schedule_at", false);
-    if schedule_at.is_some_and(|at| at <= now) {
-        f.fail("schedule_at", Rule::Invalid { reason: "must be in the future".into() });
+    if schedule_at.is_some_and(|at| at <= now || at > now + MAX_SCHEDULE_AHEAD_MS) {
+        f.fail("schedule_at", Rule::Invalid { reason: "must be in the future, within a year".into() });
     }
     let device_ids = device_ids(&mut f, &body);
     let mut listed = contacts(&body, &tenant.default_country_code);

@@ -30,7 +30,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let enabled = f.boolean("enabled");
-            if enabled.is_none() && !body.contains_key("enabled") {
+            if body.get("enabled").is_none_or(serde_json::Value::is_null) {
                 f.fail("enabled", Rule::Required);
             }
             f.finish()?;

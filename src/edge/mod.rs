@@ -66,6 +66,8 @@ impl Reply {
 
 pub type Outcome = Result<Reply, ApiError>;
 
+const MAX_PAGE: i64 = 1_000_000;
+
 /// What handlers need to know about the request besides its body.
 pub struct Ctx<'a> {
     pub env: &'a Env,
@@ -82,6 +84,19 @@ impl Ctx<'_> {
     pub fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_urlencoded::from_str(&self.query)
             .map_err(|e| ApiError::field("query", crate::domain::error::Rule::Invalid { reason: e.to_string() }))
+    }
+
+    /// The `page` query parameter of a listing: 1 when absent, an error outside 1..=1,000,000.
+    pub fn page(&self) -> Result<i64, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            page: Option<i64>,
+        }
+        match self.query::<Page>()?.page {
+            None => Ok(1),
+            Some(page) if (1..=MAX_PAGE).contains(&page) => Ok(page),
+            Some(_) => Err(ApiError::field("page", crate::domain::error::Rule::Range { min: 1, max: MAX_PAGE })),
+        }
     }
 }
 

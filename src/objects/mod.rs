@@ -10,6 +10,7 @@ pub mod device;
 pub mod guard;
 pub mod otp;
 pub mod registry;
+pub mod sender;
 pub mod webhooks;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -22,6 +23,7 @@ pub const DEVICES: &str = "DEVICES";
 pub const CAMPAIGNS: &str = "CAMPAIGNS";
 pub const GUARDS: &str = "GUARDS";
 pub const REGISTRY: &str = "REGISTRY";
+pub const SENDERS: &str = "SENDERS";
 pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in namespace `binding`.

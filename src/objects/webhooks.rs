@@ -5,14 +5,13 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::wasm_bindgen_futures::spawn_local;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, SqlStorage, State};
+use worker::{Env, SqlStorage, State};
 
 use super::app::AppObject;
-use super::{int, number, rows};
+use super::sender::{Attempt, SenderOp};
+use super::{call, int, number, rows, SENDERS};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::random_hex;
@@ -22,16 +21,13 @@ use crate::domain::webhook::{self, Format};
 use crate::runtime::{config, is_production, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
-/// A 2xx within this time is success; anything else is a failure and retried.
-const TIMEOUT_MS: u64 = 10_000;
 /// Deliveries looked at per alarm, and how many one endpoint may have in flight at once.
 const CANDIDATES: i64 = 100;
 const PER_ENDPOINT: i64 = 4;
 /// A claimed delivery is retried by a later alarm if its attempt has not settled by then.
-const LEASE_MS: u64 = TIMEOUT_MS + 5_000;
+const LEASE_MS: u64 = super::sender::TIMEOUT_MS + 5_000;
 /// The old secret keeps signing alongside a regenerated one for this long.
 const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
-const EXCERPT_CHARS: usize = 200;
 /// An endpoint that has failed continuously for this long (5 days) is disabled.
 const DISABLE_AFTER_S: u64 = 5 * 24 * 60 * 60;
 
@@ -406,6 +402,7 @@ impl AppObject {
     pub(super) async fn deliver_due(&self) -> Result<(), ApiError> {
         let courier = Courier {
             state: self.state().clone(),
+            env: self.env().clone(),
             key: self.key_material()?.into(),
             retry_scale: self.retry_scale(),
             disable_after_ms: self.disable_after_ms(),
@@ -442,7 +439,7 @@ impl AppObject {
                 vec![IN_FLIGHT.into(), int(now + LEASE_MS), delivery.id.as_str().into()],
             )?;
             let courier = courier.clone();
-            spawn_local(async move { courier.deliver(&endpoint, &delivery).await });
+            self.state().wait_until(async move { courier.deliver(&endpoint, &delivery).await });
         }
         courier.schedule().await
     }
@@ -463,6 +460,7 @@ struct Busy {
 #[derive(Clone)]
 struct Courier {
     state: Rc<State>,
+    env: Env,
     key: Rc<str>,
     retry_scale: f64,
     disable_after_ms: u64,
@@ -477,7 +475,7 @@ impl Courier {
     async fn deliver(&self, endpoint: &EndpointRow, delivery: &DeliveryRow) {
         // Checked again at delivery: a URL accepted in development is refused in production.
         let outcome = match check_url(&endpoint.url, self.allow_loopback) {
-            Ok(()) => attempt(&self.key, endpoint, delivery).await,
+            Ok(()) => attempt(&self.env, &self.key, endpoint, delivery).await,
             Err(e) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {e}")) },
         };
         if let Err(e) = self.settle(&endpoint.id, delivery, outcome) {
@@ -563,15 +561,10 @@ impl Courier {
     }
 }
 
-struct Attempt {
-    ok: bool,
-    status: Option<u16>,
-    error: Option<String>,
-}
-
-/// One POST of a delivery: fresh timestamp and signature over the same bytes; 10 s to answer 2xx;
-/// redirects are failures, not followed.
-async fn attempt(key: &str, endpoint: &EndpointRow, delivery: &DeliveryRow) -> Attempt {
+/// Signs one attempt of a delivery (fresh timestamp, same bytes) and has the endpoint's sender
+/// object post it. The post runs in that object, not here: a receiver whose address cannot even be
+/// resolved or connected to can upset the object that fetches, and that must never be the app's.
+async fn attempt(env: &Env, key: &str, endpoint: &EndpointRow, delivery: &DeliveryRow) -> Attempt {
     let failed = |error: String| Attempt { ok: false, status: None, error: Some(error) };
     let Some(secret) = secretbox::open(key, &endpoint.secret) else {
         return failed("the signing secret cannot be decrypted (WEBHOOK_KEY changed?)".into());
@@ -585,37 +578,10 @@ async fn attempt(key: &str, endpoint: &EndpointRow, delivery: &DeliveryRow) -> A
     let mut secrets = vec![secret.as_str()];
     secrets.extend(previous.as_deref());
     let format = Format::parse(&endpoint.format).unwrap_or_default();
-    let body = delivery.body.as_bytes();
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("user-agent", "wagate-webhooks/1");
-    for (name, value) in webhook::headers(format, &secrets, &delivery.id, &delivery.event_name, body, now) {
-        let _ = headers.set(name, &value);
-    }
-    let controller = AbortController::default();
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body).into()))
-        .with_redirect(worker::RequestRedirect::Manual);
-    let request = match Request::new_with_init(&endpoint.url, &init) {
-        Ok(request) => request,
-        Err(e) => return failed(e.to_string()),
-    };
-    let signal = controller.signal();
-    let send = Box::pin(async move { Fetch::Request(request).send_with_signal(&signal).await });
-    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(TIMEOUT_MS)));
-    match select(send, timeout).await {
-        Either::Left((Ok(mut response), _)) => {
-            let status = response.status_code();
-            let excerpt = response.text().await.unwrap_or_default().chars().take(EXCERPT_CHARS).collect::<String>();
-            let ok = (200..300).contains(&status);
-            Attempt { ok, status: Some(status), error: (!ok).then(|| format!("HTTP {status}: {excerpt}")) }
-        }
-        Either::Left((Err(e), _)) => failed(e.to_string()),
-        Either::Right(_) => {
-            controller.abort();
-            failed(format!("no answer within {} s", TIMEOUT_MS / 1000))
-        }
-    }
+    let headers = webhook::headers(format, &secrets, &delivery.id, &delivery.event_name, delivery.body.as_bytes(), now)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    let post = SenderOp::Post { url: endpoint.url.clone(), headers, body: delivery.body.clone() };
+    call::<_, Attempt>(env, SENDERS, &endpoint.id, &post).await.unwrap_or_else(|e| failed(format!("not sent: {e}")))
 }

@@ -86,3 +86,17 @@ def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, brow
     other = tenant.post("/api/v1/devices", {}).json()["device_id"]
     token = url.split("token=")[1]
     assert requests.get(f"{stack.api}/api/v1/link/{other}?token={token}").status_code == 403, "a token fits one device"
+
+
+@pytest.mark.parametrize("spec", ["loginwa", "spwp", "admin"])
+def test_docs_page_renders_every_operation(stack, browser, spec):
+    document = requests.get(f"{stack.api}/openapi/{spec}.json").json()
+    operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{stack.api}/docs/?spec={spec}")
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    rendered = set(page.eval_on_selector_all(
+        "[data-section-id^='operation/']", "els => els.map(e => e.dataset.sectionId.split('/').pop())"))
+    assert operations <= rendered, operations - rendered
+    assert page.get_attribute(f"nav a[data-spec={spec}]", "aria-current") == "page"
+    page.screenshot(path=str(SHOTS / f"docs-{spec}.png"))
