@@ -35,6 +35,13 @@ pub fn config(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A comma-separated configuration value as a list (empty when unset).
+pub fn config_list(env: &Env, name: &str) -> Vec<String> {
+    config(env, name)
+        .map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 /// Loopback receivers and `debug_code` are development conveniences, off in production.
 pub fn is_production(env: &Env) -> bool {
     config(env, "ENVIRONMENT").as_deref() != Some("development")

@@ -55,18 +55,25 @@ pub fn parse_source(source: &str, allow_loopback_http: bool) -> Result<Source, M
 /// Only public `https` URLs are fetched (media) or called (webhooks): no credentials, no literal
 /// private, link-local, CGNAT or loopback address, no `localhost`. Local development may use
 /// `http://127.0.0.1…` when `allow_loopback_http`.
-pub fn check_url(url: &str, allow_loopback_http: bool) -> Result<(), MediaError> {
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| MediaError("must be an https:// URL or a data: URL".into()))?;
+/// The host of an absolute URL, lower-cased, without port or IPv6 brackets.
+pub fn url_host(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return refuse("must not carry credentials");
-    }
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(host, _port)| host),
     };
-    let host = host.to_ascii_lowercase();
+    Some(host.to_ascii_lowercase())
+}
+
+pub fn check_url(url: &str, allow_loopback_http: bool) -> Result<(), MediaError> {
+    let (scheme, rest) =
+        url.split_once("://").ok_or_else(|| MediaError("must be an https:// URL or a data: URL".into()))?;
+    if rest.split(['/', '?', '#']).next().unwrap_or_default().contains('@') {
+        return refuse("must not carry credentials");
+    }
+    let host = url_host(url).unwrap_or_default();
     if host.is_empty() {
         return refuse("must name a host");
     }

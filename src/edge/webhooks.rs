@@ -9,11 +9,11 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::media::check_url;
 use crate::domain::validate::Fields;
-use crate::domain::webhook::Format;
+use crate::domain::webhook::{self, Format};
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
 use crate::objects::{call, APPS};
-use crate::runtime::{is_production, now_ms};
+use crate::runtime::{config_list, is_production, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
 
@@ -71,10 +71,17 @@ struct DeliveryQuery {
 
 fn url(f: &mut Fields<'_>, ctx: &Ctx<'_>, required: bool) -> Option<String> {
     let url = f.string("url", required, 1, 2048)?;
-    match check_url(&url, !is_production(ctx.env)) {
-        Ok(()) => Some(url),
-        Err(e) => {
-            f.fail("url", Rule::Invalid { reason: e.0 });
+    let refused = match check_url(&url, !is_production(ctx.env)) {
+        Err(e) => Some(e.0),
+        Ok(()) if !webhook::destination_allowed(&url, &config_list(ctx.env, "WEBHOOK_HOSTS")) => {
+            Some("names a host this deployment does not send webhooks to (WEBHOOK_HOSTS)".into())
+        }
+        Ok(()) => None,
+    };
+    match refused {
+        None => Some(url),
+        Some(reason) => {
+            f.fail("url", Rule::Invalid { reason });
             None
         }
     }

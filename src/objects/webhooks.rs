@@ -18,7 +18,7 @@ use crate::domain::ids::random_hex;
 use crate::domain::media::check_url;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
-use crate::runtime::{config, is_production, iso, next_month_start_ms, now_ms, required_config};
+use crate::runtime::{config, config_list, is_production, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
 /// Deliveries looked at per alarm, and how many one endpoint may have in flight at once.
@@ -474,9 +474,16 @@ impl Courier {
 
     async fn deliver(&self, endpoint: &EndpointRow, delivery: &DeliveryRow) {
         // Checked again at delivery: a URL accepted in development is refused in production.
-        let outcome = match check_url(&endpoint.url, self.allow_loopback) {
-            Ok(()) => attempt(&self.env, &self.key, endpoint, delivery).await,
-            Err(e) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {e}")) },
+        let refused = match check_url(&endpoint.url, self.allow_loopback) {
+            Err(e) => Some(e.to_string()),
+            Ok(()) if !webhook::destination_allowed(&endpoint.url, &config_list(&self.env, "WEBHOOK_HOSTS")) => {
+                Some("its host is not in WEBHOOK_HOSTS".into())
+            }
+            Ok(()) => None,
+        };
+        let outcome = match refused {
+            None => attempt(&self.env, &self.key, endpoint, delivery).await,
+            Some(why) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {why}")) },
         };
         if let Err(e) = self.settle(&endpoint.id, delivery, outcome) {
             worker::console_error!("settling webhook delivery {}: {e}", delivery.id);

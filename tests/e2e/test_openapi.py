@@ -23,8 +23,11 @@ spec.loader.exec_module(openapi)
 @pytest.fixture(scope="module")
 def fuzzed():
     """A stack of its own: the fuzzer probes thousands of times without a key, which the
-    brute-force defence would otherwise (rightly) answer with 429 from the first minute on."""
-    s = Stack.throwaway(ARTIFACTS / time.strftime("fuzz-%Y%m%d-%H%M%S"), worker_vars={"AUTH_FAILURES_PER_MIN": "1000000"})
+    brute-force defence would otherwise (rightly) answer with 429 from the first minute on; and
+    the webhooks it registers may only point at this machine, since this sandbox resolves no
+    other names (local workerd does not take unresolvable fetches gracefully)."""
+    settings = {"AUTH_FAILURES_PER_MIN": "1000000", "WEBHOOK_HOSTS": "127.0.0.1"}
+    s = Stack.throwaway(ARTIFACTS / time.strftime("fuzz-%Y%m%d-%H%M%S"), worker_vars=settings)
     try:
         yield s.start()
     finally:
