@@ -396,19 +396,26 @@ def loginwa() -> dict:
     create["responses"] = {"201": {**json_body(wrapped(campaign)), "headers": RATE_HEADERS},
                            "402": lw_error("quota_exceeded: more contacts than the month's quota left"),
                            **{e: LW_ERRORS[e] for e in ("401", "403", "422", "429", "502")}}
+    document = loginwa_shaped(
+        "wagate — LoginWA dialect",
+        "OTP verification, messaging, devices, webhooks, broadcast campaigns, auto-replies and the IP whitelist. Errors are `{\"error\", \"message\", \"errors\"?}`; every authenticated answer carries `RateLimit-Policy` and `RateLimit`.",
+        "make run", "The app's key (`wg_live_…`). `X-API-Key: <key>` is accepted too.", paths)
+    document["components"]["parameters"] = {"IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "Repeat a request safely: the same key and body within 24 h answer the first response.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255}}}
+    return document
+
+
+def loginwa_shaped(title: str, description: str, server: str, credential: str, paths: dict) -> dict:
+    """A document whose errors have the LoginWA shape and whose credential is a bearer token."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "wagate — LoginWA dialect", "version": "1.0.0",
-                 "description": "OTP verification, messaging, devices, webhooks, broadcast campaigns, auto-replies and the IP whitelist. Errors are `{\"error\", \"message\", \"errors\"?}`; every authenticated answer carries `RateLimit-Policy` and `RateLimit`."},
-        "servers": [{"url": "http://127.0.0.1:8787", "description": "make run"}],
+        "info": {"title": title, "version": "1.0.0", "description": description},
+        "servers": [{"url": "http://127.0.0.1:8787", "description": server}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "The app's key (`wg_live_…`). `X-API-Key: <key>` is accepted too."}},
-            "parameters": {"IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "Repeat a request safely: the same key and body within 24 h answer the first response.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": credential}},
             "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
                 "error": {"type": "string"}, "message": {"type": "string"},
                 "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}},
@@ -471,20 +478,9 @@ def admin() -> dict:
             params=[app_id, query("after", {"type": "integer", "minimum": 0, "maximum": 9007199254740991}), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/admin/v1/apps/{app_id}/audit": {"get": op("auditTrail", "Access changes with time and actor, newest first", ("200", {"type": "object", "required": ["audit"], "properties": {"audit": {"type": "array", "items": OBJ}}}), "404", params=[app_id])},
     }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "wagate — operator API", "version": "1.0.0",
-                 "description": "Apps, plans and keys, for the operator running wagate. Errors are in the LoginWA shape."},
-        "servers": [{"url": "http://127.0.0.1:8787", "description": "make run (token dev-admin-token)"}],
-        "security": [{"adminToken": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "`ADMIN_TOKEN`."}},
-            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
-                "error": {"type": "string"}, "message": {"type": "string"},
-                "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}},
-        },
-    }
+    return loginwa_shaped("wagate — operator API",
+                          "Apps, plans and keys, for the operator running wagate. Errors are in the LoginWA shape.",
+                          "make run (token dev-admin-token)", "`ADMIN_TOKEN`.", paths)
 
 DOCUMENTS = {"admin": admin, "loginwa": loginwa, "spwp": spwp}
 

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError, Rule};
 use super::ids::DeviceId;
+use super::phone::Recipient;
 
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -116,6 +117,23 @@ impl<'a> Fields<'a> {
             self.fail(field, Rule::Type { expected: "object".into() });
         }
         map
+    }
+
+    /// A person's number (not a group), as international digits; a leading-zero local number
+    /// takes `default_country_code` when there is one.
+    pub fn phone_number(&mut self, field: &str, required: bool, default_country_code: Option<&str>) -> Option<String> {
+        let text = self.string(field, required, 1, 64)?;
+        match Recipient::parse(&text, default_country_code) {
+            Ok(Recipient::Phone(digits)) => Some(digits),
+            Ok(Recipient::Group(_)) => {
+                self.fail(field, Rule::Invalid { reason: "must be a phone number, not a group".into() });
+                None
+            }
+            Err(e) => {
+                self.fail(field, Rule::Invalid { reason: e.to_string() });
+                None
+            }
+        }
     }
 
     /// A `dev_…` id.

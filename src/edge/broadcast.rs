@@ -308,15 +308,7 @@ pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method:
         ([], Method::Post) => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
-            let phone = f.string("phone", true, 1, 64).and_then(|p| {
-                match Recipient::parse(&p, Some(&tenant.default_country_code)) {
-                    Ok(Recipient::Phone(digits)) => Some(digits),
-                    _ => {
-                        f.fail("phone", Rule::Invalid { reason: "must be a phone number".into() });
-                        None
-                    }
-                }
-            });
+            let phone = f.phone_number("phone", true, Some(&tenant.default_country_code));
             f.finish()?;
             let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
             (201, AudienceCall::AddOptOut { phone, now: now_ms() })

@@ -7,10 +7,9 @@ use serde_json::{json, Value};
 use worker::{Method, Request};
 
 use super::{json_body, only, Ctx, Outcome, Reply};
-use crate::domain::error::{ApiError, Rule};
+use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, DeviceId};
 use crate::domain::links;
-use crate::domain::phone::Recipient;
 use crate::domain::qr;
 use crate::domain::validate::Fields;
 use crate::objects::app::ONLINE;
@@ -66,13 +65,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             only(method, Method::Post)?;
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
-            let phone = f.string("phone", true, 1, 32).and_then(|p| match Recipient::parse(&p, None) {
-                Ok(Recipient::Phone(digits)) => Some(digits),
-                _ => {
-                    f.fail("phone", Rule::Invalid { reason: "must be the number in international format".into() });
-                    None
-                }
-            });
+            let phone = f.phone_number("phone", true, None);
             f.finish()?;
             let refresh = DeviceOp::RefreshQr { app_id, pair_phone: phone };
             let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &refresh).await?;

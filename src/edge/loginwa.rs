@@ -139,13 +139,7 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
     let label = f.string("label", false, 0, 100);
-    let pair_phone = f.string("pair_phone", false, 1, 32).and_then(|p| match Recipient::parse(&p, None) {
-        Ok(Recipient::Phone(digits)) => Some(digits),
-        _ => {
-            f.fail("pair_phone", Rule::Invalid { reason: "must be the phone's international number".into() });
-            None
-        }
-    });
+    let pair_phone = f.phone_number("pair_phone", false, None);
     f.finish()?;
     let device_id = DeviceId::generate();
     let now = now_ms();

@@ -23,7 +23,6 @@ fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
 pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
-    let phone = f.string("phone", true, 1, 64);
     let country_code = f.string("country_code", false, 1, 4);
     if country_code.as_deref().is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0')) {
         f.fail("country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
@@ -35,17 +34,7 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
     }
     let meta = f.object("meta");
     let default_cc = country_code.clone().unwrap_or_else(|| tenant.default_country_code.clone());
-    let digits = phone.and_then(|p| match Recipient::parse(&p, Some(&default_cc)) {
-        Ok(Recipient::Phone(digits)) => Some(digits),
-        Ok(Recipient::Group(_)) => {
-            f.fail("phone", Rule::Invalid { reason: "must be a phone number, not a group".into() });
-            None
-        }
-        Err(e) => {
-            f.fail("phone", Rule::Invalid { reason: e.to_string() });
-            None
-        }
-    });
+    let digits = f.phone_number("phone", true, Some(&default_cc));
     f.finish()?;
     let digits = digits.ok_or_else(|| ApiError::internal("validated fields missing"))?;
 

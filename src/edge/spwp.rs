@@ -107,13 +107,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) ->
 async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
-    let phone = recipient(&mut f, "phone", tenant).and_then(|r| match r {
-        Recipient::Phone(digits) => Some(digits),
-        Recipient::Group(_) => {
-            f.fail("phone", Rule::Invalid { reason: "must be a phone number, not a group".into() });
-            None
-        }
-    });
+    let phone = f.phone_number("phone", true, Some(&tenant.default_country_code));
     f.finish()?;
     let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
     // The reference answers an offline account in the body rather than with an error.
