@@ -19,7 +19,7 @@ bootstrap:
 
 build: bootstrap
 	bash scripts/build-worker.sh
-	cargo build --release --locked -p wagate-bridge
+	cargo build --release --locked -p wagate-bridge -p wagate-cli
 
 unit:
 	cargo test --workspace
