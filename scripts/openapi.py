@@ -34,6 +34,13 @@ def optional(schema: dict) -> dict:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+def request_body(properties: dict, required: list[str], body_required: bool = True) -> dict:
+    """A JSON object body; its optional fields may be null."""
+    return {"required": body_required, "content": {"application/json": {"schema": {
+        "type": "object", "required": required,
+        "properties": {k: v if k in required else optional(v) for k, v in properties.items()}}}}}
+
+
 def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -66,6 +73,11 @@ def spwp_errors(*codes: str) -> dict:
     return out
 
 
+def with_example(body: dict, example: dict) -> dict:
+    body["content"]["application/json"]["example"] = example
+    return body
+
+
 def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict:
     return {
         "post": {
@@ -73,13 +85,7 @@ def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict
             "summary": f"Send a {kind} message",
             "tags": ["messages"],
             "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["to", *required],
-                    "properties": {"to": PHONE, **{k: v if k in required else optional(v) for k, v in body.items()}},
-                }, "example": example}},
-            },
+            "requestBody": with_example(request_body({"to": PHONE, **body}, ["to", *required]), example),
             "responses": {
                 "202": {**json_body(ref("MessageEnvelope"), "Accepted: queued for sending"), "headers": RATE_HEADERS},
                 **spwp_errors("400", "401", "402", "403", "409", "422", "429", "502"),
@@ -113,9 +119,7 @@ def spwp() -> dict:
         }, ["latitude", "longitude"], {"to": "6281234567890", "latitude": -6.2, "longitude": 106.8, "name": "Monas"}),
         "/api/v1/public/messages/check-phone": {"post": {
             "operationId": "checkPhone", "summary": "Is a number on WhatsApp", "tags": ["messages"],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["phone"],
-                "properties": {"phone": PHONE}}}}},
+            "requestBody": request_body({"phone": PHONE}, ["phone"]),
             "responses": {
                 "200": {**json_body({"type": "object", "required": ["data", "meta"], "properties": {
                     "data": {"type": "object", "required": ["phone", "exists"], "properties": {
@@ -210,9 +214,7 @@ def lw(op_id: str, summary: str, tag: str, ok: tuple[str, dict], *errors: str, b
     if params:
         operation["parameters"] = params
     if body is not None:
-        properties = {k: v if k in (required or []) else optional(v) for k, v in body.items()}
-        operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": {
-            "type": "object", "required": required or [], "properties": properties}}}}
+        operation["requestBody"] = request_body(body, required or [], body_required)
     return operation
 
 
@@ -442,9 +444,7 @@ def admin() -> dict:
         if params:
             operation["parameters"] = params
         if body is not None:
-            properties = {k: v if k in (required or []) else optional(v) for k, v in body.items()}
-            operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": {
-                "type": "object", "required": required or [], "properties": properties}}}}
+            operation["requestBody"] = request_body(body, required or [], body_required)
         return operation
 
     app_id = path_id("app_id", "^app_[0-9a-f]{16}$")
