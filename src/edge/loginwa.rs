@@ -67,8 +67,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
         }
         (["v1", "devices", id, "link-token"], Method::Post) => {
-            let device_id = DeviceId::parse(id).filter(|d| tenant.device_scope.as_ref().is_none_or(|scope| scope == d));
-            linkpage::issue(ctx, &tenant.app_id, &device_id.ok_or_else(|| ApiError::not_found("device"))?).await
+            let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            linkpage::issue(ctx, &tenant.app_id, &device).await
         }
         (["v1", "devices", id, "refresh-qr"], Method::Post) => {
             let refresh = DeviceOp::RefreshQr { app_id: tenant.app_id.clone(), pair_phone: None };

@@ -263,15 +263,18 @@ impl AppObject {
              ORDER BY d.last_used_at, d.device_id",
             vec![ONLINE.into(), named.as_str().into(), named.as_str().into()],
         )?)?;
-        let Some(first) = candidates.first() else { return Ok(Pick::NoDevice) };
-        if phone.is_none() {
-            // Only whether one is online (to start, to check numbers): allowances do not matter.
-            let device_id = DeviceId::parse(&first.device_id);
-            return device_id.map(|device_id| Pick::Device { device_id }).ok_or_else(|| ApiError::internal("bad id"));
+        if candidates.is_empty() {
+            return Ok(Pick::NoDevice);
         }
         let warm_up = self.governor()?.warm_up;
         let mut next_allowance = u64::MAX;
         for candidate in candidates {
+            let device_id = DeviceId::parse(&candidate.device_id)
+                .ok_or_else(|| ApiError::internal("stored device id is malformed"))?;
+            if phone.is_none() {
+                // Only whether one is online (to start, to check numbers): allowances do not matter.
+                return Ok(Pick::Device { device_id });
+            }
             let linked_at = candidate.linked_at.unwrap_or(now);
             let day = WarmUp::day(linked_at, now) as i64;
             let sent_today = if candidate.day == Some(day) { candidate.sent.unwrap_or(0) as u64 } else { 0 };
@@ -279,11 +282,7 @@ impl AppObject {
                 Some(cap) if sent_today >= cap => {
                     next_allowance = next_allowance.min(WarmUp::next_day_start_ms(linked_at, now));
                 }
-                _ => {
-                    let device_id = DeviceId::parse(&candidate.device_id)
-                        .ok_or_else(|| ApiError::internal("stored device id is malformed"))?;
-                    return Ok(Pick::Device { device_id });
-                }
+                _ => return Ok(Pick::Device { device_id }),
             }
         }
         Ok(Pick::WarmingUp { until: next_allowance })

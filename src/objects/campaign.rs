@@ -200,6 +200,14 @@ fn contact_rank(status: &str) -> u8 {
     }
 }
 
+/// Progress as the API and the campaign events show it.
+fn progress_json(p: &Progress) -> Value {
+    json!({
+        "total": p.total, "sent": p.sent, "delivered": p.delivered,
+        "failed": p.failed, "pending": p.pending, "percentage": p.percentage(),
+    })
+}
+
 impl CampaignObject {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
@@ -364,10 +372,7 @@ impl CampaignObject {
             "id": c.id, "name": c.name, "status": c.status, "pause_reason": c.pause_reason,
             "waiting": waiting.map(|until| json!({"reason": c.waiting_reason, "until": iso(until)})),
             "total_contacts": c.total,
-            "progress": {
-                "total": progress.total, "sent": progress.sent, "delivered": progress.delivered,
-                "failed": progress.failed, "pending": progress.pending, "percentage": progress.percentage(),
-            },
+            "progress": progress_json(&progress),
             "delay_seconds": c.delay_seconds,
             "estimated_duration": humanize_secs(estimated_duration_secs(c.total as usize, c.delay_seconds)),
             "schedule_at": c.schedule_at.map(iso),
@@ -452,7 +457,7 @@ impl CampaignObject {
     async fn auto_pause(&self, campaign: &CampaignRow, reason: &str) -> Result<(), ApiError> {
         let to = self.allowed(campaign, Action::AutoPause)?;
         self.set_status(to, Some(reason), now_ms())?;
-        let progress = self.view()?["progress"].clone();
+        let progress = progress_json(&self.progress()?);
         let data = json!({"campaign_id": campaign.id, "name": campaign.name, "reason": reason, "progress": progress});
         self.record(campaign, EventName::CampaignPaused, data).await
     }
@@ -468,8 +473,7 @@ impl CampaignObject {
             None,
             now_ms(),
         )?;
-        let progress = self.view()?["progress"].clone();
-        let data = json!({"campaign_id": campaign.id, "name": campaign.name, "progress": progress});
+        let data = json!({"campaign_id": campaign.id, "name": campaign.name, "progress": progress_json(&progress)});
         self.record(campaign, EventName::CampaignCompleted, data).await
     }
 
