@@ -493,15 +493,19 @@ impl Courier {
         }
     }
 
-    /// Sets the alarm for the earliest pending delivery or lease expiry, or else for the start
-    /// of next month, when the app's quota starts over.
+    /// Sets the alarm for the earliest lease expiry or pending delivery, or else for the start
+    /// of next month, when the app's quota starts over. Deliveries waiting for a busy endpoint
+    /// are left out: the attempt that frees a slot schedules them, whereas an alarm for them now
+    /// would only find the endpoint busy again, over and over, and hold up everyone's deliveries.
     async fn schedule(&self) -> Result<(), ApiError> {
         let now = now_ms();
         let next = number(
             &self.sql(),
             "SELECT MIN(d.next_attempt_at) AS n FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.status IN (?, ?) AND w.active = 1 HAVING COUNT(*) > 0",
-            vec![PENDING.into(), IN_FLIGHT.into()],
+             WHERE w.active = 1 AND (d.status = ? OR (d.status = ? AND
+                (SELECT COUNT(*) FROM deliveries f WHERE f.webhook_id = d.webhook_id AND f.status = ? AND f.next_attempt_at > ?) < ?))
+             HAVING COUNT(*) > 0",
+            vec![IN_FLIGHT.into(), PENDING.into(), IN_FLIGHT.into(), int(now), PER_ENDPOINT.into()],
         )?;
         let at = next.map_or(u64::MAX, |n| n as u64).min(next_month_start_ms(now));
         self.state.storage().set_alarm(at.saturating_sub(now) as i64).await?;
