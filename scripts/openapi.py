@@ -52,14 +52,14 @@ def json_body(schema: dict, description: str = "") -> dict:
 # ---------------------------------------------------------------------------------------------- SPWP
 
 SPWP_ERRORS = {
-    "400": ("VALIDATION_FAILED or MEDIA_FETCH_FAILED", None),
+    "400": ("VALIDATION_FAILED", None),
     "401": ("INVALID_API_KEY", None),
     "402": ("SUBSCRIPTION_SUSPENDED", None),
     "403": ("IP_NOT_ALLOWED", None),
     "409": ("ACCOUNT_NOT_CONNECTED", None),
     "422": ("IDEMPOTENCY_KEY_REUSED: the `Idempotency-Key` was used with another body", None),
     "429": ("RATE_LIMITED or QUOTA_EXCEEDED", RETRY_AFTER),
-    "502": ("SEND_FAILED: the device bridge could not be reached", None),
+    "502": ("SEND_FAILED: the device bridge could not be reached (to store a file, or to ask WhatsApp)", None),
 }
 
 
@@ -79,6 +79,11 @@ def with_example(body: dict, example: dict) -> dict:
 
 
 def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict:
+    """Text and locations are only queued; a file is first fetched and stored at the bridge."""
+    media = "source" in body
+    errors = spwp_errors("400", "401", "402", "403", "409", "422", "429", *(("502",) if media else ()))
+    if media:
+        errors["400"]["description"] = "VALIDATION_FAILED, or MEDIA_FETCH_FAILED: the source could not be fetched or is not the file it claims to be"
     return {
         "post": {
             "operationId": f"send{kind.capitalize()}",
@@ -88,7 +93,7 @@ def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict
             "requestBody": with_example(request_body({"to": PHONE, **body}, ["to", *required]), example),
             "responses": {
                 "202": {**json_body(ref("MessageEnvelope"), "Accepted: queued for sending"), "headers": RATE_HEADERS},
-                **spwp_errors("400", "401", "402", "403", "409", "422", "429", "502"),
+                **errors,
             },
         }
     }
@@ -202,13 +207,28 @@ LW_ERRORS = {
 }
 
 
+# Who may call an operation, as the generic errors it can answer: an API key (checked against the
+# IP allow-list), a key on the allow-list's own endpoints (exempt, so a client can mend its list),
+# or a signed link that is its own credential (no key, no rate limit).
+KEY = ("401", "402", "403", "429")
+KEY_ANY_IP = ("401", "402", "429")
+LINK = ()
+
+
 def lw(op_id: str, summary: str, tag: str, ok: tuple[str, dict], *errors: str, body: dict | None = None,
        required: list[str] | None = None, params: list[dict] | None = None, description: str = "",
-       body_required: bool = True) -> dict:
+       body_required: bool = True, access: tuple[str, ...] = KEY, said: dict[str, str] | None = None) -> dict:
+    """`said` words an error for this operation where the generic description would not name its code."""
     code, schema = ok
-    operation = {"operationId": op_id, "summary": summary, "tags": [tag],
-                 "responses": {code: {**json_body(schema), "headers": RATE_HEADERS},
-                               **{e: LW_ERRORS[e] for e in ("401", "402", "403", "429", *errors)}}}
+    success = schema if "content" in schema else json_body(schema)  # a file rather than JSON
+    if access:
+        success = {**success, "headers": RATE_HEADERS}
+    responses = {code: success, **{e: LW_ERRORS[e] for e in (*access, *errors)}}
+    for status, text in (said or {}).items():
+        responses[status] = {**responses[status], "description": text}
+    operation = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if not access:
+        operation["security"] = []
     if description:
         operation["description"] = description
     if params:
@@ -218,13 +238,17 @@ def lw(op_id: str, summary: str, tag: str, ok: tuple[str, dict], *errors: str, b
     return operation
 
 
+def file_body(mime: str, description: str) -> dict:
+    return {"description": description, "content": {mime: {"schema": {"type": "string", "contentMediaType": mime}}}}
+
+
 def path_id(name: str, pattern: str | None = None) -> dict:
     schema = {"type": "string"} | ({"pattern": pattern} if pattern else {})
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def query(name: str, schema: dict) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
+def query(name: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
 OBJ = {"type": "object"}
@@ -277,6 +301,12 @@ def loginwa() -> dict:
     allow_list = {"type": "object", "required": ["restriction_enabled", "count", "ips"], "properties": {
         "restriction_enabled": {"type": "boolean"}, "count": {"type": "integer"}, "ips": {"type": "array", "items": OBJ}}}
     device_id = path_id("id")
+    link_token = query("token", {"type": "string", "minLength": 1}, True)
+    link_view = {"type": "object", "required": ["device_id", "status", "connected", "has_qr"], "properties": {
+        "device_id": {"type": "string"}, "label": NULLABLE_STR, "status": {"type": "string"}, "connected": {"type": "boolean"},
+        "phone_number": NULLABLE_STR, "has_qr": {"type": "boolean"}, "qr_code": NULLABLE_STR, "pair_code": NULLABLE_STR}}
+    link_said = {"403": "invalid_link: the token is not this device's, or has expired", "404": "not_found",
+                 "422": "validation_failed: the `token` query parameter is missing"}
     webhook_id = path_id("id")
     phone_or_jid = {"anyOf": [
         {"type": "string", "pattern": "^\\+?[1-9][0-9]{9,14}$"},
@@ -299,7 +329,7 @@ def loginwa() -> dict:
     }
     paths = {
         "/api/auth/start": {"post": lw("startOtp", "Send a one-time code", "otp", ("200", {"type": "object", "required": ["session_id", "expires_in", "debug_code"], "properties": {
-            "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "502", "503",
+            "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "503",
             body={"phone": e164, "country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
                   "otp_length": {"type": "integer", "minimum": 4, "maximum": 8},
                   "message_template": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\{code\\}"}, "meta": OBJ},
@@ -307,19 +337,20 @@ def loginwa() -> dict:
         "/api/auth/verify": {"post": lw("verifyOtp", "Check a one-time code", "otp", ("200", {"type": "object", "required": ["status"], "properties": {
             "status": {"const": "verified"}, "phone_number": {"type": "string"}, "verified_at": NULLABLE_DATE}}), "422",
             body={"session_id": {"type": "string", "minLength": 1, "maxLength": 64}, "otp_code": {"type": "string", "minLength": 1, "maxLength": 16}},
-            required=["session_id", "otp_code"], description="422 with `status` invalid_code (and `attempts_remaining`), expired or max_attempts.")},
+            required=["session_id", "otp_code"], description="422 with `status` invalid_code (and `attempts_remaining`), expired or max_attempts.",
+            said={"422": "validation_failed, or the code is not accepted: invalid_code (with `attempts_remaining`), expired or max_attempts"})},
         "/api/v1/messages/send": {"post": lw("sendMessage", "Send a text message", "messages", ("200", {"type": "object", "required": ["success", "message_id", "trace_id", "device_id", "phone", "quota_remaining"], "properties": {
             "success": {"const": True}, "message_id": {"type": "string"}, "trace_id": {"type": "string"}, "device_id": {"type": "string"},
-            "phone": {"type": "string"}, "quota_remaining": {"type": "integer"}}}), "404", "422", "502", "503",
+            "phone": {"type": "string"}, "quota_remaining": {"type": "integer"}}}), "404", "422", "503",
             body={"phone": phone_or_jid, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
                   "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}, "meta": OBJ},
             required=["phone", "message"], params=[{"$ref": "#/components/parameters/IdempotencyKey"}])},
         "/api/v1/devices": {
             "get": lw("listDevices", "List devices", "devices", ("200", {"type": "object", "required": ["devices", "count"], "properties": {
                 "devices": {"type": "array", "items": device}, "count": {"type": "integer"}}})),
-            "post": lw("createDevice", "Register a device and start pairing", "devices", ("202", pairing), "422", "502",
+            "post": lw("createDevice", "Register a device and start pairing", "devices", ("202", pairing), "422",
                        body={"label": {"type": "string", "maxLength": 100}, "pair_phone": e164}, body_required=False,
-                       description="Pairs by QR, or by an 8-character code when `pair_phone` is given."),
+                       description="Pairs by QR, or by an 8-character code when `pair_phone` is given. If the bridge cannot be reached the device is still created, and pairing starts when it can be."),
         },
         "/api/v1/devices/{id}": {
             "get": lw("getDevice", "A device, with its QR while waiting for a scan", "devices", ("200", device), "404", params=[device_id]),
@@ -328,6 +359,24 @@ def loginwa() -> dict:
         "/api/v1/devices/{id}/refresh-qr": {"post": lw("refreshQr", "A fresh QR code", "devices", ("202", pairing), "404", "409", "502", params=[device_id])},
         "/api/v1/devices/{id}/link-token": {"post": lw("linkToken", "A short-lived link to a pairing page that needs no API key", "devices", ("201", {"type": "object", "required": ["token", "url", "expires_at"], "properties": {
             "device_id": {"type": "string"}, "token": {"type": "string"}, "url": {"type": "string"}, "expires_at": DATE}}), "404", params=[device_id])},
+        "/api/v1/devices/{id}/qr.svg": {"get": lw("deviceQrSvg", "The QR code to scan, as SVG", "devices", ("200", file_body("image/svg+xml", "The QR code")), "404", "409",
+            params=[device_id], said={"409": "conflict: the device is not waiting for a scan"})},
+        "/api/v1/devices/{id}/qr.png": {"get": lw("deviceQrPng", "The QR code to scan, as PNG", "devices", ("200", file_body("image/png", "The QR code")), "404", "409",
+            params=[device_id], said={"409": "conflict: the device is not waiting for a scan"})},
+        "/api/v1/link/{id}": {"get": lw("linkStatus", "What the linking page shows: QR, pair code, connected", "link page", ("200", link_view), "403", "404", "422",
+            params=[device_id, link_token], access=LINK, said=link_said,
+            description="The signed token from `POST /api/v1/devices/{id}/link-token` is the credential; no API key.")},
+        "/api/v1/link/{id}/qr.svg": {"get": lw("linkQr", "The current QR code, as SVG", "link page", ("200", file_body("image/svg+xml", "The QR code")), "403", "404", "409", "422",
+            params=[device_id, link_token], access=LINK, said=link_said | {"409": "conflict: there is no QR code to scan now"})},
+        "/api/v1/link/{id}/pair-code": {"post": lw("linkPairCode", "Pair by an 8-character code instead of the QR", "link page", ("200", link_view), "403", "404", "409", "422", "502",
+            params=[device_id, link_token], access=LINK, said=link_said | {"409": "conflict: the device is already connected"},
+            body={"phone": e164}, required=["phone"])},
+        "/api/v1/media/{sha256}": {"get": lw("downloadMedia", "An inbound message's file, by the signed link its webhook carried", "media",
+            ("200", file_body("application/octet-stream", "The file, as an attachment, with the type named by `mime`")), "403", "404", "422", "502",
+            params=[path_id("sha256", "^[0-9a-f]{64}$"), query("mime", {"type": "string"}, True), query("expires", {"type": "integer", "minimum": 0, "maximum": 9007199254740991, "description": "Unix seconds"}, True),
+                    query("signature", {"type": "string"}, True)],
+            access=LINK, said={"403": "invalid_link: the signature does not match or the link has expired", "404": "not_found: the bridge no longer holds the file",
+                               "422": "validation_failed: `mime`, `expires` or `signature` is missing", "502": "send_failed: the device bridge could not be reached"})},
         "/api/v1/webhooks": {
             "get": lw("listWebhooks", "Webhook endpoints and the events they may subscribe to", "webhooks", ("200", {"type": "object", "required": ["webhooks", "available_events"], "properties": {
                 "webhooks": {"type": "array", "items": webhook}, "available_events": {"type": "array", "items": {"type": "string"}}}})),
@@ -384,19 +433,19 @@ def loginwa() -> dict:
         },
         "/api/v1/opt-outs/{phone}": {"delete": lw("removeOptOut", "Remove a phone", "broadcast", ("200", wrapped(OBJ)), "404", params=[path_id("phone")])},
         "/api/v1/ip-whitelist": {
-            "get": lw("listIps", "The IP whitelist and whether it is enforced", "ip-whitelist", ("200", allow_list)),
+            "get": lw("listIps", "The IP whitelist and whether it is enforced", "ip-whitelist", ("200", allow_list), access=KEY_ANY_IP),
             "post": lw("addIp", "Add an address or CIDR range (409 if present)", "ip-whitelist", ("201", OBJ), "409", "422",
                        body={"ip_address": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}],
                                               "description": "An address, or a CIDR range such as `203.0.113.0/24` or `2001:db8::/32`."},
-                             "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"]),
+                             "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"], access=KEY_ANY_IP),
         },
-        "/api/v1/ip-whitelist/{id}": {"delete": lw("removeIp", "Remove an entry", "ip-whitelist", ("200", SUCCESS), "404", params=[path_id("id")])},
+        "/api/v1/ip-whitelist/{id}": {"delete": lw("removeIp", "Remove an entry", "ip-whitelist", ("200", SUCCESS), "404", params=[path_id("id")], access=KEY_ANY_IP)},
         "/api/v1/ip-whitelist/restriction": {"put": lw("restrictIps", "Enforce the whitelist (422 when it is empty)", "ip-whitelist", ("200", allow_list), "422",
-            body={"enabled": {"type": "boolean"}}, required=["enabled"])},
+            body={"enabled": {"type": "boolean"}}, required=["enabled"], access=KEY_ANY_IP)},
     }
     create = paths["/api/v1/broadcast/campaigns"]["post"]
     create["responses"] = {"201": {**json_body(wrapped(campaign)), "headers": RATE_HEADERS},
-                           "402": lw_error("quota_exceeded: more contacts than the month's quota left"),
+                           "402": lw_error("subscription_suspended, or quota_exceeded: more contacts than the month's quota left"),
                            **{e: LW_ERRORS[e] for e in ("401", "403", "422", "429", "502")}}
     document = loginwa_shaped(
         "wagate — LoginWA dialect",

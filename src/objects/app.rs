@@ -511,6 +511,7 @@ impl AppObject {
                 to_json(&Recorded { auto_reply })
             }
             AppOp::Events { after, limit } => {
+                self.app()?;
                 let stored = rows::<StoredEvent>(self.sql().exec(
                     "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                     vec![after.into(), limit.into()],
