@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,54 @@ _phone_counter = iter(range(10**6))
 def fresh_phone(prefix: str = "62877") -> str:
     """A recipient number no other test uses, so inbox assertions are exact."""
     return f"{prefix}{int(time.time()) % 100000:05d}{next(_phone_counter):03d}"
+
+
+class Receiver:
+    """A local webhook receiver that records every request and can be told to fail or vanish."""
+
+    def __init__(self):
+        self.requests, self.mode, self.server = [], "ok", None
+        self.holds = {}  # path -> threading.Event: requests to that path wait for it before answering
+        probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+        self.port = probe.server_address[1]
+        probe.server_close()
+        self.start()
+
+    def start(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path in receiver.holds:
+                    receiver.holds[self.path].wait(30)
+                receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "answered": 500 if receiver.mode == "fail" else 200})
+                self.send_response(500 if receiver.mode == "fail" else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        """Connection refused from now on."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def delivered(self, path: str) -> list:
+        return [r for r in self.requests if r["path"] == path and r["answered"] == 200]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    try:
+        r.stop()
+    except Exception:
+        pass

@@ -2,8 +2,13 @@
 the device's reference, pair code, flip to connected) on a phone-sized screen, and the API docs.
 Screenshots are kept under tests/artifacts/pages/."""
 
+import html
 import io
+import json
+import os
+import re
 import shutil
+import subprocess
 
 import pytest
 import requests
@@ -100,3 +105,63 @@ def test_docs_page_renders_every_operation(stack, browser, spec):
     assert operations <= rendered, operations - rendered
     assert page.get_attribute(f"nav a[data-spec={spec}]", "aria-current") == "page"
     page.screenshot(path=str(SHOTS / f"docs-{spec}.png"))
+
+
+def commands(block: str) -> list[str]:
+    """The shell commands of a `<pre>` block: comment lines dropped, continued lines joined."""
+    out, current = [], ""
+    for line in html.unescape(block).splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1]
+            continue
+        out.append(current + line)
+        current = ""
+    return out
+
+
+def test_getting_started_commands_work_as_written(stack, receiver, tmp_path):
+    """The docs page's getting-started block, run as written by bash and curl. The page is written
+    for `make run`; this stack has its own port and admin token, and the webhook receiver listens
+    where this test can read what it got."""
+    [block] = re.findall(r"<pre>(.*?)</pre>", requests.get(f"{stack.api}/docs/").text, re.S)
+    steps = commands(block)
+    local = {"http://127.0.0.1:8787": stack.api, "dev-admin-token": stack.admin_token,
+             "http://127.0.0.1:9000/hook": receiver.url("/hook"), "body.json": str(tmp_path / "body.json")}
+    env = dict(os.environ)
+
+    def run(command: str, **values) -> str:
+        for name, value in (local | values).items():
+            command = command.replace(name, value)
+        done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        return done.stdout
+
+    def curl(command: str, status: int, **values) -> dict:
+        # The status after the body; an inline comment would swallow the option, so it goes.
+        out = run(re.sub(r"\s+#\s.*$", "", command) + " -sS -w '\\n%{http_code}'", **values)
+        body, code = out.rsplit("\n", 1)
+        assert int(code) == status, (command, code, body)
+        return json.loads(body)
+
+    curls = [s for s in steps if s.startswith("curl ")]
+    [check_signature] = [s for s in steps if s.startswith("python3 ")]
+    create_app, create_device, link_token, send_loginwa, send_spwp, create_webhook = curls
+    env["KEY"] = curl(create_app, 201)["api_key"]
+    device = curl(create_device, 202)["device_id"]
+    assert curl(link_token, 201, DEVICE_ID=device)["url"].startswith(f"{stack.api}/link/{device}?token=")
+    # The phone's owner scans the page's QR: here, a virtual phone.
+    key = {"Authorization": f"Bearer {env['KEY']}"}
+    device_status = lambda: requests.get(f"{stack.api}/api/v1/devices/{device}", headers=key).json()["status"]
+    eventually(lambda: device_status() == "qr_waiting")
+    assert stack.sim("POST", f"/sim/devices/{device}/scan", {"phone": fresh_phone("62899")})[0] == 200
+    eventually(lambda: device_status() == "online")
+    assert curl(send_loginwa, 200)["success"] is True
+    assert curl(send_spwp, 202)["data"]["status"] == "QUEUED"
+
+    secret = curl(create_webhook, 201)["secret"]
+    curl(send_loginwa, 200)
+    delivery = eventually(lambda: receiver.delivered("/hook"))[0]
+    (tmp_path / "body.json").write_bytes(delivery["body"])
+    assert run(check_signature, SECRET=secret).strip() == delivery["headers"]["x-loginwa-signature"]

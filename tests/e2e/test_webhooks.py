@@ -7,64 +7,12 @@ import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
 from conftest import OTP_TTL_S, WEBHOOK_DISABLE_AFTER_S, eventually, fresh_phone, inbox
-
-
-class Receiver:
-    """A local webhook receiver that records every request and can be told to fail or vanish."""
-
-    def __init__(self):
-        self.requests, self.mode, self.server = [], "ok", None
-        self.holds = {}  # path -> threading.Event: requests to that path wait for it before answering
-        probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-        self.port = probe.server_address[1]
-        probe.server_close()
-        self.start()
-
-    def start(self):
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path in receiver.holds:
-                    receiver.holds[self.path].wait(30)
-                receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "answered": 500 if receiver.mode == "fail" else 200})
-                self.send_response(500 if receiver.mode == "fail" else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        """Connection refused from now on."""
-        self.server.shutdown()
-        self.server.server_close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def delivered(self, path: str) -> list:
-        return [r for r in self.requests if r["path"] == path and r["answered"] == 200]
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    try:
-        r.stop()
-    except Exception:
-        pass
 
 
 def create(tenant, url, **fields):
