@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from conftest import ARTIFACTS, Tenant, eventually, fresh_phone
+from conftest import ARTIFACTS, Receiver, Tenant, eventually, fresh_phone
 from stack import Stack
-from test_webhooks import Receiver
 
 REFUSED = [
     "http://127.0.0.1:9/hook",
