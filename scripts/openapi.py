@@ -481,7 +481,8 @@ def admin() -> dict:
         "app_id": {"type": "string"}, "name": {"type": "string"}, "plan": OBJ, "quota": OBJ,
         "suspended": {"type": "boolean"}, "default_country_code": {"type": "string"}, "governor": OBJ,
         "keys": {"type": "array", "items": OBJ}, "created_at": DATE}}
-    errors = {"401": lw_error("unauthorized: the admin token is missing or wrong"), "404": lw_error("not_found"),
+    errors = {"401": lw_error("unauthorized: the admin token is missing or wrong"),
+              "429": lw_error("rate_limited: too many failed authentications from this address", RETRY_AFTER), "404": lw_error("not_found"),
               "405": lw_error("method_not_allowed"), "422": lw_error("validation_failed")}
     limit = {"type": "integer", "minimum": 0, "maximum": 1000000000}
 
@@ -489,7 +490,7 @@ def admin() -> dict:
            required: list[str] | None = None, params: list[dict] | None = None, body_required: bool = True) -> dict:
         code, schema = ok
         operation = {"operationId": op_id, "summary": summary, "tags": ["apps"],
-                     "responses": {code: json_body(schema) if schema else {"description": "Done"}, **{c: errors[c] for c in ("401", *codes)}}}
+                     "responses": {code: json_body(schema) if schema else {"description": "Done"}, **{c: errors[c] for c in ("401", "429", *codes)}}}
         if params:
             operation["parameters"] = params
         if body is not None:

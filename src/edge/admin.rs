@@ -21,7 +21,7 @@ const DEFAULT_MAX_DEVICES: i64 = 10;
 const LIMIT_MAX: i64 = 1_000_000_000;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
-    auth::operator(req, ctx)?;
+    auth::operator(req, ctx).await?;
     match (rest, method) {
         (["apps"], Method::Post) => create_app(req, ctx).await,
         (["apps"], Method::Get) => list_apps(ctx).await,

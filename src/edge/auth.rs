@@ -17,11 +17,16 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// The client's address. Cloudflare sets this header at its edge; clients cannot forge it (see
+/// the README for local runs).
+fn address(req: &Request) -> Option<String> {
+    client_ip(header(req, "cf-connecting-ip").as_deref()).map(|ip| ip.to_string())
+}
+
 /// The calling app, by its key. `ip_exempt` skips the IP allow-list (for the list's own
 /// endpoints). A failed authentication counts against the client address's budget.
 pub async fn tenant(req: &Request, ctx: &Ctx<'_>, ip_exempt: bool) -> Result<Tenant, ApiError> {
-    // Cloudflare sets this header at its edge; clients cannot forge it (see the README for local runs).
-    let ip = client_ip(header(req, "cf-connecting-ip").as_deref()).map(|ip| ip.to_string());
+    let ip = address(req);
     let result = authenticate(req, ctx, ip.clone(), ip_exempt).await;
     match result {
         Ok(tenant) => {
@@ -43,8 +48,9 @@ async fn authenticate(req: &Request, ctx: &Ctx<'_>, ip: Option<String>, ip_exemp
     call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await
 }
 
-/// After `AUTH_FAILURES_PER_MIN` (20) failures in a minute from one address, further failures
-/// answer 429 until the budget refills; valid keys from the address are not affected.
+/// After `AUTH_FAILURES_PER_MIN` (20) failures in a minute from one address, with API keys or
+/// the admin token alike, further failures answer 429 until the budget refills; valid
+/// credentials from the address are not affected.
 async fn failed(ctx: &Ctx<'_>, ip: Option<&str>) -> ApiError {
     let per_minute = config(ctx.env, "AUTH_FAILURES_PER_MIN").and_then(|v| v.parse().ok()).unwrap_or(20);
     let op = GuardOp::Failed { per_minute, now: now_ms() };
@@ -62,13 +68,13 @@ async fn failed(ctx: &Ctx<'_>, ip: Option<&str>) -> ApiError {
     }
 }
 
-pub fn operator(req: &Request, ctx: &Ctx<'_>) -> Result<(), ApiError> {
+pub async fn operator(req: &Request, ctx: &Ctx<'_>) -> Result<(), ApiError> {
     let expected = required_config(ctx.env, "ADMIN_TOKEN")?;
     let authorization = header(req, "authorization");
-    let presented = keys::presented(authorization.as_deref(), None).ok_or(ApiError::Unauthorized)?;
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+    let presented = keys::presented(authorization.as_deref(), None);
+    if presented.is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized)
+        Err(failed(ctx, address(req).as_deref()).await)
     }
 }

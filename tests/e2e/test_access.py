@@ -68,6 +68,16 @@ def test_guessing_keys_from_one_address_is_throttled_but_valid_keys_work(stack, 
     assert r.status_code == 401, "other addresses are not affected"
 
 
+def test_guessing_the_admin_token_is_throttled_the_same_way(stack):
+    attacker = from_ip("198.18.0.9")
+    guesses = [requests.get(f"{stack.api}/admin/v1/apps", headers={**attacker, "Authorization": f"Bearer guess{i}"}) for i in range(25)]
+    codes = [r.status_code for r in guesses]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}, codes
+    assert guesses[-1].json()["error"] == "rate_limited" and int(guesses[-1].headers["Retry-After"]) >= 1
+    right = requests.get(f"{stack.api}/admin/v1/apps", headers={**attacker, "Authorization": f"Bearer {stack.admin_token}"})
+    assert right.status_code == 200, "the operator's own token from that address still works"
+
+
 def test_keys_expire_by_themselves_and_are_listed_without_secrets(stack, new_tenant):
     tenant = new_tenant()
     soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()

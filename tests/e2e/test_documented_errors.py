@@ -29,6 +29,7 @@ SOURCES = {"image": PIXEL, "video": "data:video/mp4;base64,AAAAAAAA", "audio": "
            "document": "data:application/pdf;base64,JVBERi0xLjQK"}
 UNKNOWN = {"dev": "dev_0000000000000000", "app": "app_0000000000000000"}
 WALLED_OFF_IP = "192.0.2.77"
+GUESSING_IP = "10.78.0.1"
 _addresses = count(1)
 
 
@@ -251,6 +252,11 @@ def provoke(case: Case, w: World) -> requests.Response:
     elif status == "403" and case.operation.get("security") != []:
         tenant = w.walled
         probe.headers["CF-Connecting-IP"] = WALLED_OFF_IP
+    elif status == "429" and case.document == "admin":
+        # Wrong tokens from one address until it is refused; the probe is one more.
+        probe.headers = {"CF-Connecting-IP": GUESSING_IP, "Authorization": "Bearer a-guess"}
+        eventually(lambda: send(Probe("GET", "/admin/v1/apps"), stack, probe.headers).status_code == 429, interval=0)
+        return send(probe, stack)
     elif status == "429":
         tenant = w.throttled
         # Spend the minute's one request of the operation's class; the probe is then one too many.
