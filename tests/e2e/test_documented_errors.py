@@ -163,11 +163,9 @@ def path_for(case: Case, w: World, known: bool) -> str:
     }
     path = case.path
     for prefix in real | unknown:
-        marker = path.find(prefix + "{")
-        if marker == 0:
-            end = path.index("}", len(prefix))
+        if path.startswith(prefix + "{"):
             value = (real if known and prefix in real else unknown)[prefix]
-            path = prefix + value + path[end + 1:]
+            path = prefix + value + path[path.index("}") + 1:]
     path = path.replace("{delivery_id}", "dlv_0000000000000000").replace("{key_id}", "key_0000000000000000")
     return path.replace("{sha256}", "0" * 64)
 
@@ -197,6 +195,7 @@ def sample(schema: dict):
         return schema.get("minimum", 1)
     if kind == "boolean":
         return False
+    # The only required strings with a digit pattern in these documents are phone numbers.
     if "pattern" in schema and "[0-9]" in schema["pattern"]:
         return fresh_phone()
     if schema.get("format") == "date-time":
