@@ -15,6 +15,7 @@ pub mod otp;
 pub mod phone;
 pub mod qr;
 pub mod ratelimit;
+pub mod retention;
 pub mod secretbox;
 pub mod template;
 pub mod validate;

@@ -332,6 +332,9 @@ impl DurableObject for AppObject {
         if let Err(e) = self.app().and_then(|app| self.roll_over(app, &month_of(now), now)) {
             worker::console_error!("quota period: {e}");
         }
+        if let Err(e) = self.trim_history(now) {
+            worker::console_error!("trimming history: {e}");
+        }
         if let Err(e) = self.deliver_due().await {
             worker::console_error!("webhook deliveries: {e}");
             self.state.storage().set_alarm(5_000i64).await?;

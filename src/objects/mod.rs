@@ -10,6 +10,7 @@ pub mod device;
 pub mod guard;
 pub mod otp;
 pub mod registry;
+mod retention;
 pub mod sender;
 pub mod webhooks;
 

@@ -120,8 +120,8 @@ struct DeliveryRow {
 const PENDING: &str = "pending";
 /// Claimed by an attempt under way; listed as pending.
 const IN_FLIGHT: &str = "in_flight";
-const SUCCEEDED: &str = "succeeded";
-const FAILED: &str = "failed";
+pub(super) const SUCCEEDED: &str = "succeeded";
+pub(super) const FAILED: &str = "failed";
 
 pub const SCHEMA: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS webhooks (
