@@ -9,6 +9,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::access::{self, AllowListCall};
 use super::audience::{self, AudienceCall, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
+use super::retention;
 use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, number, rows, serve, to_json};
 use crate::domain::error::ApiError;
@@ -332,7 +333,7 @@ impl DurableObject for AppObject {
         if let Err(e) = self.app().and_then(|app| self.roll_over(app, &month_of(now), now)) {
             worker::console_error!("quota period: {e}");
         }
-        if let Err(e) = self.trim_history(now) {
+        if let Err(e) = self.trim_history(now).await {
             worker::console_error!("trimming history: {e}");
         }
         if let Err(e) = self.deliver_due().await {
@@ -367,6 +368,20 @@ struct KeyRow {
 }
 
 impl AppObject {
+    /// Recorded events, their auto-reply marks and settled webhook deliveries past the retention;
+    /// deliveries still being retried stay whatever their age.
+    async fn trim_history(&self, now: u64) -> Result<(), ApiError> {
+        let Some(cutoff) = retention::due(&self.state.storage(), &self.env, now).await? else { return Ok(()) };
+        let sql = self.sql();
+        sql.exec("DELETE FROM events WHERE at < ?", vec![int(cutoff)])?;
+        sql.exec("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", None)?;
+        sql.exec(
+            "DELETE FROM deliveries WHERE status IN (?, ?) AND created_at < ?",
+            vec![webhooks::SUCCEEDED.into(), webhooks::FAILED.into(), int(cutoff)],
+        )?;
+        Ok(())
+    }
+
     pub(super) fn env(&self) -> &Env {
         &self.env
     }

@@ -12,6 +12,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::app::{AppOp, ONLINE};
 use super::autoreplies::{AutoReply, Recorded};
 use super::campaign::CampaignOp;
+use super::retention;
 use super::{call, create_schema, int, number, rows, serve, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
@@ -789,6 +790,9 @@ impl DeviceObject {
     /// and schedule the next tick at the device's pace.
     async fn tick(&self) -> Result<(), ApiError> {
         self.flush_app_outbox().await;
+        if let Err(e) = self.trim_history(now_ms()).await {
+            worker::console_error!("trimming history: {e}");
+        }
         let device = self.device()?;
         if device.status == REGISTERING {
             if let Err(e) = self.link().await {
@@ -817,6 +821,20 @@ impl DeviceObject {
             let delay = next.next_attempt_at.saturating_sub(now_ms()).max(self.pace_ms());
             self.state.storage().set_alarm(delay as i64).await?;
         }
+        Ok(())
+    }
+
+    /// Finished messages (their content with them) and applied bridge events past the retention.
+    /// A receipt for a trimmed message finds nothing to update and is ignored.
+    async fn trim_history(&self, now: u64) -> Result<(), ApiError> {
+        let Some(cutoff) = retention::due(&self.state.storage(), &self.env, now).await? else { return Ok(()) };
+        let sql = self.sql();
+        sql.exec(
+            "DELETE FROM messages WHERE status NOT IN (?, ?) AND created_at < ?",
+            vec![MessageStatus::Queued.as_str().into(), MessageStatus::Sending.as_str().into(), int(cutoff)],
+        )?;
+        sql.exec("DELETE FROM campaign_messages WHERE message_id NOT IN (SELECT id FROM messages)", None)?;
+        sql.exec("DELETE FROM applied_events WHERE at < ?", vec![int(cutoff)])?;
         Ok(())
     }
 

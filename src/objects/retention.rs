@@ -1,35 +1,21 @@
-//! Trims an app's history past its retention (`RETENTION_DAYS`, 30 by default): recorded events,
-//! the auto-reply marks of events that are gone, and settled webhook deliveries. Deliveries still
-//! pending stay whatever their age; their own retry schedule ends them.
+//! When an object trims its history past the retention (`RETENTION_DAYS`, 30 by default). Each
+//! object says what its history is: the app its recorded events and settled webhook
+//! deliveries, a device its finished messages and the bridge events it has applied.
 
-use super::app::AppObject;
-use super::webhooks::{FAILED, SUCCEEDED};
-use super::{int, number};
+use worker::{Env, Storage};
+
 use crate::domain::error::ApiError;
 use crate::domain::retention::Retention;
 use crate::runtime::config;
 
-impl AppObject {
-    pub(super) fn trim_history(&self, now: u64) -> Result<(), ApiError> {
-        let retention = Retention::from_days(config(self.env(), "RETENTION_DAYS").and_then(|v| v.parse().ok()));
-        let last =
-            number(&self.sql(), "SELECT CAST(value AS INTEGER) AS n FROM settings WHERE name = 'trimmed_at'", vec![])?;
-        if !retention.due(last.map(|n| n as u64), now) {
-            return Ok(());
-        }
-        let cutoff = int(retention.cutoff(now));
-        let sql = self.sql();
-        sql.exec("DELETE FROM events WHERE at < ?", vec![cutoff.clone()])?;
-        sql.exec("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", None)?;
-        sql.exec(
-            "DELETE FROM deliveries WHERE status IN (?, ?) AND created_at < ?",
-            vec![SUCCEEDED.into(), FAILED.into(), cutoff],
-        )?;
-        sql.exec(
-            "INSERT INTO settings (name, value) VALUES ('trimmed_at', ?)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            vec![now.to_string().into()],
-        )?;
-        Ok(())
+const TRIMMED_AT: &str = "trimmed_at";
+
+/// The cutoff to trim before, when a trim is due; it is then recorded as done.
+pub(super) async fn due(storage: &Storage, env: &Env, now: u64) -> Result<Option<u64>, ApiError> {
+    let retention = Retention::from_days(config(env, "RETENTION_DAYS").and_then(|v| v.parse().ok()));
+    if !retention.due(storage.get::<u64>(TRIMMED_AT).await?, now) {
+        return Ok(None);
     }
+    storage.put(TRIMMED_AT, now).await?;
+    Ok(Some(retention.cutoff(now)))
 }

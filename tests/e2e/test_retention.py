@@ -1,6 +1,6 @@
-"""An app's history is trimmed past its retention (`RETENTION_DAYS`): recorded events and settled
-webhook deliveries go, deliveries still being retried stay. A stack of its own keeps history for
-five seconds."""
+"""History is trimmed past its retention (`RETENTION_DAYS`): an app's recorded events and settled
+webhook deliveries, a device's finished messages; deliveries still being retried stay. A stack of
+its own keeps history for five seconds."""
 
 import time
 
@@ -30,7 +30,10 @@ def test_old_events_and_settled_deliveries_are_trimmed_pending_ones_stay(brief, 
     # Nothing listens there: its deliveries fail and wait minutes for their next attempt.
     dead = tenant.post("/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["message.sent"], "retry_count": 10}).json()
     tenant.link_device(fresh_phone("62897"))
-    assert tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "kept a while"}).status_code == 200
+    sent = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "kept a while"})
+    assert sent.status_code == 200, sent.text
+    message = f"/api/v1/public/messages/{sent.json()['message_id']}"
+    eventually(lambda: tenant.get(message).json()["data"]["status"] == "READ")
 
     def deliveries(hook: dict) -> list:
         return tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
@@ -48,6 +51,8 @@ def test_old_events_and_settled_deliveries_are_trimmed_pending_ones_stay(brief, 
     assert status == 200 and not old_events & {e["id"] for e in events["events"]}, events
     assert [d["id"] for d in deliveries(dead)] == [pending["id"]], "a delivery still being retried stays"
     assert [d["status"] for d in deliveries(dead)] == ["pending"]
-    # What happens now is recorded and delivered as before.
-    assert tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "after"}).status_code == 200
+    # The device trims when it next sends; what happens now is kept and delivered as before.
+    after = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "after"}).json()["message_id"]
+    eventually(lambda: tenant.get(f"/api/v1/public/messages/{after}").json()["data"]["status"] == "READ")
+    assert tenant.get(message).status_code == 404, "the finished message is gone, its text with it"
     eventually(lambda: [d for d in deliveries(ok) if d["event"] == "message.sent" and d["status"] == "succeeded"])
