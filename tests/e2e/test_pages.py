@@ -16,7 +16,7 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from conftest import ARTIFACTS, eventually, fresh_phone
+from conftest import ARTIFACTS, ROOT, eventually, fresh_phone
 
 SHOTS = ARTIFACTS / "pages"
 PHONE_SCREEN = {"width": 390, "height": 844}
@@ -31,6 +31,13 @@ def browser():
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser
         browser.close()
+
+
+def accessibility_violations(page, within: str = "body") -> list:
+    """What axe-core (npm, run in the page) finds against WCAG 2 A and AA: labels, contrast, roles."""
+    page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
+    result = page.evaluate("within => axe.run(within, {runOnly: ['wcag2a', 'wcag2aa']})", within)
+    return [(v["id"], [n["target"] for n in v["nodes"]]) for v in result["violations"]]
 
 
 def decode(png: bytes) -> str:
@@ -58,12 +65,14 @@ def test_link_page_shows_the_current_qr_and_turns_connected(stack, new_tenant, b
     eventually(lambda: page.get_attribute("#qr", "data-ref") == tenant.device(device)["qr_code"], timeout=10, interval=0.5)
     assert page.get_attribute("#status", "aria-live") == "polite" and page.get_attribute("#qr", "alt")
     assert page.locator("label[for=phone]").is_visible()
+    assert accessibility_violations(page) == []
 
     phone = fresh_phone("62850")
     stack.sim("POST", f"/sim/devices/{device}/scan", {"phone": phone})
     page.wait_for_selector(f"#connected:has-text('Connected as +{phone}')", timeout=15_000)
     assert page.locator("#scan").is_hidden()
     page.screenshot(path=str(SHOTS / "link-connected.png"), full_page=True)
+    assert accessibility_violations(page) == []
 
 
 def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, browser):
@@ -104,6 +113,8 @@ def test_docs_page_renders_every_operation(stack, browser, spec):
         "[data-section-id^='operation/']", "els => els.map(e => e.dataset.sectionId.split('/').pop())"))
     assert operations <= rendered, operations - rendered
     assert page.get_attribute(f"nav a[data-spec={spec}]", "aria-current") == "page"
+    # Our own part of the page; the reference below it is Redoc's.
+    assert accessibility_violations(page, "header") == []
     page.screenshot(path=str(SHOTS / f"docs-{spec}.png"))
 
 
