@@ -38,8 +38,14 @@ if [ "$(version_of wasm-bindgen)" != "$bindgen_version" ]; then
   cargo install wasm-bindgen-cli --version "$bindgen_version" --locked
 fi
 
-if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm tools (wrangler, esbuild) from package-lock.json"
+# Every devDependency installed at exactly its pinned version (a cached node_modules may be older).
+npm_tools_current() {
+  node -e 'for (const [name, version] of Object.entries(require("./package.json").devDependencies)) {
+    let installed; try { installed = require(`./node_modules/${name}/package.json`).version } catch { process.exit(1) }
+    if (installed !== version) process.exit(1) }'
+}
+if ! npm_tools_current || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm tools (wrangler, esbuild, redoc, axe-core) from package-lock.json"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
