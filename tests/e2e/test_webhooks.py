@@ -193,7 +193,8 @@ def test_a_slow_endpoint_does_not_delay_another(stack, new_tenant, receiver):
     create(tenant, receiver.url("/fast"), format="loginwa", events=["message.incoming"])
     receiver.holds["/slow"] = threading.Event()
     device = tenant.link_device(fresh_phone("62834"))
-    texts = [f"ping {i}" for i in range(6)]
+    # Twice the slow endpoint's 4 concurrent attempts: the rest wait for it, and must not hold up the other.
+    texts = [f"ping {i}" for i in range(8)]
     for i, text in enumerate(texts):
         stack.sim("POST", "/sim/inbound", {"device_id": device, "from": "14155552671", "text": text})
         eventually(lambda: len(receiver.delivered("/fast")) == i + 1, interval=0.05)
