@@ -204,10 +204,11 @@ pub fn failure_rate_trips(recent: &[bool]) -> bool {
 pub const DEFAULT_OPT_OUT_KEYWORDS: [&str; 5] = ["STOP", "STOP ALL", "UNSUBSCRIBE", "BERHENTI", "STOP PROMO"];
 
 /// Whether an inbound text is an opt-out: the whole message is a keyword, ignoring case,
-/// surrounding space and trailing punctuation ("stop", " Stop! "; not "don't stop").
+/// surrounding space and whatever trails it that is not a letter or digit: punctuation of any
+/// script, emoji ("stop", " Stop! ", "STOP！", "stop 🙏"; not "don't stop").
 pub fn is_opt_out(text: &str, keywords: &[String]) -> bool {
-    let said = text.trim().trim_end_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace());
-    !said.is_empty() && keywords.iter().any(|k| k.trim().eq_ignore_ascii_case(said))
+    let said = text.trim().trim_end_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    !said.is_empty() && keywords.iter().any(|k| k.trim().to_lowercase() == said)
 }
 
 #[cfg(test)]
@@ -314,7 +315,7 @@ mod tests {
     #[test]
     fn opt_out_is_the_whole_message() {
         let keywords: Vec<String> = DEFAULT_OPT_OUT_KEYWORDS.iter().map(|k| k.to_string()).collect();
-        for said in ["STOP", "stop", " Stop! ", "berhenti.", "Stop all"] {
+        for said in ["STOP", "stop", " Stop! ", "berhenti.", "Stop all", "STOP！", "stop 🙏", "Stop…"] {
             assert!(is_opt_out(said, &keywords), "{said}");
         }
         for said in ["don't stop", "stopwatch", "", "!!!"] {
