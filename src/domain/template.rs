@@ -16,11 +16,26 @@ pub struct Template {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
-    Unclosed { at: usize },
-    Unopened { at: usize },
-    Empty { at: usize },
-    Nested { at: usize },
-    UnknownVariable { name: String },
+    Unclosed {
+        at: usize,
+    },
+    Unopened {
+        at: usize,
+    },
+    Empty {
+        at: usize,
+    },
+    Nested {
+        at: usize,
+    },
+    UnknownVariable {
+        name: String,
+    },
+    /// Braces around something that is neither a placeholder name nor `a|b` choices.
+    NotAName {
+        at: usize,
+        inner: String,
+    },
 }
 
 impl std::fmt::Display for TemplateError {
@@ -35,6 +50,10 @@ impl std::fmt::Display for TemplateError {
             Self::Empty { at } => write!(f, "has an empty {{}} at character {at}"),
             Self::Nested { at } => write!(f, "nests braces at character {at}, which is not supported"),
             Self::UnknownVariable { name } => write!(f, "uses the placeholder {{{name}}}, which has no value here"),
+            Self::NotAName { at, inner } => write!(
+                f,
+                "has {{{inner}}} at character {at}: a placeholder name is letters, digits and _ (write {{{{ for a brace)"
+            ),
         }
     }
 }
@@ -78,7 +97,9 @@ impl Template {
                         Part::Choice(inner.split('|').map(str::to_owned).collect())
                     } else if inner.trim().is_empty() {
                         return Err(TemplateError::Empty { at });
-                    } else if is_identifier(inner.trim()) && known(inner.trim()) {
+                    } else if !is_identifier(inner.trim()) {
+                        return Err(TemplateError::NotAName { at, inner });
+                    } else if known(inner.trim()) {
                         Part::Variable(inner.trim().to_owned())
                     } else {
                         return Err(TemplateError::UnknownVariable { name: inner });
@@ -169,5 +190,8 @@ mod tests {
         let unknown = Template::parse("in {country}", known).unwrap_err();
         assert_eq!(unknown, TemplateError::UnknownVariable { name: "country".into() });
         assert!(unknown.to_string().contains("{country}"));
+        let not_a_name = Template::parse("hi {hello world}", known).unwrap_err();
+        assert_eq!(not_a_name, TemplateError::NotAName { at: 3, inner: "hello world".into() });
+        assert!(not_a_name.to_string().contains("letters, digits and _"));
     }
 }
