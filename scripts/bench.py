@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -64,8 +65,15 @@ def write_section(name: str, body: str) -> None:
     DOC.write_text(text)
 
 
-def started_stack(run_dir: Path) -> Stack:
-    return Stack.throwaway(run_dir).start()
+@contextmanager
+def throwaway_stack():
+    """A started stack with its state in a temporary directory, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack.throwaway(Path(tmp))
+        try:
+            yield stack.start()
+        finally:
+            stack.stop()
 
 
 def linked_app(stack: Stack, quota: int) -> tuple[str, str]:
@@ -85,26 +93,22 @@ def linked_app(stack: Stack, quota: int) -> tuple[str, str]:
 
 
 def bench_accept(count: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = started_stack(Path(tmp))
-        try:
-            key, _ = linked_app(stack, quota=count * 2)
-            session = requests.Session()
-            auth = {"authorization": f"Bearer {key}"}
+    with throwaway_stack() as stack:
+        key, _ = linked_app(stack, quota=count * 2)
+        session = requests.Session()
+        auth = {"authorization": f"Bearer {key}"}
 
-            def trivial(_: int) -> None:
-                assert session.get(f"{stack.api}/healthz", timeout=30).status_code == 200
+        def trivial(_: int) -> None:
+            assert session.get(f"{stack.api}/healthz", timeout=30).status_code == 200
 
-            def send(i: int) -> None:
-                body = {"phone": f"62877{i:08d}", "message": f"bench {i}"}
-                r = session.post(f"{stack.api}/api/v1/messages/send", json=body, headers=auth, timeout=30)
-                assert r.status_code == 200, r.text
+        def send(i: int) -> None:
+            body = {"phone": f"62877{i:08d}", "message": f"bench {i}"}
+            r = session.post(f"{stack.api}/api/v1/messages/send", json=body, headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
 
-            load(200, concurrency, trivial)  # warm-up
-            base_rps, base = load(count, concurrency, trivial)
-            send_rps, sends = load(count, concurrency, send)
-        finally:
-            stack.stop()
+        load(200, concurrency, trivial)  # warm-up
+        base_rps, base = load(count, concurrency, trivial)
+        send_rps, sends = load(count, concurrency, send)
     rows = [
         ("`GET /healthz` (trivial route, same worker)", base_rps, base),
         ("`POST /api/v1/messages/send` (accepted, queued)", send_rps, sends),
@@ -133,22 +137,18 @@ Durable Object, a quota reservation there and an insert into the device's object
 
 
 def bench_otp(count: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = started_stack(Path(tmp))
-        try:
-            key, _ = linked_app(stack, quota=count * 2)
-            auth = {"authorization": f"Bearer {key}"}
-            latencies = []
-            for i in range(count):
-                phone = f"62899{i:08d}"
-                started = time.perf_counter()
-                r = requests.post(f"{stack.api}/api/auth/start", json={"phone": phone}, headers=auth, timeout=30)
-                assert r.status_code == 200, r.text
-                while not stack.sim("GET", f"/sim/phones/{phone}/messages")[1]:
-                    time.sleep(0.005)
-                latencies.append((time.perf_counter() - started) * 1000)
-        finally:
-            stack.stop()
+    with throwaway_stack() as stack:
+        key, _ = linked_app(stack, quota=count * 2)
+        auth = {"authorization": f"Bearer {key}"}
+        latencies = []
+        for i in range(count):
+            phone = f"62899{i:08d}"
+            started = time.perf_counter()
+            r = requests.post(f"{stack.api}/api/auth/start", json={"phone": phone}, headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
+            while not stack.sim("GET", f"/sim/phones/{phone}/messages")[1]:
+                time.sleep(0.005)
+            latencies.append((time.perf_counter() - started) * 1000)
     write_section(
         "otp",
         f"""
@@ -200,9 +200,8 @@ def bench_webhooks(count: int) -> None:
     from datetime import datetime
 
     receiver = Receiver()
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = started_stack(Path(tmp))
-        try:
+    try:
+        with throwaway_stack() as stack:
             key, _ = linked_app(stack, quota=count * 2)
             auth = {"authorization": f"Bearer {key}"}
             hook = requests.post(f"{stack.api}/api/v1/webhooks", json={"url": receiver.url, "events": ["message.sent"]}, headers=auth, timeout=30).json()
@@ -224,9 +223,8 @@ def bench_webhooks(count: int) -> None:
             while len(receiver.arrivals) < count and time.monotonic() < deadline:
                 time.sleep(0.05)
             rate = len(receiver.arrivals) / (time.perf_counter() - started)
-        finally:
-            stack.stop()
-            receiver.server.shutdown()
+    finally:
+        receiver.server.shutdown()
     write_section(
         "webhooks",
         f"""
@@ -247,34 +245,30 @@ the {count} API calls that queue them). {time.strftime('%Y-%m-%d')} on {platform
 
 
 def bench_campaigns(contacts: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = started_stack(Path(tmp))
-        try:
-            key, _ = linked_app(stack, quota=contacts * 2)
-            auth = {"authorization": f"Bearer {key}"}
-            body = {
-                "name": "bench",
-                "message": "{Hi|Hello} {name}, your code is {code}",
-                "contacts": [{"phone": f"62878{i:08d}", "name": f"N{i}", "variables": {"code": str(i)}} for i in range(contacts)],
-                "delay_seconds": 1,
-            }
-            creates = []
-            for _ in range(3):
-                started = time.perf_counter()
-                r = requests.post(f"{stack.api}/api/v1/broadcast/campaigns", json=body, headers=auth, timeout=120)
-                creates.append((time.perf_counter() - started) * 1000)
-                assert r.status_code == 201 and r.json()["data"]["total_contacts"] == contacts, r.text
-                campaign = r.json()["data"]["id"]
-            assert requests.post(f"{stack.api}/api/v1/broadcast/campaigns/{campaign}/send", headers=auth, timeout=30).status_code == 200
-            polls = []
-            for _ in range(200):
-                started = time.perf_counter()
-                view = requests.get(f"{stack.api}/api/v1/broadcast/campaigns/{campaign}", headers=auth, timeout=30).json()["data"]
-                polls.append((time.perf_counter() - started) * 1000)
-                time.sleep(0.02)
-            sent = view["progress"]["sent"]
-        finally:
-            stack.stop()
+    with throwaway_stack() as stack:
+        key, _ = linked_app(stack, quota=contacts * 2)
+        auth = {"authorization": f"Bearer {key}"}
+        body = {
+            "name": "bench",
+            "message": "{Hi|Hello} {name}, your code is {code}",
+            "contacts": [{"phone": f"62878{i:08d}", "name": f"N{i}", "variables": {"code": str(i)}} for i in range(contacts)],
+            "delay_seconds": 1,
+        }
+        creates = []
+        for _ in range(3):
+            started = time.perf_counter()
+            r = requests.post(f"{stack.api}/api/v1/broadcast/campaigns", json=body, headers=auth, timeout=120)
+            creates.append((time.perf_counter() - started) * 1000)
+            assert r.status_code == 201 and r.json()["data"]["total_contacts"] == contacts, r.text
+            campaign = r.json()["data"]["id"]
+        assert requests.post(f"{stack.api}/api/v1/broadcast/campaigns/{campaign}/send", headers=auth, timeout=30).status_code == 200
+        polls = []
+        for _ in range(200):
+            started = time.perf_counter()
+            view = requests.get(f"{stack.api}/api/v1/broadcast/campaigns/{campaign}", headers=auth, timeout=30).json()["data"]
+            polls.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.02)
+        sent = view["progress"]["sent"]
     write_section(
         "campaigns",
         f"""
@@ -295,27 +289,23 @@ last poll). {time.strftime('%Y-%m-%d')} on {platform.machine()} ({_cores()} core
 
 
 def bench_auth(count: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = started_stack(Path(tmp))
-        try:
-            status, app, _ = stack.admin("POST", "/admin/v1/apps", {"name": "bench", "api_rpm": 10**9, "auth_rpm": 10**9})
-            assert status == 201, app
-            auth = {"authorization": f"Bearer {app['api_key']}", "cf-connecting-ip": "198.51.100.10"}
-            # Past authentication, an unknown sub-path is the cheapest answer a tenant route gives.
-            authed = f"{stack.api}/api/v1/webhooks/wh_x/nothing"
+    with throwaway_stack() as stack:
+        status, app, _ = stack.admin("POST", "/admin/v1/apps", {"name": "bench", "api_rpm": 10**9, "auth_rpm": 10**9})
+        assert status == 201, app
+        auth = {"authorization": f"Bearer {app['api_key']}", "cf-connecting-ip": "198.51.100.10"}
+        # Past authentication, an unknown sub-path is the cheapest answer a tenant route gives.
+        authed = f"{stack.api}/api/v1/webhooks/wh_x/nothing"
 
-            def run(url: str, headers: dict) -> tuple[float, list[float]]:
-                load(200, concurrency, lambda i: requests.get(url, headers=headers, timeout=30))  # warm-up
-                return load(count, concurrency, lambda i: requests.get(url, headers=headers, timeout=30))
+        def run(url: str, headers: dict) -> tuple[float, list[float]]:
+            load(200, concurrency, lambda i: requests.get(url, headers=headers, timeout=30))  # warm-up
+            return load(count, concurrency, lambda i: requests.get(url, headers=headers, timeout=30))
 
-            rows = [("unauthenticated (`GET /healthz`)", *run(f"{stack.api}/healthz", {}))]
-            rows.append(("key + rate limit", *run(authed, auth)))
-            for entry in ("203.0.113.0/24", "2001:db8::/32", "198.51.100.0/24"):
-                requests.post(f"{stack.api}/api/v1/ip-whitelist", json={"ip_address": entry}, headers=auth, timeout=30)
-            assert requests.put(f"{stack.api}/api/v1/ip-whitelist/restriction", json={"enabled": True}, headers=auth, timeout=30).status_code == 200
-            rows.append(("key + rate limit + allow-list (3 entries)", *run(authed, auth)))
-        finally:
-            stack.stop()
+        rows = [("unauthenticated (`GET /healthz`)", *run(f"{stack.api}/healthz", {}))]
+        rows.append(("key + rate limit", *run(authed, auth)))
+        for entry in ("203.0.113.0/24", "2001:db8::/32", "198.51.100.0/24"):
+            requests.post(f"{stack.api}/api/v1/ip-whitelist", json={"ip_address": entry}, headers=auth, timeout=30)
+        assert requests.put(f"{stack.api}/api/v1/ip-whitelist/restriction", json={"enabled": True}, headers=auth, timeout=30).status_code == 200
+        rows.append(("key + rate limit + allow-list (3 entries)", *run(authed, auth)))
     base = percentile(rows[0][2], 50)
     table = "\n".join(
         f"| {name} | {rate:.0f} | {percentile(lat, 50):.1f} | {percentile(lat, 99):.1f} | {percentile(lat, 50) - base:+.1f} |"
