@@ -515,6 +515,8 @@ def admin() -> dict:
                         body={"suspended": {"type": "boolean"}, **plan, "default_country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
                               "quota_used": limit, "warm_up_first_day_cap": {"type": "integer", "minimum": 1, "maximum": 1000000000},
                               "warm_up_growth_percent": {"type": "integer", "minimum": 0, "maximum": 1000},
+                              "warm_up_uncapped_after": {"type": "integer", "minimum": 1, "maximum": 1000000000,
+                                                         "description": "A number whose daily cap would exceed this is uncapped; at least the first day's cap."},
                               "opt_out_keywords": {"type": "array", "items": {"type": "string", "pattern": "\\S", "maxLength": 32}}}),
         },
         "/admin/v1/apps/{app_id}/keys": {

@@ -151,6 +151,7 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         quota_used: f.integer("quota_used", 0, LIMIT_MAX),
         warm_up_first_day_cap: f.integer("warm_up_first_day_cap", 1, LIMIT_MAX).map(|n| n as u64),
         warm_up_growth_percent: f.integer("warm_up_growth_percent", 0, 1000).map(|n| n as u64),
+        warm_up_uncapped_after: f.integer("warm_up_uncapped_after", 1, LIMIT_MAX).map(|n| n as u64),
         opt_out_keywords: body.get("opt_out_keywords").filter(|v| !v.is_null()).and_then(|v| {
             let keywords: Option<Vec<String>> = serde_json::from_value(v.clone()).ok();
             let keywords = keywords.filter(|k| k.iter().all(|k| (1..=32).contains(&k.trim().chars().count())));

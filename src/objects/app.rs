@@ -12,7 +12,7 @@ use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, number, rows, serve, to_json};
-use crate::domain::error::ApiError;
+use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
 use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
@@ -42,6 +42,7 @@ pub struct AppPatch {
     /// The campaign governor: warm-up of new numbers, opt-out keywords.
     pub warm_up_first_day_cap: Option<u64>,
     pub warm_up_growth_percent: Option<u64>,
+    pub warm_up_uncapped_after: Option<u64>,
     pub opt_out_keywords: Option<Vec<String>>,
 }
 
@@ -432,6 +433,18 @@ impl AppObject {
             AppOp::Update { patch, period } => {
                 self.app_in_period(&period)?;
                 let changes = serde_json::to_value(&patch).map_err(ApiError::internal)?;
+                // Checked before anything is written: an error must leave the app as it was.
+                let mut governor = self.governor()?;
+                let warm_up = &mut governor.warm_up;
+                warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(warm_up.first_day_cap);
+                warm_up.growth_percent = patch.warm_up_growth_percent.unwrap_or(warm_up.growth_percent);
+                warm_up.uncapped_after = patch.warm_up_uncapped_after.unwrap_or(warm_up.uncapped_after);
+                // A first day above the threshold would mean no warm-up at all, silently.
+                if warm_up.first_day_cap > warm_up.uncapped_after {
+                    let reason = format!("must be at least the first day's cap ({})", warm_up.first_day_cap);
+                    return Err(ApiError::field("warm_up_uncapped_after", Rule::Invalid { reason }));
+                }
+                governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
                 let sets: [(&str, Option<SqlStorageValue>); 7] = [
                     ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
                     ("monthly_messages", patch.monthly_messages.map(Into::into)),
@@ -446,11 +459,6 @@ impl AppObject {
                         self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
                     }
                 }
-                let mut governor = self.governor()?;
-                governor.warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(governor.warm_up.first_day_cap);
-                governor.warm_up.growth_percent =
-                    patch.warm_up_growth_percent.unwrap_or(governor.warm_up.growth_percent);
-                governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
                 self.set_governor(&governor)?;
                 let changed: serde_json::Map<String, serde_json::Value> =
                     changes.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -169,8 +169,13 @@ def test_opted_out_phones_receive_nothing(stack, new_tenant):
 
 def test_new_numbers_warm_up_and_the_campaign_says_it_waits(stack, new_tenant):
     tenant = new_tenant()
-    status, _, _ = stack.admin("PATCH", f"/admin/v1/apps/{tenant.app_id}", {"warm_up_first_day_cap": 3})
-    assert status == 200
+    app = f"/admin/v1/apps/{tenant.app_id}"
+    # A first day above the uncapped threshold would mean no warm-up at all: refused, nothing changed.
+    status, refused, _ = stack.admin("PATCH", app, {"warm_up_first_day_cap": 3, "warm_up_uncapped_after": 2})
+    assert status == 422 and list(refused["errors"]) == ["warm_up_uncapped_after"], refused
+    assert stack.admin("GET", app)[1]["governor"]["warm_up"] == {"first_day_cap": 200, "growth_percent": 50, "uncapped_after": 5000}
+    status, patched, _ = stack.admin("PATCH", app, {"warm_up_first_day_cap": 3, "warm_up_uncapped_after": 10})
+    assert status == 200 and patched["governor"]["warm_up"]["uncapped_after"] == 10
     tenant.link_device(fresh_phone("62844"))
     phones = [fresh_phone("62816") for _ in range(5)]
     campaign = create(tenant, [{"phone": p, "name": "x"} for p in phones], delay_seconds=1)
