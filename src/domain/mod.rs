@@ -12,6 +12,7 @@ pub mod links;
 pub mod media;
 pub mod message;
 pub mod otp;
+pub mod paging;
 pub mod phone;
 pub mod qr;
 pub mod ratelimit;

@@ -8,6 +8,7 @@ use super::{auth, date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
+use crate::domain::paging;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
 use crate::objects::registry::{self, RegistryOp};
@@ -94,10 +95,10 @@ async fn list_apps(ctx: &Ctx<'_>) -> Outcome {
     }))
     .await;
     let apps: Vec<Value> = views.into_iter().map(|v| v.map(render)).collect::<Result<_, _>>()?;
-    let last_page = ((listed.total + registry::PAGE_SIZE - 1) / registry::PAGE_SIZE).max(1);
     Ok(Reply::json(
         200,
-        json!({"apps": apps, "page": page, "per_page": registry::PAGE_SIZE, "total": listed.total, "last_page": last_page}),
+        json!({"apps": apps, "page": page, "per_page": registry::PAGE_SIZE, "total": listed.total,
+               "last_page": paging::last_page(listed.total, registry::PAGE_SIZE)}),
     ))
 }
 

@@ -13,6 +13,7 @@ use super::{date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
+use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
@@ -85,7 +86,7 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         200,
         json!({
             "current_page": page, "data": data, "per_page": PAGE_SIZE, "total": listed.total,
-            "last_page": ((listed.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
+            "last_page": paging::last_page(listed.total, PAGE_SIZE),
         }),
     )
 }

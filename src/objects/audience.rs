@@ -11,6 +11,7 @@ use crate::domain::campaign::{is_opt_out, WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{CampaignId, DeviceId};
+use crate::domain::paging;
 use crate::runtime::iso;
 
 pub const PAGE_SIZE: i64 = 20;
@@ -166,7 +167,7 @@ impl AppObject {
                 let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM campaigns", vec![])?.unwrap_or(0);
                 let ids = rows::<Id>(self.sql().exec(
                     "SELECT id FROM campaigns ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                    vec![PAGE_SIZE.into(), ((page - 1).max(0) * PAGE_SIZE).into()],
+                    vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
                 )?)?;
                 Ok(json!({"total": total, "ids": ids.into_iter().map(|i| i.id).collect::<Vec<_>>()}))
             }

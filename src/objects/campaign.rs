@@ -22,6 +22,7 @@ use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{random_hex, trace_id, AppId, CampaignId, DeviceId};
 use crate::domain::message::{MessageStatus, Priority};
+use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::template::Template;
 use crate::runtime::{config, iso, month_of, now_ms};
@@ -405,7 +406,7 @@ impl CampaignObject {
                 filter.as_str().into(),
                 filter.as_str().into(),
                 CONTACTS_PAGE.into(),
-                ((page - 1) * CONTACTS_PAGE).into(),
+                paging::offset(page, CONTACTS_PAGE).into(),
             ],
         )?)?;
         let data: Vec<Value> = listed
@@ -418,7 +419,7 @@ impl CampaignObject {
             .collect();
         Ok(json!({
             "current_page": page, "data": data, "per_page": CONTACTS_PAGE, "total": total,
-            "last_page": ((total + CONTACTS_PAGE - 1) / CONTACTS_PAGE).max(1),
+            "last_page": paging::last_page(total, CONTACTS_PAGE),
         }))
     }
 

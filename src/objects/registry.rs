@@ -8,6 +8,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::{create_schema, int, number, rows, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ids::AppId;
+use crate::domain::paging;
 
 /// The one registry object's name.
 pub const NAME: &str = "apps";
@@ -68,7 +69,7 @@ impl RegistryObject {
                 let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps", vec![])?.unwrap_or(0);
                 let ids = rows::<Id>(self.sql().exec(
                     "SELECT app_id FROM apps ORDER BY created_at, app_id LIMIT ? OFFSET ?",
-                    vec![PAGE_SIZE.into(), ((page.max(1) - 1) * PAGE_SIZE).into()],
+                    vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
                 )?)?;
                 Ok(json!({"total": total, "app_ids": ids.into_iter().map(|i| i.app_id).collect::<Vec<_>>()}))
             }
