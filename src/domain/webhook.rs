@@ -62,9 +62,22 @@ fn key_of(format: Format, secret: &str) -> Vec<u8> {
     }
 }
 
-/// Whether the operator's egress list (`WEBHOOK_HOSTS`: hosts, each with its subdomains) lets
-/// webhooks go to `url`; an empty list allows any host.
-pub fn destination_allowed(url: &str, allowed: &[String]) -> bool {
+/// Why webhooks may not go to `url`, if they may not: checked when an endpoint is saved and again
+/// at every delivery. The URL must be public `https` (loopback `http` too when `allow_loopback`,
+/// outside production), and its host on the operator's egress list `hosts` (`WEBHOOK_HOSTS`).
+pub fn refused_destination(url: &str, allow_loopback: bool, hosts: &[String]) -> Option<String> {
+    match super::media::check_url(url, allow_loopback) {
+        Err(e) => Some(e.0),
+        Ok(()) if !destination_allowed(url, hosts) => {
+            Some("names a host this deployment does not send webhooks to (WEBHOOK_HOSTS)".into())
+        }
+        Ok(()) => None,
+    }
+}
+
+/// Whether the egress list (hosts, each with its subdomains) lets webhooks go to `url`; an
+/// empty list allows any host.
+fn destination_allowed(url: &str, allowed: &[String]) -> bool {
     let Some(host) = super::media::url_host(url) else { return false };
     allowed.is_empty()
         || allowed

@@ -7,7 +7,6 @@ use worker::{Method, Request};
 use super::{date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
-use crate::domain::media::check_url;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::{self, Format};
 use crate::objects::app::{AppOp, Tenant};
@@ -71,14 +70,7 @@ struct DeliveryQuery {
 
 fn url(f: &mut Fields<'_>, ctx: &Ctx<'_>, required: bool) -> Option<String> {
     let url = f.string("url", required, 1, 2048)?;
-    let refused = match check_url(&url, !is_production(ctx.env)) {
-        Err(e) => Some(e.0),
-        Ok(()) if !webhook::destination_allowed(&url, &config_list(ctx.env, "WEBHOOK_HOSTS")) => {
-            Some("names a host this deployment does not send webhooks to (WEBHOOK_HOSTS)".into())
-        }
-        Ok(()) => None,
-    };
-    match refused {
+    match webhook::refused_destination(&url, !is_production(ctx.env), &config_list(ctx.env, "WEBHOOK_HOSTS")) {
         None => Some(url),
         Some(reason) => {
             f.fail("url", Rule::Invalid { reason });

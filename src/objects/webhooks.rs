@@ -15,7 +15,6 @@ use super::{call, int, number, rows, SENDERS};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::random_hex;
-use crate::domain::media::check_url;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
 use crate::runtime::{config, config_list, is_production, iso, next_month_start_ms, now_ms, required_config};
@@ -474,14 +473,8 @@ impl Courier {
 
     async fn deliver(&self, endpoint: &EndpointRow, delivery: &DeliveryRow) {
         // Checked again at delivery: a URL accepted in development is refused in production.
-        let refused = match check_url(&endpoint.url, self.allow_loopback) {
-            Err(e) => Some(e.to_string()),
-            Ok(()) if !webhook::destination_allowed(&endpoint.url, &config_list(&self.env, "WEBHOOK_HOSTS")) => {
-                Some("its host is not in WEBHOOK_HOSTS".into())
-            }
-            Ok(()) => None,
-        };
-        let outcome = match refused {
+        let hosts = config_list(&self.env, "WEBHOOK_HOSTS");
+        let outcome = match webhook::refused_destination(&endpoint.url, self.allow_loopback, &hosts) {
             None => attempt(&self.env, &self.key, endpoint, delivery).await,
             Some(why) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {why}")) },
         };
