@@ -56,6 +56,10 @@ impl Bridge {
         decode(self.send(Method::Put, path, content_type, body).await?)
     }
 
+    pub async fn get_json<R: DeserializeOwned>(&self, path: &str) -> Result<R, CallError> {
+        decode(self.get(path).await?)
+    }
+
     /// Downloads raw bytes (a media file).
     pub async fn get(&self, path: &str) -> Result<Vec<u8>, CallError> {
         self.send(Method::Get, path, "application/json", Vec::new()).await

@@ -1,6 +1,7 @@
 //! Request and response bodies exchanged between worker and bridge, and the paths they travel on.
 //!
-//! Worker → bridge: [`LINK_PATH`], [`device_path`], [`send_path`], [`check_path`], [`media_path`].
+//! Worker → bridge: [`LINK_PATH`], [`device_path`], [`send_path`], [`check_path`], [`media_path`],
+//! [`DEAD_LETTERS_PATH`], [`replay_path`].
 //! Bridge → worker: [`EVENTS_PATH`], one [`BridgeEvent`] per request, acknowledged by any 2xx.
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,14 @@ pub fn check_path(device_id: &str) -> String {
 /// `mime_type`/`file_name` set; `GET` returns the bytes. Content-addressed, so idempotent.
 pub fn media_path(sha256_hex: &str) -> String {
     format!("/v1/media/{sha256_hex}")
+}
+
+/// `GET` (`?limit=N`, at most 1000) → [`DeadLetters`]: events the worker refused for good.
+pub const DEAD_LETTERS_PATH: &str = "/v1/dead-letters";
+
+/// `POST` → 202 [`Replayed`]: queue a dead letter again; 404 `not_found` for an unknown id.
+pub fn replay_path(event_id: &str) -> String {
+    format!("{DEAD_LETTERS_PATH}/{event_id}/replay")
 }
 
 /// WhatsApp's limit for media other than documents, and what both references allow.
@@ -140,6 +149,10 @@ pub struct SendRequest {
     /// Recipient JID (`…@s.whatsapp.net` or `…@g.us`).
     pub to: String,
     pub content: Content,
+    /// A one-time code or the like: the bridge keeps its content only until the
+    /// engine has it, not until the message is resolved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// Where the bridge's journal stands for a message id. A retried send answers
@@ -172,6 +185,35 @@ pub mod error_code {
     pub const DEVICE_NOT_FOUND: &str = "device_not_found";
     pub const INVALID_REQUEST: &str = "invalid_request";
     pub const UNAUTHORIZED: &str = "unauthorized";
+}
+
+/// An event the worker refused for good, as the bridge keeps it for the operator:
+/// what it was and why it was refused, never what it said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The event's `event_id`, under which it is replayed.
+    pub id: String,
+    pub device_id: String,
+    /// The event's `type`, e.g. `inbound`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The worker's HTTP status.
+    pub status: u16,
+    /// The worker's error code, as far as it gave one.
+    pub error: String,
+    /// When the event happened and when it was refused, Unix milliseconds.
+    pub created_ms: u64,
+    pub dead_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetters {
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replayed {
+    pub replayed: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

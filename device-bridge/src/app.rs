@@ -24,7 +24,7 @@ use crate::ids::DeviceId;
 use crate::media::MediaStore;
 use crate::metrics::{self, Metrics, MetricsState};
 use crate::outbox::{self, Outbox, WorkerClient};
-use crate::{journal, sim_api};
+use crate::{journal, retention, sim_api};
 
 /// How long a stop waits for sends being resumed to reach the engine.
 const SEND_GRACE: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open {path}: {source}")]
     Storage { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot load the send journal: {0}")]
+    #[error("cannot load the send journal or the event outbox: {0}")]
     Journal(rusqlite::Error),
     #[error("the engine could not restore its devices: {0}")]
     Restore(#[from] EngineError),
@@ -49,6 +49,7 @@ pub struct Bridge {
     pump: JoinHandle<UnboundedReceiver<EngineEvent>>,
     stop_pump: oneshot::Sender<()>,
     delivery: JoinHandle<()>,
+    retention: JoinHandle<()>,
     outbox: Outbox,
     /// Holds live connections whose state must be flushed before the process exits.
     whatsapp: Option<Arc<WhatsappEngine>>,
@@ -66,7 +67,8 @@ impl Bridge {
         let bridge_db_path = dir.join("bridge.db");
         let bridge_db = Db::open(&bridge_db_path, &format!("{}{}", journal::SCHEMA, outbox::SCHEMA))
             .map_err(storage(bridge_db_path))?;
-        let (sink, events) = EventSink::channel();
+        let metrics = Arc::new(Metrics::default());
+        let (sink, events) = EventSink::channel(metrics.clone());
         let (engine, sim, whatsapp): (Arc<dyn Engine>, _, _) = match config.engine {
             EngineKind::Sim => {
                 let sim_db_path = dir.join("sim.db");
@@ -81,8 +83,7 @@ impl Bridge {
                 (engine.clone(), None, Some(engine))
             }
         };
-        let metrics = Arc::new(Metrics::default());
-        let outbox = Outbox::new(bridge_db.clone(), metrics.clone());
+        let outbox = Outbox::new(bridge_db.clone(), metrics.clone()).map_err(StartError::Journal)?;
         let worker = WorkerClient::new(&config.worker_url, config.secret.clone())?;
 
         // Interrupted sends are tried before `restore` (so their outcome precedes
@@ -96,8 +97,10 @@ impl Bridge {
         let (stop_pump, stop) = oneshot::channel();
         let pump = tokio::spawn(pump(events, outbox.clone(), dispatcher.clone(), metrics.clone(), stop));
         let delivery = tokio::spawn(outbox::deliver(outbox.clone(), worker));
+        let retention =
+            tokio::spawn(retention::run(bridge_db.clone(), outbox.clone(), media.clone(), config.retention));
 
-        let api = ApiState { engine: engine.clone(), dispatcher, media: media.clone() };
+        let api = ApiState { engine: engine.clone(), dispatcher, media: media.clone(), outbox: outbox.clone() };
         let mut router = http::router(api, config.secret.clone()).merge(metrics::router(MetricsState {
             metrics,
             engine,
@@ -108,7 +111,7 @@ impl Bridge {
             router = router.merge(sim_api::router(sim, media, config.secret.clone()));
         }
         let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
-        Ok(Self { router, pump, stop_pump, delivery, outbox, whatsapp })
+        Ok(Self { router, pump, stop_pump, delivery, retention, outbox, whatsapp })
     }
 
     pub fn router(&self) -> Router {
@@ -131,6 +134,7 @@ impl Bridge {
             Err(e) => tracing::error!(error = %e, "the event pump failed while stopping"),
         }
         self.delivery.abort();
+        self.retention.abort();
     }
 }
 
@@ -207,8 +211,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let outbox = Outbox::new(db.clone(), metrics.clone());
-        let (sink, events) = EventSink::channel();
+        let outbox = Outbox::new(db.clone(), metrics.clone()).unwrap();
+        let (sink, events) = EventSink::channel(metrics.clone());
         let timings = SimTimings { deliver: Duration::ZERO, read: Duration::ZERO, qr_ttl: Duration::from_secs(1) };
         let sim = SimEngine::open(&dir.path().join("sim.db"), timings, sink.clone()).unwrap();
         let media = MediaStore::open(dir.path().join("media")).unwrap();

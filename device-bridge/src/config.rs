@@ -43,6 +43,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub engine: EngineKind,
     pub sim: SimTimings,
+    /// `RETENTION_DAYS`: how long resolved sends' tombstones, dead letters and
+    /// unreferenced media are kept; the worker's setting of the same name.
+    pub retention: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +82,11 @@ impl Config {
             worker_url: worker_url.trim_end_matches('/').to_owned(),
             data_dir: get("WAGATE_DATA_DIR").map_or_else(|| PathBuf::from("./.data/bridge"), PathBuf::from),
             engine,
+            retention: match parse::<f64>(&get, "RETENTION_DAYS", RETENTION_EXPECTED)? {
+                None => DEFAULT_RETENTION,
+                Some(days) if days > 0.0 && days <= MAX_RETENTION_DAYS => Duration::from_secs_f64(days * 86_400.0),
+                Some(days) => return Err(invalid("RETENTION_DAYS", days.to_string(), RETENTION_EXPECTED)),
+            },
             sim: SimTimings {
                 deliver: Duration::from_millis(parse(&get, "WAGATE_SIM_DELIVER_MS", "milliseconds")?.unwrap_or(50)),
                 read: Duration::from_millis(parse(&get, "WAGATE_SIM_READ_MS", "milliseconds")?.unwrap_or(200)),
@@ -92,6 +100,9 @@ impl Config {
 }
 
 const QR_TTL_EXPECTED: &str = "a positive number of seconds";
+const RETENTION_EXPECTED: &str = "a positive number of days (fractions allowed), at most 36500";
+const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
 fn invalid(var: &'static str, value: String, expected: &'static str) -> ConfigError {
     ConfigError::Invalid { var, value, expected }
@@ -125,6 +136,7 @@ mod tests {
         assert_eq!(c.sim.deliver, Duration::from_millis(50));
         assert_eq!(c.sim.read, Duration::from_millis(200));
         assert_eq!(c.sim.qr_ttl, Duration::from_secs(20));
+        assert_eq!(c.retention, Duration::from_secs(30 * 86_400));
         assert_eq!(c.secret.expose(), b"s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
@@ -137,12 +149,14 @@ mod tests {
             ("WAGATE_WORKER_URL", "https://api.example.com/"),
             ("WAGATE_ENGINE", "whatsapp"),
             ("WAGATE_SIM_DELIVER_MS", "5"),
+            ("RETENTION_DAYS", "0.5"),
         ])
         .unwrap();
         assert_eq!(c.port, 9000);
         assert_eq!(c.worker_url, "https://api.example.com");
         assert_eq!(c.engine, EngineKind::Whatsapp);
         assert_eq!(c.sim.deliver, Duration::from_millis(5));
+        assert_eq!(c.retention, Duration::from_secs(43_200));
 
         assert_eq!(config(&[]).unwrap_err(), ConfigError::MissingSecret);
         assert_eq!(config(&[("BRIDGE_SECRET", " ")]).unwrap_err(), ConfigError::MissingSecret);
@@ -153,6 +167,9 @@ mod tests {
             ("WAGATE_WORKER_URL", "127.0.0.1:8787"),
             ("WAGATE_SIM_READ_MS", "-1"),
             ("WAGATE_SIM_QR_TTL_S", "0"),
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_DAYS", "NaN"),
+            ("RETENTION_DAYS", "-1"),
         ] {
             let err = config(&[("BRIDGE_SECRET", "x"), (var, value)]).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}={value}: {err}");

@@ -13,7 +13,7 @@ use crate::db::Db;
 use crate::engine::message::InvalidContent;
 use crate::engine::{DeviceStatus, Engine, EngineError, EngineEvent, OutgoingMessage, Payload};
 use crate::ids::{DeviceId, MessageId};
-use crate::journal::{self, Claim, PendingSend};
+use crate::journal::{self, Claim, Keep, PendingSend};
 use crate::media::MediaStore;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -57,12 +57,27 @@ impl Dispatcher {
         for send in pending {
             interrupted.entry(send.device_id.clone()).or_default().push(send);
         }
-        Ok(Self { engine, journal, outbox, media, metrics, interrupted: Mutex::new(interrupted) })
+        let withheld = journal::withheld(&journal.lock())?;
+        let dispatcher = Self { engine, journal, outbox, media, metrics, interrupted: Mutex::new(interrupted) };
+        for (device_id, message_id) in withheld {
+            // The engine had it, so it may well have gone out; but what it said is
+            // gone by design, and the worker must hear an outcome.
+            let reason =
+                "the bridge stopped before WhatsApp's answer; the content was not kept, so it is not sent again";
+            dispatcher.fail(&device_id, &message_id, "outcome_unknown", reason.into())?;
+        }
+        Ok(dispatcher)
     }
 
     /// Sends a message unless its id was journaled before, in which case the
-    /// journaled state is the answer and nothing is sent.
-    pub async fn submit(&self, device_id: &DeviceId, message: OutgoingMessage) -> Result<SendResponse, DispatchError> {
+    /// journaled state is the answer and nothing is sent. `keep` says how long
+    /// the journal holds its content.
+    pub async fn submit(
+        &self,
+        device_id: &DeviceId,
+        message: OutgoingMessage,
+        keep: Keep,
+    ) -> Result<SendResponse, DispatchError> {
         let journaled = journal::state(&self.journal.lock(), &message.message_id)?;
         if let Some(state) = journaled {
             return Ok(state);
@@ -82,7 +97,12 @@ impl Dispatcher {
         }
         self.metrics.sent();
         match self.engine.send(device_id, &message).await {
-            Ok(()) => Ok(SendResponse::Accepted),
+            Ok(()) => {
+                if keep == Keep::UntilHandedOver {
+                    journal::withhold(&self.journal.lock(), &message.message_id)?;
+                }
+                Ok(SendResponse::Accepted)
+            }
             Err(e @ (EngineError::DeviceNotFound | EngineError::DeviceOffline)) => {
                 // The device went away after the check; nothing was sent.
                 journal::release(&self.journal.lock(), &message.message_id)?;

@@ -2,6 +2,16 @@
 //! sees the message. A retried send finds its row and gets the recorded state
 //! instead of a second send; a row still `pending` after a crash tells recovery
 //! exactly which sends were interrupted.
+//!
+//! Recipient and content are kept only while a crash could need them to send
+//! again: they are blanked when the send is resolved, and for a sensitive
+//! message (a one-time code) as soon as the engine has it ([`Keep`]). What stays
+//! is a tombstone (ids, state, times) that still answers a repeated id with its
+//! outcome; [`prune`] deletes tombstones past `RETENTION_DAYS`. The worker never
+//! sends an id again once it knows the outcome, and retries an unanswered send
+//! only while the message is queued (`QUEUE_EXPIRY_MS`, a day by default), so a
+//! retention longer than that keeps every send exactly once; the worker's own
+//! message rows dedupe ids too, for the same `RETENTION_DAYS`.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use wagate_contract::wire::{Content, EventKind, SendResponse};
@@ -27,6 +37,26 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_pending ON journal (created_ms) WHERE state = 'pending';
 ";
+
+/// How long a send's recipient and content stay in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Until the outcome is known: an interrupted send can be handed over again.
+    UntilResolved,
+    /// Until the engine has it: a one-time code is not kept a moment longer than
+    /// needed. A crash before its outcome is recorded then fails it (see [`withheld`]).
+    UntilHandedOver,
+}
+
+impl Keep {
+    pub fn of(sensitive: bool) -> Self {
+        if sensitive {
+            Self::UntilHandedOver
+        } else {
+            Self::UntilResolved
+        }
+    }
+}
 
 #[derive(Debug, PartialEq)]
 pub enum Claim {
@@ -95,12 +125,13 @@ pub fn resolve(conn: &Connection, event: &EventKind) -> rusqlite::Result<()> {
     let now = now_ms_sql();
     match event {
         EventKind::MessageSent { message_id, external_id } => conn.execute(
-            "UPDATE journal SET state = 'sent', external_id = ?2, updated_ms = ?3
+            "UPDATE journal SET state = 'sent', external_id = ?2, updated_ms = ?3, recipient = '', content = ''
              WHERE message_id = ?1 AND state = 'pending'",
             params![message_id, external_id, now],
         )?,
         EventKind::MessageFailed { message_id, code, reason } => conn.execute(
-            "UPDATE journal SET state = 'failed', fail_code = ?2, fail_reason = ?3, updated_ms = ?4
+            "UPDATE journal SET state = 'failed', fail_code = ?2, fail_reason = ?3, updated_ms = ?4,
+                                recipient = '', content = ''
              WHERE message_id = ?1 AND state = 'pending'",
             params![message_id, code, reason, now],
         )?,
@@ -109,10 +140,17 @@ pub fn resolve(conn: &Connection, event: &EventKind) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Every pending send, oldest first.
+/// Blanks the recipient and content of a send the engine now has ([`Keep::UntilHandedOver`]).
+pub fn withhold(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<()> {
+    conn.execute("UPDATE journal SET recipient = '', content = '' WHERE message_id = ?1", [message_id.as_str()])?;
+    Ok(())
+}
+
+/// Every pending send whose content is kept, oldest first.
 pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
     let mut stmt = conn.prepare(
-        "SELECT message_id, device_id, recipient, content FROM journal WHERE state = 'pending' ORDER BY created_ms",
+        "SELECT message_id, device_id, recipient, content FROM journal WHERE state = 'pending' AND content != ''
+         ORDER BY created_ms",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok(PendingSend {
@@ -123,6 +161,36 @@ pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
         })
     })?;
     rows.collect()
+}
+
+/// Pending sends whose content was withheld once the engine had them: a crash
+/// came before their outcome was recorded, and there is nothing left to send again.
+pub fn withheld(conn: &Connection) -> rusqlite::Result<Vec<(DeviceId, MessageId)>> {
+    let mut stmt = conn.prepare(
+        "SELECT device_id, message_id FROM journal WHERE state = 'pending' AND content = '' ORDER BY created_ms",
+    )?;
+    let rows = stmt
+        .query_map([], |row| Ok((parsed_column(row, 0, DeviceId::parse)?, parsed_column(row, 1, MessageId::parse)?)))?;
+    rows.collect()
+}
+
+/// Deletes the tombstones of sends resolved before `before_ms`; pending sends stay.
+pub fn prune(conn: &Connection, before_ms: u64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM journal WHERE state != 'pending' AND updated_ms < ?1",
+        [i64::try_from(before_ms).unwrap_or(i64::MAX)],
+    )
+}
+
+/// The media files pending sends, undelivered events and dead letters refer to.
+pub fn referenced_media(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT json_extract(content, '$.media.sha256') FROM journal WHERE state = 'pending' AND content != ''
+         UNION SELECT json_extract(body, '$.content.media.sha256') FROM outbox
+         UNION SELECT json_extract(body, '$.content.media.sha256') FROM dead_letters",
+    )?;
+    let rows = stmt.query_map([], |row| row.get::<_, Option<String>>(0))?;
+    rows.filter_map(Result::transpose).collect()
 }
 
 pub fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {

@@ -6,10 +6,12 @@
 //! Naming by content makes every write idempotent, and two uploads of one file
 //! one file on disk.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use sha2::{Digest, Sha256};
@@ -140,12 +142,38 @@ impl MediaStore {
             }
             let size = bytes.len() as u64;
             match store.find(&sha256)? {
-                Some(stored) if stored.size == size => Ok(stored),
+                Some(stored) if stored.size == size => {
+                    // Stored again: as fresh as a new file, for [`MediaStore::prune`].
+                    std::fs::File::options().write(true).open(&stored.path)?.set_modified(SystemTime::now())?;
+                    Ok(stored)
+                }
                 // Absent, or cut short by a disk that lied about a sync: (re)write it.
                 _ => Ok(StoredMedia { path: store.write(&sha256, &bytes)?, sha256, size }),
             }
         })
         .await
+    }
+
+    /// Deletes the files last stored before `before` whose hash is not in
+    /// `referenced`; returns how many went. A file stored again meanwhile is
+    /// fresh (its time is renewed) and stays.
+    pub fn prune(&self, before: SystemTime, referenced: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(self.dir.as_ref())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if Sha256Hex::parse(&name).is_err() || referenced.contains(&name) {
+                continue;
+            }
+            if entry.metadata()?.modified()? < before {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn write(&self, sha256: &Sha256Hex, bytes: &[u8]) -> io::Result<PathBuf> {

@@ -22,6 +22,7 @@ use prometheus_client::registry::{Metric, Registry};
 use crate::db::Db;
 use crate::engine::{DeviceStatus, Engine};
 use crate::error::ApiError;
+use crate::inbound::Refusal;
 use crate::journal;
 use crate::outbox::Outbox;
 
@@ -30,6 +31,16 @@ const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,8 +55,11 @@ pub struct Metrics {
     events_posted: Counter,
     event_post_failures: Counter,
     reconnects: Counter,
+    inbound_refusals: Family<ReasonLabels, Counter>,
+    dead_lettered: Family<StatusLabels, Counter>,
     devices: Family<StateLabels, Gauge>,
     outbox_depth: Gauge,
+    dead_letters: Gauge,
     journal_pending: Gauge,
 }
 
@@ -53,6 +67,7 @@ pub struct Metrics {
 pub struct Snapshot {
     pub devices: HashMap<DeviceStatus, u64>,
     pub outbox_depth: u64,
+    pub dead_letters: u64,
     pub journal_pending: u64,
 }
 
@@ -73,11 +88,26 @@ impl Default for Metrics {
                 "reconnects",
                 "Linked devices that connected again without a new pairing (restart, network recovery)",
             ),
+            inbound_refusals: registered(
+                &mut registry,
+                "inbound_refusals",
+                "Inbound messages dropped at the bridge boundary, by the rule they broke",
+            ),
+            dead_lettered: registered(
+                &mut registry,
+                "events_dead_lettered",
+                "Events the worker refused for good, by its HTTP status; kept as dead letters",
+            ),
             devices: registered(&mut registry, "devices", "Devices by session state"),
             outbox_depth: registered(
                 &mut registry,
                 "outbox_depth",
                 "Events stored and not yet acknowledged by the worker",
+            ),
+            dead_letters: registered(
+                &mut registry,
+                "dead_letters",
+                "Events the worker refused for good, stored for the operator to list and replay",
             ),
             journal_pending: registered(
                 &mut registry,
@@ -116,12 +146,21 @@ impl Metrics {
         self.reconnects.inc();
     }
 
+    pub fn inbound_refused(&self, refusal: Refusal) {
+        self.inbound_refusals.get_or_create(&ReasonLabels { reason: refusal.as_str() }).inc();
+    }
+
+    pub fn dead_lettered(&self, status: u16) {
+        self.dead_lettered.get_or_create(&StatusLabels { status }).inc();
+    }
+
     pub fn render(&self, snapshot: &Snapshot) -> String {
         for status in DeviceStatus::ALL {
             let count = snapshot.devices.get(&status).copied().unwrap_or(0);
             self.devices.get_or_create(&StateLabels { state: status.as_str() }).set(gauge_value(count));
         }
         self.outbox_depth.set(gauge_value(snapshot.outbox_depth));
+        self.dead_letters.set(gauge_value(snapshot.dead_letters));
         self.journal_pending.set(gauge_value(snapshot.journal_pending));
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -150,6 +189,7 @@ async fn scrape(State(state): State<MetricsState>) -> Result<impl IntoResponse, 
     let snapshot = Snapshot {
         devices: state.engine.count_by_status().await.map_err(ApiError::internal)?,
         outbox_depth: state.outbox.depth().map_err(ApiError::internal)?,
+        dead_letters: state.outbox.dead_letter_count().map_err(ApiError::internal)?,
         journal_pending: journal::pending_count(&state.journal.lock()).map_err(ApiError::internal)?,
     };
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], state.metrics.render(&snapshot)))
@@ -168,9 +208,12 @@ mod tests {
         metrics.event_posted();
         metrics.event_post_failed();
         metrics.reconnected();
+        metrics.inbound_refused(Refusal::Coordinates);
+        metrics.dead_lettered(422);
         let snapshot = Snapshot {
             devices: HashMap::from([(DeviceStatus::Connected, 3), (DeviceStatus::Pairing, 1)]),
             outbox_depth: 7,
+            dead_letters: 1,
             journal_pending: 2,
         };
         let text = metrics.render(&snapshot);
@@ -184,6 +227,9 @@ mod tests {
             "wagate_bridge_devices{state=\"pairing\"} 1",
             "wagate_bridge_devices{state=\"disconnected\"} 0",
             "wagate_bridge_outbox_depth 7",
+            "wagate_bridge_dead_letters 1",
+            "wagate_bridge_inbound_refusals_total{reason=\"coordinates\"} 1",
+            "wagate_bridge_events_dead_lettered_total{status=\"422\"} 1",
             "wagate_bridge_journal_pending 2",
             "# TYPE wagate_bridge_sends counter",
             "# EOF",

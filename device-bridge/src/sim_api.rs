@@ -22,6 +22,7 @@ use crate::engine::sim::{PhoneMessage, SimEngine, SimError};
 use crate::engine::Location;
 use crate::error::{ApiError, JsonBody};
 use crate::ids::DeviceId;
+use crate::inbound::ReceivedBody;
 use crate::jid::{is_group_id, PhoneNumber};
 use crate::media::{parse_mime_type, MediaStore};
 use crate::pair_code::PairCode;
@@ -86,7 +87,7 @@ struct PairRequest {
     code: String,
 }
 
-/// Exactly one of `text`, `media`, `location` and `reaction`.
+/// Exactly one of `text`, `media`, `location`, `reaction` and (unchecked only) `kind`.
 #[derive(Deserialize)]
 struct InboundRequest {
     device_id: String,
@@ -97,6 +98,14 @@ struct InboundRequest {
     media: Option<InboundMedia>,
     location: Option<InboundLocation>,
     reaction: Option<InboundReaction>,
+    /// What a modified WhatsApp client could send: the content goes to the bridge
+    /// as the real engine would decode it, without the simulator's checks.
+    #[serde(default)]
+    unchecked: bool,
+    /// Unchecked only: a kind of message the bridge does not know, such as `poll`.
+    kind: Option<String>,
+    /// Unchecked only: the WhatsApp message id, instead of a generated one.
+    external_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,12 +116,34 @@ struct InboundMedia {
     caption: Option<String>,
 }
 
+/// Coordinates may be given as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`,
+/// which JSON has no numbers for but a WhatsApp message (a protobuf double) can carry.
 #[derive(Deserialize)]
 struct InboundLocation {
+    #[serde(deserialize_with = "any_double")]
     latitude: f64,
+    #[serde(deserialize_with = "any_double")]
     longitude: f64,
     name: Option<String>,
     address: Option<String>,
+}
+
+fn any_double<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Double {
+        Number(f64),
+        Named(String),
+    }
+    match Double::deserialize(deserializer)? {
+        Double::Number(n) => Ok(n),
+        Double::Named(name) => match name.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            _ => Err(serde::de::Error::custom("a number, or one of \"NaN\", \"Infinity\", \"-Infinity\"")),
+        },
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,31 +185,72 @@ async fn disconnect(State(api): State<SimApi>, Path(device_id): Path<String>) ->
 
 async fn inbound(State(api): State<SimApi>, JsonBody(req): JsonBody<InboundRequest>) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&req.device_id).map_err(ApiError::invalid_request)?;
-    let from = PhoneNumber::parse(&req.from).map_err(ApiError::invalid_request)?;
-    let content = match (req.text, req.media, req.location, req.reaction) {
-        (Some(text), None, None, None) => {
-            check_text("text", &text).map_err(ApiError::invalid_request)?;
-            Content::Text { text }
-        }
-        (None, Some(media), None, None) => received_media(media, &api.media).await?,
-        (None, None, Some(l), None) => {
-            Location::parse(l.latitude, l.longitude, l.name, l.address).map_err(ApiError::invalid_request)?.into()
-        }
-        (None, None, None, Some(reaction)) if reaction.external_id.trim().is_empty() => {
-            return Err(ApiError::invalid_request("reaction.external_id must not be empty"))
-        }
-        (None, None, None, Some(reaction)) => {
-            Content::Reaction { target_external_id: reaction.external_id, emoji: reaction.emoji }
-        }
-        _ => return Err(ApiError::invalid_request("give exactly one of text, media, location and reaction")),
-    };
-    let external_id = api.sim.inbound(&device_id, &from, req.name, content)?;
+    let (from, body) =
+        if req.unchecked { unchecked(&req, &api.media).await? } else { checked(&req, &api.media).await? };
+    let external_id = req.external_id.filter(|_| req.unchecked);
+    let external_id = api.sim.inbound(&device_id, from, external_id, req.name, body)?;
     Ok(Json(json!({ "external_id": external_id })))
 }
 
+/// What a genuine WhatsApp client can send.
+async fn checked(req: &InboundRequest, media: &MediaStore) -> Result<(String, ReceivedBody), ApiError> {
+    let from = PhoneNumber::parse(&req.from).map_err(ApiError::invalid_request)?;
+    if req.kind.is_some() || req.external_id.is_some() {
+        return Err(ApiError::invalid_request("kind and external_id are for unchecked inbound only"));
+    }
+    let content = match (&req.text, &req.media, &req.location, &req.reaction) {
+        (Some(text), None, None, None) => {
+            check_text("text", text).map_err(ApiError::invalid_request)?;
+            Content::Text { text: text.clone() }
+        }
+        (None, Some(m), None, None) => {
+            let mime_type = parse_mime_type(&m.mime_type).map_err(ApiError::invalid_request)?;
+            received_media(m, mime_type, media).await?
+        }
+        (None, None, Some(l), None) => Location::parse(l.latitude, l.longitude, l.name.clone(), l.address.clone())
+            .map_err(ApiError::invalid_request)?
+            .into(),
+        (None, None, None, Some(reaction)) if reaction.external_id.trim().is_empty() => {
+            return Err(ApiError::invalid_request("reaction.external_id must not be empty"))
+        }
+        (None, None, None, Some(r)) => {
+            Content::Reaction { target_external_id: r.external_id.clone(), emoji: r.emoji.clone() }
+        }
+        _ => return Err(ApiError::invalid_request("give exactly one of text, media, location and reaction")),
+    };
+    Ok((from.jid().to_string(), ReceivedBody::Content(content)))
+}
+
+/// As the real engine decodes what a modified client sent: fields as they came,
+/// numbers as the protobuf doubles carried them. Only what makes a request at all
+/// (one kind of content, media bytes to store) is required.
+async fn unchecked(req: &InboundRequest, media: &MediaStore) -> Result<(String, ReceivedBody), ApiError> {
+    // The engine reports a direct chat by the sender's JID.
+    let from = if !req.from.is_empty() && req.from.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}@s.whatsapp.net", req.from)
+    } else {
+        req.from.clone()
+    };
+    let content = match (&req.text, &req.media, &req.location, &req.reaction, &req.kind) {
+        (Some(text), None, None, None, None) => Content::Text { text: text.clone() },
+        (None, Some(m), None, None, None) => received_media(m, m.mime_type.clone(), media).await?,
+        (None, None, Some(l), None, None) => Content::Location {
+            latitude: l.latitude,
+            longitude: l.longitude,
+            name: l.name.clone(),
+            address: l.address.clone(),
+        },
+        (None, None, None, Some(r), None) => {
+            Content::Reaction { target_external_id: r.external_id.clone(), emoji: r.emoji.clone() }
+        }
+        (None, None, None, None, Some(kind)) => return Ok((from, ReceivedBody::Unsupported { kind: kind.clone() })),
+        _ => return Err(ApiError::invalid_request("give exactly one of text, media, location, reaction and kind")),
+    };
+    Ok((from, ReceivedBody::Content(content)))
+}
+
 /// Stores the file the phone sent, as a real engine stores what it downloads.
-async fn received_media(media: InboundMedia, store: &MediaStore) -> Result<Content, ApiError> {
-    let mime_type = parse_mime_type(&media.mime_type).map_err(ApiError::invalid_request)?;
+async fn received_media(media: &InboundMedia, mime_type: String, store: &MediaStore) -> Result<Content, ApiError> {
     let bytes = BASE64
         .decode(media.data_base64.as_bytes())
         .map_err(|e| ApiError::invalid_request(format!("media.data_base64: {e}")))?;
@@ -192,9 +264,9 @@ async fn received_media(media: InboundMedia, store: &MediaStore) -> Result<Conte
             sha256: stored.sha256().to_string(),
             size: stored.size(),
             mime_type,
-            file_name: media.file_name,
+            file_name: media.file_name.clone(),
         },
-        caption: media.caption.filter(|c| !c.trim().is_empty()),
+        caption: media.caption.clone(),
     })
 }
 

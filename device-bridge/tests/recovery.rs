@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -110,7 +111,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         for id in ["msg_out", "msg_held"] {
             journal::claim(&bridge_db.lock(), &device, &message(id)).unwrap();
         }
-        let (sink, mut lost) = EventSink::channel();
+        let (sink, mut lost) = EventSink::channel(Arc::default());
         // Receipts must not fire before the crash: their events would be lost with it.
         let before_crash = SimTimings {
             deliver: Duration::from_secs(3600),

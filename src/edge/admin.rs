@@ -1,10 +1,14 @@
-//! The operator API (`/admin/v1`): apps, plans and keys. Errors speak LoginWA.
+//! The operator API (`/admin/v1`): apps, plans and keys, and the bridge's dead
+//! letters. Errors speak LoginWA.
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::{Method, Request};
 
 use super::{auth, date_time, json_body, Ctx, Outcome, Reply};
+use wagate_contract::wire::{replay_path, DeadLetters, Replayed, DEAD_LETTERS_PATH};
+
+use crate::bridge::{Bridge, CallError};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
@@ -63,6 +67,10 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
             Ok(Reply::no_content())
         }
+        (["bridge", "dead-letters"], Method::Get) => dead_letters(ctx).await,
+        (["bridge", "dead-letters", id, "replay"], Method::Post) => replay(ctx, id).await,
+        (["bridge", "dead-letters"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["bridge", "dead-letters", _, "replay"], _) => Err(ApiError::method_not_allowed("POST")),
         (["apps"] | ["apps", _, "keys"], _) => Err(ApiError::method_not_allowed("GET, POST")),
         (["apps", _], _) => Err(ApiError::method_not_allowed("GET, PATCH")),
         (["apps", _, "events" | "audit"], _) => Err(ApiError::method_not_allowed("GET")),
@@ -72,6 +80,46 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
 }
 
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// `GET /admin/v1/bridge/dead-letters?limit=N`: the events the bridge could not
+/// hand to the worker because the worker refused them for good, oldest first.
+async fn dead_letters(ctx: &Ctx<'_>) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        limit: Option<i64>,
+    }
+    let limit = ctx.query::<Page>()?.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", Rule::Range { min: 1, max: 1000 }));
+    }
+    let listed: DeadLetters =
+        Bridge::from_env(ctx.env)?.get_json(&format!("{DEAD_LETTERS_PATH}?limit={limit}")).await?;
+    let rendered: Vec<Value> = listed
+        .dead_letters
+        .into_iter()
+        .map(|d| {
+            json!({"id": d.id, "device_id": d.device_id, "type": d.kind, "status": d.status, "error": d.error,
+                   "created_at": iso(d.created_ms), "dead_at": iso(d.dead_ms)})
+        })
+        .collect();
+    Ok(Reply::json(200, json!({"dead_letters": rendered})))
+}
+
+/// `POST /admin/v1/bridge/dead-letters/{id}/replay`: the bridge queues the event
+/// again under its own id (the worker applies an id at most once).
+async fn replay(ctx: &Ctx<'_>, id: &str) -> Outcome {
+    // Only an event id goes into the bridge's path.
+    let well_formed =
+        id.strip_prefix("evt_").is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(ApiError::not_found("dead letter"));
+    }
+    match Bridge::from_env(ctx.env)?.post::<_, Replayed>(&replay_path(id), &json!({})).await {
+        Ok(replayed) => Ok(Reply::json(202, json!({"replayed": replayed.replayed}))),
+        Err(CallError::Refused { status: 404, .. }) => Err(ApiError::not_found("dead letter")),
+        Err(e) => Err(e.into()),
+    }
+}
 
 #[derive(serde::Deserialize)]
 struct EventsPage {

@@ -877,6 +877,7 @@ impl DeviceObject {
             message_id: row.id.clone(),
             to: recipient.jid(),
             content: serde_json::from_str(&row.content).map_err(ApiError::internal)?,
+            sensitive: row.sensitive != 0,
         };
         let bridge = Bridge::from_env(&self.env)?;
         let answer = bridge.post::<_, SendResponse>(&send_path(&self.device()?.device_id), &request).await;

@@ -16,9 +16,9 @@ use crate::media::{parse_mime_type, MediaStore, Sha256Hex, StoredMedia, MEDIA_NO
 /// WhatsApp refuses longer texts.
 pub const MAX_TEXT_CHARS: usize = 65_536;
 /// What file systems (and so the phones saving a document) accept.
-const MAX_FILE_NAME_CHARS: usize = 255;
+pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// Generous for a place name or a street address, small enough to fit any screen.
-const MAX_PLACE_CHARS: usize = 1_024;
+pub const MAX_PLACE_CHARS: usize = 1_024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutgoingMessage {
@@ -195,7 +195,7 @@ mod tests {
     const TO: &str = "6281234567890@s.whatsapp.net";
 
     fn request(content: Content) -> SendRequest {
-        SendRequest { message_id: "msg_1".into(), to: TO.into(), content }
+        SendRequest { message_id: "msg_1".into(), to: TO.into(), content, sensitive: false }
     }
 
     fn text(text: &str) -> Content {

@@ -18,6 +18,7 @@ pub mod sim;
 pub mod whatsapp;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -26,7 +27,9 @@ use wagate_contract::wire::{CheckResult, EventKind};
 pub use self::message::{Location, OutgoingMedia, OutgoingMessage, Payload};
 use crate::clock::now_ms;
 use crate::ids::DeviceId;
+use crate::inbound::{self, Received};
 use crate::jid::PhoneNumber;
+use crate::metrics::Metrics;
 use crate::pair_code::PairCode;
 
 /// Something that happened to a device, stamped when it happened.
@@ -46,18 +49,38 @@ impl EngineEvent {
 /// Where an engine reports events. Unbounded so that emitting never waits: an
 /// engine may emit from callbacks, and the consumer can itself call the engine.
 #[derive(Clone)]
-pub struct EventSink(mpsc::UnboundedSender<EngineEvent>);
+pub struct EventSink {
+    events: mpsc::UnboundedSender<EngineEvent>,
+    /// Counts the inbound messages [`Self::receive`] refuses.
+    metrics: Arc<Metrics>,
+}
 
 impl EventSink {
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<EngineEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self(tx), rx)
+    pub fn channel(metrics: Arc<Metrics>) -> (Self, mpsc::UnboundedReceiver<EngineEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        (Self { events, metrics }, rx)
     }
 
     pub fn emit(&self, device_id: &DeviceId, kind: EventKind) {
-        if self.0.send(EngineEvent::now(device_id, kind)).is_err() {
+        if self.events.send(EngineEvent::now(device_id, kind)).is_err() {
             // Only during shutdown, after the consumer stopped.
             tracing::debug!(device_id = %device_id, "event dropped: no consumer");
+        }
+    }
+
+    /// Reports an inbound message the engine decoded, if it passes the bridge's
+    /// checks ([`inbound::screen`]); a refused one is counted and logged without
+    /// its content, and nothing reaches the worker.
+    pub fn receive(&self, device_id: &DeviceId, received: Received) {
+        let external_id = received.external_id.clone();
+        match inbound::screen(received) {
+            Ok(kind) => self.emit(device_id, kind),
+            Err(refusal) => {
+                self.metrics.inbound_refused(refusal);
+                // The id only as far as it is printable: it may be what was wrong.
+                let external_id: String = external_id.chars().filter(char::is_ascii_graphic).take(64).collect();
+                tracing::warn!(device_id = %device_id, external_id, reason = refusal.as_str(), "inbound message refused at the bridge boundary");
+            }
         }
     }
 }

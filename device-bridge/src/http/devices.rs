@@ -10,6 +10,7 @@ use crate::engine::{LinkState, OutgoingMessage};
 use crate::error::{ApiError, JsonBody};
 use crate::ids::DeviceId;
 use crate::jid::PhoneNumber;
+use crate::journal::Keep;
 
 /// One lookup round trip to WhatsApp; callers with more numbers batch them.
 const MAX_CHECK_PHONES: usize = 100;
@@ -68,6 +69,6 @@ pub(super) async fn send(
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
     let message = OutgoingMessage::parse(&req, &api.media)?;
-    let state = api.dispatcher.submit(&device_id, message).await?;
+    let state = api.dispatcher.submit(&device_id, message, Keep::of(req.sensitive)).await?;
     Ok((StatusCode::ACCEPTED, Json(state)))
 }

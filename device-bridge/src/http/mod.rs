@@ -1,6 +1,8 @@
 //! The worker's API: signed calls to link, check, send to and log out devices,
-//! and to upload the media those sends refer to.
+//! to upload the media those sends refer to, and to list and replay the events
+//! the worker refused (dead letters).
 
+mod dead_letters;
 mod devices;
 mod media;
 
@@ -14,7 +16,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use wagate_contract::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use wagate_contract::wire::{LINK_PATH, MAX_MEDIA_BYTES};
+use wagate_contract::wire::{DEAD_LETTERS_PATH, LINK_PATH, MAX_MEDIA_BYTES};
 
 use crate::clock::now_secs;
 use crate::config::Secret;
@@ -22,6 +24,7 @@ use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::media::MediaStore;
+use crate::outbox::Outbox;
 
 /// JSON calls carry a text or a reference to media; nothing legitimate comes near this.
 const MAX_JSON_BYTES: usize = 1 << 20;
@@ -31,6 +34,7 @@ pub struct ApiState {
     pub engine: Arc<dyn Engine>,
     pub dispatcher: Arc<Dispatcher>,
     pub media: MediaStore,
+    pub outbox: Outbox,
 }
 
 pub fn router(state: ApiState, secret: Secret) -> Router {
@@ -38,7 +42,9 @@ pub fn router(state: ApiState, secret: Secret) -> Router {
         .route(LINK_PATH, post(devices::link))
         .route("/v1/devices/{device_id}", delete(devices::logout))
         .route("/v1/devices/{device_id}/messages", post(devices::send))
-        .route("/v1/devices/{device_id}/check", post(devices::check));
+        .route("/v1/devices/{device_id}/check", post(devices::check))
+        .route(DEAD_LETTERS_PATH, get(dead_letters::list))
+        .route("/v1/dead-letters/{event_id}/replay", post(dead_letters::replay));
     let media = Router::new().route("/v1/media/{sha256}", put(media::put).get(media::get));
     let media_limit = usize::try_from(MAX_MEDIA_BYTES).unwrap_or(usize::MAX);
     let signed = signed(json, &secret, MAX_JSON_BYTES).merge(signed(media, &secret, media_limit)).with_state(state);

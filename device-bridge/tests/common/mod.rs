@@ -38,6 +38,7 @@ pub fn config(data_dir: &Path, worker_url: &str) -> Config {
             read: Duration::from_millis(30),
             qr_ttl: Duration::from_secs(60),
         },
+        retention: Duration::from_secs(30 * 86_400),
     }
 }
 

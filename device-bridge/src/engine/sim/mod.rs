@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use tokio::task::AbortHandle;
-use wagate_contract::wire::{CheckResult, Content, EventKind};
+use wagate_contract::wire::{CheckResult, EventKind};
 
 use self::devices::{CodePairing, DeviceState};
 use self::inbox::{Arrival, Receipt};
@@ -27,6 +27,7 @@ use super::{DeviceStatus, Engine, EngineError, EventSink, LinkState, OutgoingMes
 use crate::clock::now_ms;
 use crate::db::Db;
 use crate::ids::DeviceId;
+use crate::inbound::{Received, ReceivedBody};
 use crate::jid::{Jid, PhoneNumber};
 use crate::pair_code::PairCode;
 
@@ -133,24 +134,24 @@ impl SimEngine {
         Ok(())
     }
 
-    /// A phone sends the device a message; returns the message's WhatsApp id.
+    /// A phone sends the device a message from `from` (a JID), decoded as `body`;
+    /// returns the message's WhatsApp id (`external_id`, or a new one). It goes
+    /// through the bridge's checks as the real engine's inbound messages do.
     pub fn inbound(
         &self,
         device_id: &DeviceId,
-        from: &PhoneNumber,
+        from: String,
+        external_id: Option<String>,
         push_name: Option<String>,
-        content: Content,
+        body: ReceivedBody,
     ) -> Result<String, SimError> {
         match devices::state(&self.db.lock(), device_id)? {
             None => return Err(SimError::DeviceNotFound),
             Some(DeviceState::Connected { .. }) => {}
             Some(_) => return Err(SimError::NotConnected),
         }
-        let external_id = new_external_id();
-        self.events.emit(
-            device_id,
-            EventKind::Inbound { external_id: external_id.clone(), from: from.jid().to_string(), push_name, content },
-        );
+        let external_id = external_id.unwrap_or_else(new_external_id);
+        self.events.receive(device_id, Received { external_id: external_id.clone(), from, push_name, body });
         Ok(external_id)
     }
 

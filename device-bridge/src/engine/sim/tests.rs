@@ -1,10 +1,11 @@
 use super::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use wagate_contract::wire::MediaKind;
+use wagate_contract::wire::{Content, MediaKind};
 
 use crate::engine::{EngineEvent, Location, OutgoingMedia, Payload};
 use crate::ids::MessageId;
+use crate::inbound::ReceivedBody;
 use crate::media::MediaStore;
 
 const TIMINGS: SimTimings = SimTimings {
@@ -22,7 +23,7 @@ struct Net {
 impl Net {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (sink, events) = EventSink::channel();
+        let (sink, events) = EventSink::channel(Arc::default());
         let engine = SimEngine::open(&dir.path().join("sim.db"), TIMINGS, sink).unwrap();
         Self { engine, events, _dir: dir }
     }
@@ -56,8 +57,8 @@ fn text(message_id: &str, to: &str) -> OutgoingMessage {
     }
 }
 
-fn hi() -> Content {
-    Content::Text { text: "hi".into() }
+fn hi() -> ReceivedBody {
+    ReceivedBody::Content(Content::Text { text: "hi".into() })
 }
 
 fn sent_id(event: EventKind, message_id: &str) -> String {
@@ -303,9 +304,9 @@ async fn phones_receive_media_bytes_and_locations() {
 async fn unlink_inbound_and_logout() {
     let mut net = Net::new();
     let dev = net.connected("dev_a", "6281111111111").await;
-    let from = PhoneNumber::parse("14155552671").unwrap();
+    let from = "14155552671@s.whatsapp.net".to_owned();
 
-    let external_id = net.engine.inbound(&dev, &from, Some("Ana".into()), hi()).unwrap();
+    let external_id = net.engine.inbound(&dev, from.clone(), None, Some("Ana".into()), hi()).unwrap();
     assert_eq!(
         net.next().await,
         EventKind::Inbound {
@@ -316,9 +317,15 @@ async fn unlink_inbound_and_logout() {
         }
     );
 
+    // What the bridge's checks refuse never becomes an event.
+    let unknown = ReceivedBody::Unsupported { kind: "poll".into() };
+    net.engine.inbound(&dev, from.clone(), None, None, unknown).unwrap();
+    net.engine.inbound(&dev, "98765432101234@lid".into(), None, None, hi()).unwrap();
+    net.quiet().await;
+
     net.engine.unlink(&dev).unwrap();
     assert_eq!(net.next().await, EventKind::Disconnected { reason: "unlinked from phone".into(), logged_out: true });
-    assert!(matches!(net.engine.inbound(&dev, &from, None, hi()), Err(SimError::NotConnected)));
+    assert!(matches!(net.engine.inbound(&dev, from, None, None, hi()), Err(SimError::NotConnected)));
     assert!(matches!(net.engine.unlink(&dev), Err(SimError::NotConnected)));
     assert_eq!(net.engine.status(&dev).await.unwrap(), Some(DeviceStatus::Disconnected));
 
@@ -343,7 +350,7 @@ fn restart_reconnects_devices_resumes_pairing_and_due_receipts() {
     let owner = PhoneNumber::parse("6282222222222").unwrap();
 
     let old_code = runtime().block_on(async {
-        let (sink, mut events) = EventSink::channel();
+        let (sink, mut events) = EventSink::channel(Arc::default());
         let engine = SimEngine::open(&path, slow, sink).unwrap();
         let linked = DeviceId::parse("dev_linked").unwrap();
         engine.link(&linked, None).await.unwrap();
@@ -358,7 +365,7 @@ fn restart_reconnects_devices_resumes_pairing_and_due_receipts() {
     });
 
     runtime().block_on(async {
-        let (sink, events) = EventSink::channel();
+        let (sink, events) = EventSink::channel(Arc::default());
         let mut net = Net { engine: SimEngine::open(&path, TIMINGS, sink).unwrap(), events, _dir: dir };
         net.engine.restore().await.unwrap();
         assert_eq!(net.next().await, EventKind::Connected { phone: "6281111111111".into() });

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use wagate_contract::wire::EventKind;
+use wagate_contract::wire::{Content, EventKind};
 use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventKind as WaEventKind, LoggedOut, TemporaryBan};
 use whatsapp_rust::types::message::MessageSource;
 use whatsapp_rust::types::presence::ReceiptType;
@@ -26,6 +26,7 @@ use whatsapp_rust::Jid;
 
 use super::media::{inbound_body, InboundBody};
 use super::store::ReceiptKind;
+use crate::inbound::{Received, ReceivedBody};
 use crate::pair_code::PairCode;
 
 /// The library events a session listens to; the bus skips building the others.
@@ -98,6 +99,18 @@ pub struct Incoming {
     pub from: String,
     pub push_name: Option<String>,
     pub body: InboundBody,
+}
+
+impl Incoming {
+    /// The message with `content` as its body, for the bridge's checks.
+    pub fn received(&self, content: Content) -> Received {
+        Received {
+            external_id: self.external_id.clone(),
+            from: self.from.clone(),
+            push_name: self.push_name.clone(),
+            body: ReceivedBody::Content(content),
+        }
+    }
 }
 
 impl Signal {
@@ -233,7 +246,7 @@ pub fn phone_of(jid: &Jid) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use wagate_contract::wire::{Content, MediaKind};
+    use wagate_contract::wire::MediaKind;
     use whatsapp_rust::chrono;
     use whatsapp_rust::transport::DisconnectReason;
     use whatsapp_rust::types::events::{

@@ -575,15 +575,9 @@ impl Inner {
             Signal::Messages(messages) => {
                 for message in messages {
                     match &message.body {
-                        InboundBody::Ready(content) => self.events.emit(
-                            device_id,
-                            EventKind::Inbound {
-                                external_id: message.external_id.clone(),
-                                from: message.from.clone(),
-                                push_name: message.push_name.clone(),
-                                content: content.clone(),
-                            },
-                        ),
+                        InboundBody::Ready(content) => {
+                            self.events.receive(device_id, message.received(content.clone()))
+                        }
                         InboundBody::Media(media) => match attempt.client() {
                             Some(client) => {
                                 let engine = self.clone();
@@ -665,7 +659,7 @@ mod tests {
     use crate::media::MediaStore;
 
     fn engine(dir: &Path) -> (Arc<Inner>, UnboundedReceiver<EngineEvent>) {
-        let (sink, events) = EventSink::channel();
+        let (sink, events) = EventSink::channel(Arc::default());
         let media = MediaStore::open(dir.join("media")).unwrap();
         let engine = WhatsappEngine::open(WhatsappConfig::new(dir), media, sink).unwrap();
         (engine.inner, events)
@@ -748,13 +742,13 @@ mod tests {
             ]
         );
 
-        let hi = Incoming {
+        let hi_again = || Incoming {
             external_id: "3EB0IN".into(),
             from: "14155552671@s.whatsapp.net".into(),
             push_name: Some("Ana".into()),
             body: InboundBody::Ready(Content::Text { text: "hello".into() }),
         };
-        inner.on_signal(&session, &attempt, Signal::Messages(vec![hi]));
+        inner.on_signal(&session, &attempt, Signal::Messages(vec![hi_again()]));
         assert_eq!(
             drain(&mut events),
             [EventKind::Inbound {
@@ -764,6 +758,19 @@ mod tests {
                 content: Content::Text { text: "hello".into() },
             }]
         );
+        // The bridge's checks apply to this engine's messages as to the simulator's.
+        let nowhere = Incoming {
+            external_id: "3EB0NAN".into(),
+            body: InboundBody::Ready(Content::Location {
+                latitude: f64::NAN,
+                longitude: 0.0,
+                name: None,
+                address: None,
+            }),
+            ..hi_again()
+        };
+        inner.on_signal(&session, &attempt, Signal::Messages(vec![nowhere]));
+        assert_eq!(drain(&mut events), []);
 
         inner.on_signal(
             &session,

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS wa_devices (
     updated_ms INTEGER NOT NULL
 );
 -- One row per wagate message id handed to WhatsApp. `sending` rows are retried
--- when their device connects; their content is kept for exactly that.
+-- when their device connects; their recipient and content are kept for exactly that,
+-- and blanked once `sent`.
 CREATE TABLE IF NOT EXISTS wa_sends (
     message_id TEXT PRIMARY KEY,
     device_id TEXT NOT NULL,
@@ -259,10 +260,14 @@ impl EngineStore {
         Ok(())
     }
 
-    /// WhatsApp took the message. Returns receipts that overtook this call.
+    /// WhatsApp took the message, so its recipient and content are no longer
+    /// needed (only its ids are, for receipts). Returns receipts that overtook this call.
     pub fn mark_sent(&self, message_id: &MessageId) -> rusqlite::Result<EarlyReceipts> {
         let conn = self.db.lock();
-        conn.execute("UPDATE wa_sends SET state = 'sent' WHERE message_id = ?1", [message_id.as_str()])?;
+        conn.execute(
+            "UPDATE wa_sends SET state = 'sent', recipient = '', content = '' WHERE message_id = ?1",
+            [message_id.as_str()],
+        )?;
         Ok(conn
             .query_row("SELECT delivered, read FROM wa_sends WHERE message_id = ?1", [message_id.as_str()], |row| {
                 Ok(EarlyReceipts { delivered: row.get(0)?, read: row.get(1)? })

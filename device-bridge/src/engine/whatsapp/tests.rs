@@ -41,7 +41,7 @@ fn offline_config(data_dir: &Path) -> WhatsappConfig {
 impl Net {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (sink, events) = EventSink::channel();
+        let (sink, events) = EventSink::channel(Arc::default());
         let media = MediaStore::open(dir.path().join("media")).unwrap();
         let engine = WhatsappEngine::open(offline_config(dir.path()), media, sink).unwrap();
         Self { engine, events, _dir: dir }
@@ -328,7 +328,7 @@ fn vm_rss_kib() -> u64 {
 #[ignore = "benchmark: prints numbers, asserts nothing"]
 async fn whatsapp_rebuild_churn() {
     let dir = tempfile::tempdir().unwrap();
-    let (sink, _events) = EventSink::channel();
+    let (sink, _events) = EventSink::channel(Arc::default());
     let media = MediaStore::open(dir.path().join("media")).unwrap();
     let config = WhatsappConfig {
         backoff: Backoff { first: Duration::from_millis(1), max: Duration::from_millis(1) },

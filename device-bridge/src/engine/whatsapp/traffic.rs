@@ -215,15 +215,7 @@ impl Inner {
             },
             caption: media.caption.clone(),
         };
-        self.events.emit(
-            device_id,
-            EventKind::Inbound {
-                external_id: external_id.clone(),
-                from: message.from.clone(),
-                push_name: message.push_name.clone(),
-                content,
-            },
-        );
+        self.events.receive(device_id, message.received(content));
     }
 }
 
