@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` can check of the deployment without a Cloudflare account or Docker Hub:
 # the worker bundles for `wrangler deploy` (dry run), the container's build inputs and its
-# cargo build (the one `make build` runs too), and the systemd unit.
+# cargo build (the one `make build` runs too), and the systemd unit, including that both keep
+# the session stores readable only by the service user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
@@ -22,6 +23,15 @@ done
 build=$(grep -E '^RUN cargo build' deploy/Dockerfile | sed 's/^RUN //')
 [ -n "$build" ] || { echo "Dockerfile has no cargo build step" >&2; exit 1; }
 $build
+
+say "session stores readable only by the service user"
+unit=deploy/wagate-bridge.service
+for line in 'UMask=0077' 'StateDirectoryMode=0700' 'User=wagate' 'NoNewPrivileges=true'; do
+  grep -qx "$line" "$unit" || { echo "$unit lacks $line" >&2; exit 1; }
+done
+user=$(grep -E '^USER ' deploy/Dockerfile | tail -1 | cut -d' ' -f2)
+case "$user" in ''|root|0) echo "deploy/Dockerfile runs as root" >&2; exit 1;; esac
+grep -q 'chmod 0700 /data' deploy/Dockerfile || { echo "deploy/Dockerfile leaves /data readable by others" >&2; exit 1; }
 
 if command -v systemd-analyze >/dev/null; then
   say "deploy/wagate-bridge.service"

@@ -483,13 +483,14 @@ def admin() -> dict:
         "keys": {"type": "array", "items": OBJ}, "created_at": DATE}}
     errors = {"401": lw_error("unauthorized: the admin token is missing or wrong"),
               "429": lw_error("rate_limited: too many failed authentications from this address", RETRY_AFTER), "404": lw_error("not_found"),
-              "405": lw_error("method_not_allowed"), "422": lw_error("validation_failed")}
+              "405": lw_error("method_not_allowed"), "422": lw_error("validation_failed"),
+              "502": lw_error("send_failed: the bridge is unreachable")}
     limit = {"type": "integer", "minimum": 0, "maximum": 1000000000}
 
     def op(op_id: str, summary: str, ok: tuple[str, dict], *codes: str, body: dict | None = None,
-           required: list[str] | None = None, params: list[dict] | None = None, body_required: bool = True) -> dict:
+           required: list[str] | None = None, params: list[dict] | None = None, body_required: bool = True, tag: str = "apps") -> dict:
         code, schema = ok
-        operation = {"operationId": op_id, "summary": summary, "tags": ["apps"],
+        operation = {"operationId": op_id, "summary": summary, "tags": [tag],
                      "responses": {code: json_body(schema) if schema else {"description": "Done"}, **{c: errors[c] for c in ("401", "429", *codes)}}}
         if params:
             operation["parameters"] = params
@@ -498,6 +499,10 @@ def admin() -> dict:
         return operation
 
     app_id = path_id("app_id", "^app_[0-9a-f]{16}$")
+    dead_letter = {"type": "object", "required": ["id", "device_id", "type", "status", "error", "created_at", "dead_at"], "properties": {
+        "id": {"type": "string"}, "device_id": {"type": "string"}, "type": {"type": "string", "description": "The event's type, e.g. inbound"},
+        "status": {"type": "integer", "description": "The worker's HTTP status"}, "error": {"type": "string", "description": "The worker's error code"},
+        "created_at": DATE, "dead_at": DATE}}
     plan = {"monthly_messages": limit, "api_rpm": {"type": "integer", "minimum": 1, "maximum": 1000000000},
             "auth_rpm": {"type": "integer", "minimum": 1, "maximum": 1000000000}, "max_devices": {"type": "integer", "minimum": 0, "maximum": 10000}}
     paths = {
@@ -529,9 +534,13 @@ def admin() -> dict:
         "/admin/v1/apps/{app_id}/events": {"get": op("listEvents", "The app's recorded events, oldest first", ("200", {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": OBJ}}}), "404", "422",
             params=[app_id, query("after", {"type": "integer", "minimum": 0, "maximum": 9007199254740991}), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/admin/v1/apps/{app_id}/audit": {"get": op("auditTrail", "Access changes with time and actor, newest first", ("200", {"type": "object", "required": ["audit"], "properties": {"audit": {"type": "array", "items": OBJ}}}), "404", params=[app_id])},
+        "/admin/v1/bridge/dead-letters": {"get": op("listDeadLetters", "Events the worker refused for good, oldest first: what each was and why (never its content)", ("200", {"type": "object", "required": ["dead_letters"], "properties": {"dead_letters": {"type": "array", "items": dead_letter}}}), "422", "502",
+            params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], tag="bridge")},
+        "/admin/v1/bridge/dead-letters/{event_id}/replay": {"post": op("replayDeadLetter", "Queue a dead letter again, under its own event id (applied at most once)", ("202", {"type": "object", "required": ["replayed"], "properties": {"replayed": {"type": "string"}}}), "404", "502",
+            params=[path_id("event_id", "^evt_[0-9a-f]{32}$")], tag="bridge")},
     }
     return loginwa_shaped("wagate — operator API",
-                          "Apps, plans and keys, for the operator running wagate. Errors are in the LoginWA shape.",
+                          "Apps, plans and keys, and the bridge's dead letters, for the operator running wagate. Errors are in the LoginWA shape.",
                           "make run (token dev-admin-token)", "`ADMIN_TOKEN`.", paths)
 
 DOCUMENTS = {"admin": admin, "loginwa": loginwa, "spwp": spwp}

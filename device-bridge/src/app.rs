@@ -59,6 +59,7 @@ impl Bridge {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        owner_only(dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         let media_dir = dir.join("media");
         let media =
             MediaStore::open(media_dir.clone()).map_err(|source| StartError::DataDir { path: media_dir, source })?;
@@ -136,6 +137,19 @@ impl Bridge {
         self.delivery.abort();
         self.retention.abort();
     }
+}
+
+/// The data directory holds every account's session keys: readable by this user
+/// only, whatever the volume or directory was created with.
+#[cfg(unix)]
+fn owner_only(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn owner_only(_dir: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Moves engine events into the outbox, resumes interrupted sends when a device

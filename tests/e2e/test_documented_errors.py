@@ -167,6 +167,7 @@ def path_for(case: Case, w: World, known: bool) -> str:
             value = (real if known and prefix in real else unknown)[prefix]
             path = prefix + value + path[path.index("}") + 1:]
     path = path.replace("{delivery_id}", "dlv_0000000000000000").replace("{key_id}", "key_0000000000000000")
+    path = path.replace("{event_id}", "evt_" + "0" * 32)
     return path.replace("{sha256}", "0" * 64)
 
 
