@@ -65,6 +65,9 @@ class Stack:
     worker_vars: dict[str, str] = field(default_factory=dict)
     """Worker configuration overriding wrangler.toml's `[vars]` (e.g. a faster send pace for tests)."""
     engine: str = "sim"
+    environment: str | None = "development"
+    """The worker's `ENVIRONMENT`: a local stack is a development one (`debug_code`, loopback
+    receivers); `None` leaves what wrangler.toml deploys (production)."""
     quiet: bool = True
     worker: subprocess.Popen | None = None
     bridge: subprocess.Popen | None = None
@@ -116,6 +119,8 @@ class Stack:
             "OTP_SECRET": self.otp_secret,
             "WEBHOOK_KEY": self.webhook_key,
         }
+        if self.environment:
+            values["ENVIRONMENT"] = self.environment
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in {**values, **self.worker_vars}.items()))
         cmd = [
             str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.worker_port),
