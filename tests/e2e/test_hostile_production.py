@@ -1,16 +1,15 @@
 """Production is the default: a worker run with the configuration that is deployed (no
 `ENVIRONMENT` set by a local runner) hands out no `debug_code` and refuses loopback webhook and
-media URLs; a bridge without an explicit engine does not start; `/sim` exists only under `sim`."""
+media URLs; a bridge without an explicit engine does not start (that `/sim` exists only under
+`sim` is tested in test_whatsapp_engine.py, on its bridge)."""
 
 import os
-import signal
 import subprocess
 import time
 
 import pytest
-import requests
 
-from conftest import ARTIFACTS, ROOT, Tenant, eventually, fresh_phone
+from conftest import ARTIFACTS, ROOT, Tenant, fresh_phone
 from stack import BRIDGE_BIN, Stack, free_port
 
 
@@ -56,34 +55,3 @@ def test_a_bridge_without_an_engine_refuses_to_start(tmp_path):
     assert done.returncode != 0
     assert "WAGATE_ENGINE is required" in done.stderr, done.stderr
     assert not (tmp_path / "data").exists(), "nothing was started"
-
-
-def test_the_sim_control_api_does_not_exist_under_the_whatsapp_engine(tmp_path):
-    """Before and after (kept true): a whatsapp-engine bridge has no `/sim` routes, so nobody
-    holding the bridge secret can fake a scan or an inbound message on a real deployment."""
-    port, secret = free_port(), "s3cret-" + os.urandom(8).hex()
-    env = {**os.environ, "BRIDGE_PORT": str(port), "BRIDGE_SECRET": secret, "WAGATE_ENGINE": "whatsapp",
-           "WAGATE_DATA_DIR": str(tmp_path / "data"), "WAGATE_WORKER_URL": "http://127.0.0.1:9"}
-    log = open(tmp_path / "bridge.log", "wb")
-    bridge = subprocess.Popen([str(BRIDGE_BIN)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        eventually(lambda: _healthy(base))
-        auth = {"authorization": f"Bearer {secret}"}
-        for method, path, body in [
-            ("POST", "/sim/devices/dev_00112233445566aa/scan", {"phone": "6281234567890"}),
-            ("POST", "/sim/inbound", {"device_id": "dev_00112233445566aa", "from": "14155552671", "text": "hi"}),
-            ("GET", "/sim/phones/6281234567890/messages", None),
-        ]:
-            r = requests.request(method, base + path, json=body, headers=auth, timeout=10)
-            assert r.status_code == 404, (path, r.status_code, r.text)
-    finally:
-        os.killpg(bridge.pid, signal.SIGTERM)
-        bridge.wait(timeout=30)
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
