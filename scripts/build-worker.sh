@@ -7,6 +7,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}"
 export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
 # The docs page's OpenAPI viewer ships with the worker's static assets (pages work offline).
+# Redoc's menu shows a logo it loads from cdn.redoc.ly (no option turns it off): it becomes an
+# empty inline image, so the page loads nothing from other hosts (its CSP, public/_headers, says so).
 mkdir -p public/vendor
-cp node_modules/redoc/bundles/redoc.standalone.js public/vendor/redoc.standalone.js
+sed 's|https://cdn.redoc.ly/redoc/logo-mini.svg|data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E|' \
+  node_modules/redoc/bundles/redoc.standalone.js >public/vendor/redoc.standalone.js
+if grep -q 'cdn\.redoc\.ly' public/vendor/redoc.standalone.js; then
+  echo "public/vendor/redoc.standalone.js still loads from cdn.redoc.ly: update scripts/build-worker.sh" >&2
+  exit 1
+fi
 exec worker-build --release

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` can check of the deployment without a Cloudflare account or Docker Hub:
-# the worker bundles for `wrangler deploy` (dry run), the container's build inputs and its
-# cargo build (the one `make build` runs too), and the systemd unit, including that both keep
-# the session stores readable only by the service user.
+# the worker bundles for `wrangler deploy` (dry run) and would ship ENVIRONMENT=production, the
+# container's build inputs and its cargo build (the one `make build` runs too), and the systemd unit,
+# including that both keep the session stores readable only by the service user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
@@ -13,6 +13,12 @@ trap 'rm -rf "$out"' EXIT
 say "wrangler deploy --dry-run"
 node_modules/.bin/wrangler deploy --dry-run --outdir "$out/worker" >"$out/dry-run.log" 2>&1 || { cat "$out/dry-run.log"; exit 1; }
 ls "$out/worker"/*.wasm >/dev/null
+# What is deployed is production: the bindings wrangler would upload say so.
+grep -Eq 'ENVIRONMENT[^a-z]+production' "$out/dry-run.log" || {
+  echo "wrangler deploy would not ship ENVIRONMENT=production:" >&2
+  grep -i environment "$out/dry-run.log" >&2
+  exit 1
+}
 
 say "deploy/Dockerfile: build inputs and build command"
 grep -E '^COPY [^-]' deploy/Dockerfile | while read -r _ sources; do

@@ -101,7 +101,7 @@ def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict
 
 def media_body() -> dict:
     return {
-        "source": {"type": "string", "minLength": 1, "description": "An https URL, or a `data:<mime>;base64,…` URL; at most 16 MB."},
+        "source": {"type": "string", "minLength": 1, "description": "An https URL on a public host (fetched once the send is accepted, redirects not followed, within `MEDIA_FETCH_TIMEOUT_S`), or a `data:<mime>;base64,…` URL; at most 16 MB."},
         "caption": {"type": "string", "maxLength": 1024},
         "fileName": {"type": "string", "minLength": 1, "maxLength": 255},
         "mimeType": {"type": "string", "minLength": 3, "maxLength": 255},

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -22,6 +23,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 BRIDGE_BIN = ROOT / "target" / "release" / "wagate-bridge"
+
+
+def dev_config(run_dir: Path) -> Path:
+    """wrangler.toml as `wrangler dev` runs it here: without its `[build]` command, the bundle
+    being built beforehand (`make build`, the tests' build step). With the command, wrangler
+    builds on start and its watcher then reloads the worker once more, dropping any request
+    made in between with 503 "Your worker restarted mid-request"; without it, ready is ready."""
+    if not (ROOT / "build" / "worker" / "shim.mjs").exists():
+        raise RuntimeError("the worker is not built: run `bash scripts/build-worker.sh` (or `make build`) first")
+    config = tomllib.loads((ROOT / "wrangler.toml").read_text())
+    config.pop("build", None)
+    # Paths in a config resolve from its own directory: make them absolute.
+    config["main"] = str(ROOT / config["main"])
+    config["assets"]["directory"] = str(ROOT / config["assets"]["directory"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "wrangler.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
 
 
 def free_port() -> int:
@@ -65,6 +84,9 @@ class Stack:
     worker_vars: dict[str, str] = field(default_factory=dict)
     """Worker configuration overriding wrangler.toml's `[vars]` (e.g. a faster send pace for tests)."""
     engine: str = "sim"
+    environment: str | None = "development"
+    """The worker's `ENVIRONMENT`: a local stack is a development one (`debug_code`, loopback
+    receivers); `None` leaves what wrangler.toml deploys (production)."""
     quiet: bool = True
     worker: subprocess.Popen | None = None
     bridge: subprocess.Popen | None = None
@@ -116,9 +138,12 @@ class Stack:
             "OTP_SECRET": self.otp_secret,
             "WEBHOOK_KEY": self.webhook_key,
         }
+        if self.environment:
+            values["ENVIRONMENT"] = self.environment
         runtime_env.write_text("".join(f"{k}={v}\n" for k, v in {**values, **self.worker_vars}.items()))
         cmd = [
-            str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.worker_port),
+            str(WRANGLER), "dev", "--config", str(dev_config(self.run_dir)),
+            "--ip", "127.0.0.1", "--port", str(self.worker_port),
             "--inspector-port", str(free_port()), "--persist-to", str(self.worker_state),
             "--show-interactive-dev-session=false",
         ]

@@ -1,8 +1,10 @@
 //! Small bridges to the Workers runtime shared by the edge handlers and the Durable Objects.
 
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
+use crate::domain::egress::{Egress, ParsedUrl};
 use crate::domain::error::ApiError;
 
 pub fn now_ms() -> u64 {
@@ -45,6 +47,40 @@ pub fn config_list(env: &Env, name: &str) -> Vec<String> {
 /// Loopback receivers and `debug_code` are development conveniences, off in production.
 pub fn is_production(env: &Env) -> bool {
     config(env, "ENVIRONMENT").as_deref() != Some("development")
+}
+
+/// The egress policy of requests the worker makes for a tenant: webhook posts
+/// (`WEBHOOK_HOSTS`) or media fetches (`MEDIA_HOSTS`).
+pub fn egress(env: &Env, hosts_setting: &'static str) -> Egress {
+    Egress { parse: parse_url, allow_loopback: !is_production(env), hosts: config_list(env, hosts_setting), hosts_setting }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's WHATWG `URL`: the same parser its `fetch` reads a URL with.
+    #[wasm_bindgen(js_name = URL)]
+    type WhatwgUrl;
+    #[wasm_bindgen(constructor, js_class = "URL", catch)]
+    fn new(url: &str) -> Result<WhatwgUrl, JsValue>;
+    #[wasm_bindgen(method, getter, js_class = "URL")]
+    fn protocol(this: &WhatwgUrl) -> String;
+    #[wasm_bindgen(method, getter, js_class = "URL")]
+    fn username(this: &WhatwgUrl) -> String;
+    #[wasm_bindgen(method, getter, js_class = "URL")]
+    fn password(this: &WhatwgUrl) -> String;
+    #[wasm_bindgen(method, getter, js_class = "URL")]
+    fn hostname(this: &WhatwgUrl) -> String;
+}
+
+/// `url` as the runtime's `fetch` will read it; `None` when it is not a URL at all.
+fn parse_url(url: &str) -> Option<ParsedUrl> {
+    let parsed = WhatwgUrl::new(url).ok()?;
+    Some(ParsedUrl {
+        scheme: parsed.protocol().trim_end_matches(':').to_owned(),
+        username: parsed.username(),
+        password: parsed.password(),
+        host: parsed.hostname(),
+    })
 }
 
 pub fn required_config(env: &Env, name: &str) -> Result<String, ApiError> {

@@ -52,6 +52,11 @@ pub struct Config {
 pub enum ConfigError {
     #[error("BRIDGE_SECRET is required: set it to the secret the worker signs its calls with")]
     MissingSecret,
+    #[error(
+        "WAGATE_ENGINE is required: `whatsapp` to connect to WhatsApp, or `sim` for the simulated network \
+         (local development and tests only: it reports messages delivered while sending nothing)"
+    )]
+    MissingEngine,
     #[error("{var}={value:?} is not valid: {expected}")]
     Invalid { var: &'static str, value: String, expected: &'static str },
 }
@@ -69,8 +74,10 @@ impl Config {
         if !(worker_url.starts_with("http://") || worker_url.starts_with("https://")) {
             return Err(invalid("WAGATE_WORKER_URL", worker_url, "an http:// or https:// URL"));
         }
+        // No default: a bridge that silently ran the simulator would look like it works.
         let engine = match get("WAGATE_ENGINE").as_deref() {
-            None | Some("sim") => EngineKind::Sim,
+            None => return Err(ConfigError::MissingEngine),
+            Some("sim") => EngineKind::Sim,
             Some("whatsapp") => EngineKind::Whatsapp,
             Some(other) => return Err(invalid("WAGATE_ENGINE", other.into(), "`sim` or `whatsapp`")),
         };
@@ -128,7 +135,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_local_stack_contract() {
-        let c = config(&[("BRIDGE_SECRET", "s3cret")]).unwrap();
+        let c = config(&[("BRIDGE_SECRET", "s3cret"), ("WAGATE_ENGINE", "sim")]).unwrap();
         assert_eq!((c.host.to_string().as_str(), c.port), ("127.0.0.1", 8788));
         assert_eq!(c.worker_url, "http://127.0.0.1:8787");
         assert_eq!(c.data_dir, PathBuf::from("./.data/bridge"));
@@ -160,6 +167,8 @@ mod tests {
 
         assert_eq!(config(&[]).unwrap_err(), ConfigError::MissingSecret);
         assert_eq!(config(&[("BRIDGE_SECRET", " ")]).unwrap_err(), ConfigError::MissingSecret);
+        assert_eq!(config(&[("BRIDGE_SECRET", "x")]).unwrap_err(), ConfigError::MissingEngine);
+        assert_eq!(config(&[("BRIDGE_SECRET", "x"), ("WAGATE_ENGINE", " ")]).unwrap_err(), ConfigError::MissingEngine);
         for (var, value) in [
             ("BRIDGE_PORT", "http"),
             ("BRIDGE_HOST", "localhost"),
@@ -171,7 +180,7 @@ mod tests {
             ("RETENTION_DAYS", "NaN"),
             ("RETENTION_DAYS", "-1"),
         ] {
-            let err = config(&[("BRIDGE_SECRET", "x"), (var, value)]).unwrap_err();
+            let err = config(&[("BRIDGE_SECRET", "x"), ("WAGATE_ENGINE", "sim"), (var, value)]).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { var: v, .. } if v == var), "{var}={value}: {err}");
         }
     }

@@ -4,6 +4,8 @@
 use base64::Engine as _;
 use wagate_contract::wire::{MediaKind, MAX_MEDIA_BYTES};
 
+use super::egress::Egress;
+
 /// Where a media file comes from.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Source {
@@ -25,9 +27,8 @@ fn refuse<T>(why: impl Into<String>) -> Result<T, MediaError> {
     Err(MediaError(why.into()))
 }
 
-/// Parses `source`: an `https://` URL (or, when `allow_loopback_http`, `http://127.0.0.1…` for
-/// local development) or a base64 `data:` URL.
-pub fn parse_source(source: &str, allow_loopback_http: bool) -> Result<Source, MediaError> {
+/// Parses `source`: a URL the worker may fetch under `egress`, or a base64 `data:` URL.
+pub fn parse_source(source: &str, egress: &Egress) -> Result<Source, MediaError> {
     let source = source.trim();
     if let Some(data) = source.strip_prefix("data:") {
         let Some((header, payload)) = data.split_once(',') else {
@@ -48,61 +49,9 @@ pub fn parse_source(source: &str, allow_loopback_http: bool) -> Result<Source, M
         }
         return Ok(Source::Inline { mime_type: (!mime.is_empty()).then(|| mime.to_owned()), bytes });
     }
-    check_url(source, allow_loopback_http)?;
-    Ok(Source::Url(source.to_owned()))
-}
-
-/// Only public `https` URLs are fetched (media) or called (webhooks): no credentials, no literal
-/// private, link-local, CGNAT or loopback address, no `localhost`. Local development may use
-/// `http://127.0.0.1…` when `allow_loopback_http`.
-/// The host of an absolute URL, lower-cased, without port or IPv6 brackets.
-pub fn url_host(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(host, _port)| host),
-    };
-    Some(host.to_ascii_lowercase())
-}
-
-pub fn check_url(url: &str, allow_loopback_http: bool) -> Result<(), MediaError> {
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| MediaError("must be an https:// URL or a data: URL".into()))?;
-    if rest.split(['/', '?', '#']).next().unwrap_or_default().contains('@') {
-        return refuse("must not carry credentials");
-    }
-    let host = url_host(url).unwrap_or_default();
-    if host.is_empty() {
-        return refuse("must name a host");
-    }
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" if loopback && allow_loopback_http => Ok(()),
-        "https" if loopback && allow_loopback_http => Ok(()),
-        "https" if loopback || is_private(&host) => refuse("must be publicly reachable"),
-        "https" => Ok(()),
-        _ => refuse("must be an https:// URL or a data: URL"),
-    }
-}
-
-fn is_private(host: &str) -> bool {
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.octets()[0] == 100 && (ip.octets()[1] & 0xC0) == 64
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(|v4| is_private(&v4.to_string()) || v4.is_loopback())
-        }
-        Err(_) => host.ends_with(".localhost") || host.ends_with(".internal") || host.ends_with(".local"),
+    match egress.refusal(source) {
+        Some(why) => Err(MediaError(why)),
+        None => Ok(Source::Url(source.to_owned())),
     }
 }
 
@@ -116,7 +65,9 @@ fn top_level(mime: &str) -> String {
 
 /// The MIME type a file is sent with. The client's `mimeType` wins, then what the server said
 /// it served, then what the bytes look like. A file whose bytes contradict the claim (an HTML
-/// page where a JPEG was promised) is refused rather than sent as garbage.
+/// page where a JPEG was promised) is refused rather than sent as garbage. Refusals name the
+/// client's claim and what the bytes are (one of `infer`'s known types), never the server's
+/// own words: nothing a fetched server says is echoed back.
 pub fn settle_mime(
     kind: MediaKind,
     declared: Option<&str>,
@@ -135,11 +86,15 @@ pub fn settle_mime(
     }
     let sniffed = infer::get(bytes).map(|t| t.mime_type());
     let claimed = declared.or(served);
+    let shown = |m: &str| match declared.is_none() && served.is_some_and(|s| s.trim() == m.trim()) {
+        true => "the type the server gave".to_owned(),
+        false => essence(m),
+    };
     if let (Some(claimed), Some(sniffed)) = (claimed, sniffed) {
         let container = |m: &str| matches!(top_level(m).as_str(), "audio" | "video") || essence(m) == "application/ogg";
         // Audio and video share containers (ogg, mp4, webm), so either reading of one is fine.
         if top_level(claimed) != top_level(sniffed) && !(container(claimed) && container(sniffed)) {
-            return refuse(format!("is a {sniffed} file, not {}", essence(claimed)));
+            return refuse(format!("is a {sniffed} file, not {}", shown(claimed)));
         }
     }
     let mime = claimed.or(sniffed).unwrap_or("application/octet-stream").trim().to_owned();
@@ -151,7 +106,7 @@ pub fn settle_mime(
     };
     match expected {
         Some(top) if top_level(&mime) != top && !(top == "audio" && essence(&mime) == "application/ogg") => {
-            refuse(format!("is {}, not a {top} file", essence(&mime)))
+            refuse(format!("is {}, not a {top} file", shown(&mime)))
         }
         _ => Ok(mime),
     }
@@ -160,51 +115,44 @@ pub fn settle_mime(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::egress::ParsedUrl;
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
     const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n";
 
-    #[test]
-    fn data_urls_decode() {
-        assert_eq!(
-            parse_source("data:image/png;base64,aGk=", false),
-            Ok(Source::Inline { mime_type: Some("image/png".into()), bytes: b"hi".to_vec() })
-        );
-        assert_eq!(
-            parse_source("data:;base64,aGk=", false),
-            Ok(Source::Inline { mime_type: None, bytes: b"hi".to_vec() })
-        );
-        assert!(parse_source("data:image/png,hi", false).is_err(), "only base64 data URLs");
-        assert!(parse_source("data:image/png;base64,@@@", false).is_err());
-        assert!(parse_source("data:image/png;base64,", false).is_err());
+    fn egress() -> Egress {
+        let parse = |raw: &str| {
+            raw.strip_prefix("https://").map(|rest| ParsedUrl {
+                scheme: "https".into(),
+                username: String::new(),
+                password: String::new(),
+                host: rest.split('/').next().unwrap_or_default().into(),
+            })
+        };
+        Egress { parse, allow_loopback: false, hosts: vec![], hosts_setting: "MEDIA_HOSTS" }
     }
 
     #[test]
-    fn only_public_https_urls_are_fetched() {
+    fn data_urls_decode() {
         assert_eq!(
-            parse_source("https://cdn.example.com/a.jpg", false),
-            Ok(Source::Url("https://cdn.example.com/a.jpg".into()))
+            parse_source("data:image/png;base64,aGk=", &egress()),
+            Ok(Source::Inline { mime_type: Some("image/png".into()), bytes: b"hi".to_vec() })
         );
-        for bad in [
-            "http://cdn.example.com/a.jpg",
-            "ftp://x/y",
-            "https://user:pw@cdn.example.com/a.jpg",
-            "https://127.0.0.1/a.jpg",
-            "https://localhost/a.jpg",
-            "https://10.1.2.3/a.jpg",
-            "https://192.168.0.1:8443/a.jpg",
-            "https://169.254.169.254/latest/meta-data",
-            "https://100.64.0.1/a",
-            "https://[::1]/a",
-            "https://[fd00::1]/a",
-            "https://[::ffff:10.0.0.1]/a",
-            "https:///a",
-            "not a url",
-        ] {
-            assert!(parse_source(bad, false).is_err(), "{bad} must be refused");
-        }
-        assert!(parse_source("http://127.0.0.1:9000/a.jpg", true).is_ok(), "local development");
-        assert!(parse_source("http://10.0.0.1/a.jpg", true).is_err(), "only loopback, even in development");
+        assert_eq!(
+            parse_source("data:;base64,aGk=", &egress()),
+            Ok(Source::Inline { mime_type: None, bytes: b"hi".to_vec() })
+        );
+        assert!(parse_source("data:image/png,hi", &egress()).is_err(), "only base64 data URLs");
+        assert!(parse_source("data:image/png;base64,@@@", &egress()).is_err());
+        assert!(parse_source("data:image/png;base64,", &egress()).is_err());
+    }
+
+    #[test]
+    fn other_sources_go_through_the_egress_rule() {
+        let url = " https://cdn.example.com/a.jpg ";
+        assert_eq!(parse_source(url, &egress()), Ok(Source::Url(url.trim().into())));
+        assert!(parse_source("https://10.0.0.1/a.jpg", &egress()).unwrap_err().0.contains("public"));
+        assert!(parse_source("ftp://cdn.example.com/a.jpg", &egress()).is_err());
     }
 
     #[test]
@@ -234,5 +182,9 @@ mod tests {
             .contains("HTML"));
         assert!(settle_mime(MediaKind::Video, None, None, PNG).unwrap_err().0.contains("not a video"));
         assert!(settle_mime(MediaKind::Image, None, None, b"").is_err());
+        let served = "x/<script>alert(1)</script>";
+        for refused in [settle_mime(MediaKind::Image, None, Some(served), PDF), settle_mime(MediaKind::Image, None, Some(served), b"?")] {
+            assert!(!refused.unwrap_err().0.contains("script"), "the server's words are not echoed");
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod allowlist;
 pub mod autoreply;
 pub mod campaign;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod idempotency;

@@ -62,29 +62,6 @@ fn key_of(format: Format, secret: &str) -> Vec<u8> {
     }
 }
 
-/// Why webhooks may not go to `url`, if they may not: checked when an endpoint is saved and again
-/// at every delivery. The URL must be public `https` (loopback `http` too when `allow_loopback`,
-/// outside production), and its host on the operator's egress list `hosts` (`WEBHOOK_HOSTS`).
-pub fn refused_destination(url: &str, allow_loopback: bool, hosts: &[String]) -> Option<String> {
-    match super::media::check_url(url, allow_loopback) {
-        Err(e) => Some(e.0),
-        Ok(()) if !destination_allowed(url, hosts) => {
-            Some("names a host this deployment does not send webhooks to (WEBHOOK_HOSTS)".into())
-        }
-        Ok(()) => None,
-    }
-}
-
-/// Whether the egress list (hosts, each with its subdomains) lets webhooks go to `url`; an
-/// empty list allows any host.
-fn destination_allowed(url: &str, allowed: &[String]) -> bool {
-    let Some(host) = super::media::url_host(url) else { return false };
-    allowed.is_empty()
-        || allowed
-            .iter()
-            .any(|entry| host == *entry || host.strip_suffix(entry.as_str()).is_some_and(|sub| sub.ends_with('.')))
-}
-
 /// SPWP's event names; events it has none for are not sent to `spwp` endpoints.
 fn spwp_name(name: EventName) -> Option<&'static str> {
     match name {
@@ -260,16 +237,5 @@ mod tests {
         assert_eq!(retry_delay_ms(9, 0.0), 36_000_000);
         assert_eq!(retry_delay_ms(1, 1.0), 5_500);
         assert_eq!(retry_delay_ms(1, -5.0), 4_500, "jitter is clamped");
-    }
-
-    #[test]
-    fn the_egress_list_admits_its_hosts_and_their_subdomains() {
-        let allowed = vec!["example.com".to_owned(), "127.0.0.1".to_owned()];
-        assert!(destination_allowed("https://example.com/hook", &allowed));
-        assert!(destination_allowed("https://hooks.example.com:8443/x", &allowed));
-        assert!(destination_allowed("http://127.0.0.1:9000/hook", &allowed));
-        assert!(!destination_allowed("https://badexample.com/hook", &allowed));
-        assert!(!destination_allowed("https://example.com.evil.net/", &allowed));
-        assert!(destination_allowed("https://anything.org/", &[]));
     }
 }

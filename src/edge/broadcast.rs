@@ -208,6 +208,9 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let name = f.string("name", true, 1, 255);
     let message = f.string("message", true, 1, TEXT_MAX_CHARS);
     let media_url = f.string("media_url", false, 1, 2048);
+    let media_source = media_url.as_deref().and_then(|url| {
+        media::source(ctx, url).map_err(|e| f.fail("media_url", Rule::Invalid { reason: e.0 })).ok()
+    });
     let media_type = f.string("media_type", media_url.is_some(), 1, 16);
     let kind = media_type.as_deref().and_then(|t| {
         let kind = [MediaKind::Image, MediaKind::Video, MediaKind::Document, MediaKind::Audio]
@@ -259,10 +262,10 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         return Err(ApiError::QuotaInsufficient { required, remaining: app.quota_remaining });
     }
     // Fetched and checked once for the whole campaign, not per contact.
-    let media = match (media_url, kind) {
+    let media = match (media_source, kind) {
         (Some(source), Some(kind)) => {
-            let input = MediaInput { kind, source, caption: None, file_name: None, mime_type: None };
-            match media::prepare(ctx, input).await? {
+            let input = MediaInput { kind, caption: None, file_name: None, mime_type: None };
+            match media::prepare(ctx, input, source).await? {
                 Content::Media { kind, media, .. } => Some(CampaignMedia { kind, media }),
                 _ => return Err(ApiError::internal("media preparation returned no media")),
             }

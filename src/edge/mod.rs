@@ -141,6 +141,11 @@ async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
         ["link", _] => {
             only(&method, Method::Get)?;
             let mut page = ctx.env.assets("ASSETS")?.fetch(format!("{}/link/", ctx.origin), None).await?;
+            // The page's policy is written once, in public/_headers, for the asset it is.
+            let policy = page.headers().get("content-security-policy")?.ok_or_else(|| {
+                ApiError::internal("the link page asset carries no Content-Security-Policy (public/_headers)")
+            })?;
+            ctx.extra_headers.borrow_mut().push(("content-security-policy".into(), policy));
             Ok(Reply::bytes("text/html; charset=utf-8", page.bytes().await?))
         }
         ["api", "v1", "public", rest @ ..] => spwp::route(req, ctx, &method, rest).await,

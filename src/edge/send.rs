@@ -31,14 +31,31 @@ pub struct Accepted {
 }
 
 pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Accepted, ApiError> {
-    let device_id = match (&tenant.device_scope, out.device_id) {
+    let reservation = reserve(ctx, tenant, out.device_id.clone()).await?;
+    enqueue(ctx, tenant, reservation, out).await
+}
+
+/// Picks the device and reserves a unit of quota: everything that may refuse a send (plan,
+/// quota, device scope, no device online), decided before any work is spent on its content.
+pub async fn reserve(ctx: &Ctx<'_>, tenant: &Tenant, asked: Option<DeviceId>) -> Result<Reservation, ApiError> {
+    let device_id = match (&tenant.device_scope, asked) {
         (Some(scope), Some(asked)) if *scope != asked => return Err(ApiError::not_found("device")),
         (Some(scope), _) => Some(scope.clone()),
         (None, asked) => asked,
     };
     let now = now_ms();
     let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now };
-    let reservation: Reservation = call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await?;
+    call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
+}
+
+/// Queues `out` under `reservation` (whose device it goes from); the quota unit goes back if
+/// the device's object refuses it.
+pub async fn enqueue(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    reservation: Reservation,
+    out: Outgoing,
+) -> Result<Accepted, ApiError> {
     let message = NewMessage {
         message_id: reservation.message_id.clone(),
         app_id: tenant.app_id.clone(),
@@ -49,17 +66,22 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
         priority: out.priority,
         sensitive: out.sensitive,
         campaign: None,
-        now,
+        now: now_ms(),
     };
     let enqueue = DeviceOp::Enqueue { message };
     match call::<_, MessageView>(ctx.env, DEVICES, reservation.device_id.as_str(), &enqueue).await {
         Ok(message) => Ok(Accepted { message, quota_remaining: reservation.quota_remaining }),
         Err(e) => {
-            let refund = AppOp::Refund { message_id: reservation.message_id };
-            call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await?;
+            release(ctx, tenant, reservation).await?;
             Err(e)
         }
     }
+}
+
+/// Gives a reservation's quota unit back: nothing was queued under it.
+pub async fn release(ctx: &Ctx<'_>, tenant: &Tenant, reservation: Reservation) -> Result<(), ApiError> {
+    let refund = AppOp::Refund { message_id: reservation.message_id };
+    call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await.map(drop)
 }
 
 pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageView, ApiError> {

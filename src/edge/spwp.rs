@@ -12,6 +12,7 @@ use crate::dialect::spwp::{envelope, message, MessageFields};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::DeviceId;
 use crate::domain::message::Priority;
+use crate::domain::media::Source;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::validate::{json_object, Fields};
@@ -51,7 +52,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
 /// What a send request carries once validated; media still has to be fetched.
 enum Body {
     Ready(Content),
-    Media(MediaInput),
+    Media(MediaInput, Source),
 }
 
 fn recipient(f: &mut Fields<'_>, field: &str, tenant: &Tenant) -> Option<Recipient> {
@@ -83,24 +84,34 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) ->
                 "audio" => MediaKind::Audio,
                 _ => MediaKind::Document,
             };
-            let source = f.string("source", true, 1, SOURCE_MAX_CHARS);
+            let source = f.string("source", true, 1, SOURCE_MAX_CHARS).and_then(|source| {
+                media::source(ctx, &source).map_err(|e| f.fail("source", Rule::Invalid { reason: e.0 })).ok()
+            });
             let caption = f.string("caption", false, 0, CAPTION_MAX_CHARS);
             let file_name = f.string("fileName", false, 1, 255);
             let mime_type = f.string("mimeType", false, 3, 255);
-            source.map(|source| Body::Media(MediaInput { kind, source, caption, file_name, mime_type }))
+            source.map(|source| Body::Media(MediaInput { kind, caption, file_name, mime_type }, source))
         }
     };
     f.finish()?;
     let (Some(recipient), Some(content)) = (recipient, content) else {
         return Err(ApiError::internal("validated fields missing"));
     };
+    // Reserved before any media is fetched or uploaded: a key that may not send costs nothing.
+    let reservation = send::reserve(ctx, tenant, None).await?;
     let content = match content {
         Body::Ready(content) => content,
-        Body::Media(input) => media::prepare(ctx, input).await?,
+        Body::Media(input, source) => match media::prepare(ctx, input, source).await {
+            Ok(content) => content,
+            Err(e) => {
+                send::release(ctx, tenant, reservation).await?;
+                return Err(e);
+            }
+        },
     };
     let out =
         Outgoing { recipient, content, device_id: None, meta: None, priority: Priority::Normal, sensitive: false };
-    let accepted = send::accept(ctx, tenant, out).await?;
+    let accepted = send::enqueue(ctx, tenant, reservation, out).await?;
     Ok(Reply::json(202, envelope(render(&accepted.message), &ctx.meta)))
 }
 

@@ -8,11 +8,11 @@ use super::{date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::validate::Fields;
-use crate::domain::webhook::{self, Format};
+use crate::domain::webhook::Format;
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
 use crate::objects::{call, APPS};
-use crate::runtime::{config_list, is_production, now_ms};
+use crate::runtime::{egress, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
 
@@ -70,7 +70,7 @@ struct DeliveryQuery {
 
 fn url(f: &mut Fields<'_>, ctx: &Ctx<'_>, required: bool) -> Option<String> {
     let url = f.string("url", required, 1, 2048)?;
-    match webhook::refused_destination(&url, !is_production(ctx.env), &config_list(ctx.env, "WEBHOOK_HOSTS")) {
+    match egress(ctx.env, "WEBHOOK_HOSTS").refusal(&url) {
         None => Some(url),
         Some(reason) => {
             f.fail("url", Rule::Invalid { reason });

@@ -12,12 +12,13 @@ use worker::{Env, SqlStorage, State};
 use super::app::AppObject;
 use super::sender::{Attempt, SenderOp};
 use super::{call, int, number, rows, SENDERS};
+use crate::domain::egress::Egress;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::random_hex;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
-use crate::runtime::{config, config_list, is_production, iso, next_month_start_ms, now_ms, required_config};
+use crate::runtime::{config, egress, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
 /// Deliveries looked at per alarm, and how many one endpoint may have in flight at once.
@@ -405,7 +406,7 @@ impl AppObject {
             key: self.key_material()?.into(),
             retry_scale: self.retry_scale(),
             disable_after_ms: self.disable_after_ms(),
-            allow_loopback: !is_production(self.env()),
+            egress: egress(self.env(), "WEBHOOK_HOSTS"),
         };
         let now = now_ms();
         let due = rows::<DeliveryRow>(self.sql().exec(
@@ -463,7 +464,7 @@ struct Courier {
     key: Rc<str>,
     retry_scale: f64,
     disable_after_ms: u64,
-    allow_loopback: bool,
+    egress: Egress,
 }
 
 impl Courier {
@@ -473,8 +474,7 @@ impl Courier {
 
     async fn deliver(&self, endpoint: &EndpointRow, delivery: &DeliveryRow) {
         // Checked again at delivery: a URL accepted in development is refused in production.
-        let hosts = config_list(&self.env, "WEBHOOK_HOSTS");
-        let outcome = match webhook::refused_destination(&endpoint.url, self.allow_loopback, &hosts) {
+        let outcome = match self.egress.refusal(&endpoint.url) {
             None => attempt(&self.env, &self.key, endpoint, delivery).await,
             Some(why) => Attempt { ok: false, status: None, error: Some(format!("URL refused: {why}")) },
         };

@@ -33,6 +33,12 @@ def browser():
         browser.close()
 
 
+def tooling_page(browser, **options):
+    """A page the tests may inject their tools into (axe-core, polled predicates), which the
+    page's own Content-Security-Policy rightly forbids; the CSP tests below use plain pages."""
+    return browser.new_page(bypass_csp=True, **options)
+
+
 def accessibility_violations(page, within: str = "body") -> list:
     """What axe-core (npm, run in the page) finds against WCAG 2 A and AA: labels, contrast, roles."""
     page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
@@ -53,7 +59,7 @@ def test_link_page_shows_the_current_qr_and_turns_connected(stack, new_tenant, b
     link = link.json()
     assert link["url"] == f"{stack.api}/link/{device}?token={link['token']}" and link["expires_at"]
 
-    page = browser.new_page(viewport=PHONE_SCREEN)
+    page = tooling_page(browser, viewport=PHONE_SCREEN)
     page.goto(link["url"])
     page.wait_for_function("() => { const qr = document.getElementById('qr'); return qr.dataset.ref && qr.complete && qr.naturalWidth > 0 }")
     shown = page.get_attribute("#qr", "data-ref")
@@ -79,7 +85,7 @@ def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, brow
     tenant = new_tenant()
     device = tenant.post("/api/v1/devices", {"label": "By code"}).json()["device_id"]
     url = tenant.post(f"/api/v1/devices/{device}/link-token").json()["url"]
-    page = browser.new_page(viewport=PHONE_SCREEN)
+    page = tooling_page(browser, viewport=PHONE_SCREEN)
     page.goto(url)
     phone = fresh_phone("62851")
     page.fill("#phone", phone)
@@ -93,7 +99,7 @@ def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, brow
     forged = url.replace("token=", "token=0")
     r = requests.get(forged.replace(f"/link/{device}", f"/api/v1/link/{device}"))
     assert r.status_code == 403 and r.json()["error"] == "invalid_link"
-    bad = browser.new_page(viewport=PHONE_SCREEN)
+    bad = tooling_page(browser, viewport=PHONE_SCREEN)
     bad.goto(forged)
     bad.wait_for_selector("#status.error")
     assert "new link" in bad.text_content("#status")
@@ -106,7 +112,7 @@ def test_link_page_pairs_by_code_and_refuses_a_bad_token(stack, new_tenant, brow
 def test_docs_page_renders_every_operation(stack, browser, spec):
     document = requests.get(f"{stack.api}/openapi/{spec}.json").json()
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = tooling_page(browser, viewport={"width": 1280, "height": 900})
     page.goto(f"{stack.api}/docs/?spec={spec}")
     page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
     rendered = set(page.eval_on_selector_all(
@@ -176,3 +182,46 @@ def test_getting_started_commands_work_as_written(stack, receiver, tmp_path):
     delivery = eventually(lambda: receiver.delivered("/hook"))[0]
     (tmp_path / "body.json").write_bytes(delivery["body"])
     assert run(check_signature, SECRET=secret).strip() == delivery["headers"]["x-loginwa-signature"]
+
+
+def watched(browser, origin: str):
+    """A page that records every request it makes and every CSP violation it reports."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.requests, page.violations = [], []
+    page.on("request", lambda r: page.requests.append(r.url))
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.violations.append(m.text))
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => console.error("
+                         "'Content Security Policy violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+    page.origin = origin
+    return page
+
+
+def foreign(page) -> list:
+    return [u for u in page.requests if not (u.startswith(page.origin + "/") or u.startswith(("data:", "blob:")))]
+
+
+@pytest.mark.parametrize("spec", ["loginwa", "admin"])
+def test_docs_page_loads_nothing_from_elsewhere_under_its_csp(stack, browser, spec):
+    """Before: no Content-Security-Policy, and Redoc fetched its logo from cdn.redoc.ly."""
+    page = watched(browser, stack.api)
+    response = page.goto(f"{stack.api}/docs/?spec={spec}")
+    policy = response.headers.get("content-security-policy", "")
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy, policy
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert foreign(page) == [] and page.violations == [], (foreign(page), page.violations)
+
+
+def test_link_page_loads_nothing_from_elsewhere_under_its_csp(stack, new_tenant, browser):
+    """Before: no Content-Security-Policy on the link page the worker serves."""
+    tenant = new_tenant()
+    device = tenant.post("/api/v1/devices", {"label": "CSP"}).json()["device_id"]
+    url = tenant.post(f"/api/v1/devices/{device}/link-token").json()["url"]
+    page = watched(browser, stack.api)
+    response = page.goto(url)
+    policy = response.headers.get("content-security-policy", "")
+    assert "default-src 'none'" in policy and "style-src 'self';" in policy, policy
+    page.wait_for_selector("#qr[src]")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("document.getElementById('qr').naturalWidth") > 0
+    assert foreign(page) == [] and page.violations == [], (foreign(page), page.violations)
