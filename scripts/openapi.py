@@ -58,6 +58,7 @@ SPWP_ERRORS = {
     "403": ("IP_NOT_ALLOWED", None),
     "409": ("ACCOUNT_NOT_CONNECTED", None),
     "422": ("IDEMPOTENCY_KEY_REUSED: the `Idempotency-Key` was used with another body", None),
+    "413": ("PAYLOAD_TOO_LARGE: the body is larger than this route accepts (24 MiB for files, 256 KiB otherwise), refused before it is read", None),
     "429": ("RATE_LIMITED or QUOTA_EXCEEDED", RETRY_AFTER),
     "502": ("SEND_FAILED: the device bridge could not be reached (to store a file, or to ask WhatsApp)", None),
 }
@@ -81,7 +82,7 @@ def with_example(body: dict, example: dict) -> dict:
 def spwp_send(kind: str, body: dict, required: list[str], example: dict) -> dict:
     """Text and locations are only queued; a file is first fetched and stored at the bridge."""
     media = "source" in body
-    errors = spwp_errors("400", "401", "402", "403", "409", "422", "429", *(("502",) if media else ()))
+    errors = spwp_errors("400", "401", "402", "403", "409", "413", "422", "429", *(("502",) if media else ()))
     if media:
         errors["400"]["description"] = "VALIDATION_FAILED, or MEDIA_FETCH_FAILED: the source could not be fetched or is not the file it claims to be"
     return {
@@ -131,7 +132,7 @@ def spwp() -> dict:
                         "phone": {"type": "string"}, "exists": {"type": "boolean"},
                         "jid": {"type": ["string", "null"]}, "reason": {"type": "string", "enum": ["NOT_CONNECTED"]}}},
                     "meta": ref("Meta")}}, "The answer; an offline account says `reason: NOT_CONNECTED`"), "headers": RATE_HEADERS},
-                **spwp_errors("400", "401", "402", "403", "429", "502"),
+                **spwp_errors("400", "401", "402", "403", "413", "429", "502"),
             },
         }},
         "/api/v1/public/messages/{id}": {"get": {
@@ -196,10 +197,11 @@ def lw_error(description: str, extra: dict | None = None) -> dict:
 LW_ERRORS = {
     "401": lw_error("unauthorized: missing, unknown, revoked or expired key (429 after too many from one address)"),
     "402": lw_error("subscription_suspended"),
-    "403": lw_error("ip_not_allowed (with `ip`), or a plan limit such as device_limit_reached"),
+    "403": lw_error("ip_not_allowed (with `ip`), key_scoped_to_device (the key acts for one device; this is app-wide), or a plan limit such as device_limit_reached"),
     "404": lw_error("not_found"),
     "405": lw_error("method_not_allowed (with an `Allow` header)"),
     "409": lw_error("conflict: the resource is not in a state that allows this"),
+    "413": lw_error("payload_too_large: the body is larger than this route accepts (`max_bytes`), refused before it is read"),
     "422": lw_error("validation_failed: `errors` lists the messages per field"),
     "429": lw_error("rate_limited or quota_exceeded", RETRY_AFTER),
     "502": lw_error("send_failed: the device bridge could not be reached"),
@@ -223,7 +225,7 @@ def lw(op_id: str, summary: str, tag: str, ok: tuple[str, dict], *errors: str, b
     success = schema if "content" in schema else json_body(schema)  # a file rather than JSON
     if access:
         success = {**success, "headers": RATE_HEADERS}
-    responses = {code: success, **{e: LW_ERRORS[e] for e in (*access, *errors)}}
+    responses = {code: success, **{e: LW_ERRORS[e] for e in (*access, *errors, *(("413",) if body is not None else ()))}}
     for status, text in (said or {}).items():
         responses[status] = {**responses[status], "description": text}
     operation = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
@@ -434,19 +436,21 @@ def loginwa() -> dict:
         "/api/v1/opt-outs/{phone}": {"delete": lw("removeOptOut", "Remove a phone", "broadcast", ("200", wrapped(OBJ)), "404", params=[path_id("phone")])},
         "/api/v1/ip-whitelist": {
             "get": lw("listIps", "The IP whitelist and whether it is enforced", "ip-whitelist", ("200", allow_list), access=KEY_ANY_IP),
-            "post": lw("addIp", "Add an address or CIDR range (409 if present)", "ip-whitelist", ("201", OBJ), "409", "422",
+            "post": lw("addIp", "Add an address or CIDR range (409 if present)", "ip-whitelist", ("201", OBJ), "403", "409", "422",
                        body={"ip_address": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}],
                                               "description": "An address, or a CIDR range such as `203.0.113.0/24` or `2001:db8::/32`."},
-                             "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"], access=KEY_ANY_IP),
+                             "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"], access=KEY_ANY_IP,
+                       said={"403": "key_scoped_to_device: a device-scoped key may not change the app-wide whitelist"}),
         },
-        "/api/v1/ip-whitelist/{id}": {"delete": lw("removeIp", "Remove an entry", "ip-whitelist", ("200", SUCCESS), "404", params=[path_id("id")], access=KEY_ANY_IP)},
-        "/api/v1/ip-whitelist/restriction": {"put": lw("restrictIps", "Enforce the whitelist (422 when it is empty)", "ip-whitelist", ("200", allow_list), "422",
-            body={"enabled": {"type": "boolean"}}, required=["enabled"], access=KEY_ANY_IP)},
+        "/api/v1/ip-whitelist/{id}": {"delete": lw("removeIp", "Remove an entry", "ip-whitelist", ("200", SUCCESS), "403", "404", params=[path_id("id")], access=KEY_ANY_IP,
+            said={"403": "key_scoped_to_device: a device-scoped key may not change the app-wide whitelist"})},
+        "/api/v1/ip-whitelist/restriction": {"put": lw("restrictIps", "Enforce the whitelist (422 when it is empty)", "ip-whitelist", ("200", allow_list), "403", "422",
+            body={"enabled": {"type": "boolean"}}, required=["enabled"], access=KEY_ANY_IP, said={"403": "key_scoped_to_device: a device-scoped key may not change the app-wide whitelist"})},
     }
     create = paths["/api/v1/broadcast/campaigns"]["post"]
     create["responses"] = {"201": {**json_body(wrapped(campaign)), "headers": RATE_HEADERS},
                            "402": lw_error("subscription_suspended, or quota_exceeded: more contacts than the month's quota left"),
-                           **{e: LW_ERRORS[e] for e in ("401", "403", "422", "429", "502")}}
+                           **{e: LW_ERRORS[e] for e in ("401", "403", "413", "422", "429", "502")}}
     document = loginwa_shaped(
         "wagate — LoginWA dialect",
         "OTP verification, messaging, devices, webhooks, broadcast campaigns, auto-replies and the IP whitelist. Errors are `{\"error\", \"message\", \"errors\"?}`; every authenticated answer carries `RateLimit-Policy` and `RateLimit`.",
@@ -484,14 +488,16 @@ def admin() -> dict:
     errors = {"401": lw_error("unauthorized: the admin token is missing or wrong"),
               "429": lw_error("rate_limited: too many failed authentications from this address", RETRY_AFTER), "404": lw_error("not_found"),
               "405": lw_error("method_not_allowed"), "422": lw_error("validation_failed"),
-              "502": lw_error("send_failed: the bridge is unreachable")}
+              "502": lw_error("send_failed: the bridge is unreachable"),
+              "413": lw_error("payload_too_large: the body is larger than 256 KiB (`max_bytes`), refused before it is read")}
     limit = {"type": "integer", "minimum": 0, "maximum": 1000000000}
 
     def op(op_id: str, summary: str, ok: tuple[str, dict], *codes: str, body: dict | None = None,
            required: list[str] | None = None, params: list[dict] | None = None, body_required: bool = True, tag: str = "apps") -> dict:
         code, schema = ok
         operation = {"operationId": op_id, "summary": summary, "tags": [tag],
-                     "responses": {code: json_body(schema) if schema else {"description": "Done"}, **{c: errors[c] for c in ("401", "429", *codes)}}}
+                     "responses": {code: json_body(schema) if schema else {"description": "Done"},
+                                   **{c: errors[c] for c in ("401", "429", *codes, *(("413",) if body is not None else ()))}}}
         if params:
             operation["parameters"] = params
         if body is not None:

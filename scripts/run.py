@@ -29,6 +29,7 @@ def dev_vars() -> dict[str, str]:
         "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN", "dev-admin-token"),
         "OTP_SECRET": secrets.token_hex(32),
         "WEBHOOK_KEY": secrets.token_hex(32),
+        "KEY_SECRET": secrets.token_hex(32),
     }
     text = DEV_VARS.read_text() if DEV_VARS.exists() else ""
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -84,6 +85,7 @@ def main() -> None:
         admin_token=os.environ.get("ADMIN_TOKEN", secrets_["ADMIN_TOKEN"]),
         otp_secret=secrets_["OTP_SECRET"],
         webhook_key=secrets_["WEBHOOK_KEY"],
+        key_secret=secrets_["KEY_SECRET"],
         env_files=[DEV_VARS],
         engine=os.environ.get("WAGATE_ENGINE", "sim"),
         quiet=False,

@@ -78,6 +78,8 @@ class Stack:
     admin_token: str
     otp_secret: str
     webhook_key: str
+    key_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    """Tags the API keys the worker issues (`KEY_SECRET`)."""
     env_files: list[Path] = field(default_factory=list)
     """Extra wrangler env files, loaded before the one this stack writes (which wins)."""
     bridge_env: dict[str, str] = field(default_factory=dict)
@@ -87,6 +89,10 @@ class Stack:
     environment: str | None = "development"
     """The worker's `ENVIRONMENT`: a local stack is a development one (`debug_code`, loopback
     receivers); `None` leaves what wrangler.toml deploys (production)."""
+    drain_request_bodies: bool = True
+    """wrangler dev reads a body the worker left unread to its end before answering (Cloudflare does
+    not), because its dev proxy would otherwise lose the next request; off only to see answers
+    given from a request's head alone, as in production."""
     quiet: bool = True
     worker: subprocess.Popen | None = None
     bridge: subprocess.Popen | None = None
@@ -137,6 +143,7 @@ class Stack:
             "ADMIN_TOKEN": self.admin_token,
             "OTP_SECRET": self.otp_secret,
             "WEBHOOK_KEY": self.webhook_key,
+            "KEY_SECRET": self.key_secret,
         }
         if self.environment:
             values["ENVIRONMENT"] = self.environment
@@ -150,6 +157,8 @@ class Stack:
         for env_file in [*self.env_files, runtime_env]:
             cmd += ["--env-file", str(env_file)]
         env = {**os.environ, "WRANGLER_SEND_METRICS": "false", "CLOUDFLARE_CF_FETCH_ENABLED": "false", "CI": "true"}
+        if not self.drain_request_bodies:
+            env["WRANGLER_DISABLE_REQUEST_BODY_DRAINING"] = "true"
         log = self._log("worker")
         self.worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -53,8 +53,40 @@ pub fn sign(secret: &[u8], ts_secs: u64, method: &str, path: &str, body: &[u8]) 
     hex::encode(mac(secret, ts_secs, method, path, body).finalize().into_bytes())
 }
 
+/// A request's signature headers, read and checked for what can be checked without its body:
+/// present, a fresh timestamp, a signature of the right shape. A receiver refuses anything else
+/// before reading the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    ts_secs: u64,
+    signature: Vec<u8>,
+}
+
+impl Presented {
+    pub fn read(timestamp: Option<&str>, signature: Option<&str>, now_secs: u64) -> Result<Self, SignatureError> {
+        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+            return Err(SignatureError::Missing);
+        };
+        let ts_secs: u64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedTimestamp)?;
+        if ts_secs.abs_diff(now_secs) > MAX_SKEW_SECS {
+            return Err(SignatureError::Stale);
+        }
+        let signature = hex::decode(signature.trim()).map_err(|_| SignatureError::Mismatch)?;
+        if signature.len() != 32 {
+            return Err(SignatureError::Mismatch);
+        }
+        Ok(Self { ts_secs, signature })
+    }
+
+    /// Checks the signature against the method, path and body, in constant time (`Mac::verify_slice`).
+    pub fn verify(&self, secret: &[u8], method: &str, path: &str, body: &[u8]) -> Result<(), SignatureError> {
+        mac(secret, self.ts_secs, method, path, body)
+            .verify_slice(&self.signature)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
 /// Checks a received request's headers against its method, path and body.
-/// The comparison is constant-time (`Mac::verify_slice`).
 pub fn verify(
     secret: &[u8],
     timestamp: Option<&str>,
@@ -64,15 +96,7 @@ pub fn verify(
     path: &str,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err(SignatureError::Missing);
-    };
-    let ts: u64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedTimestamp)?;
-    if ts.abs_diff(now_secs) > MAX_SKEW_SECS {
-        return Err(SignatureError::Stale);
-    }
-    let given = hex::decode(signature.trim()).map_err(|_| SignatureError::Mismatch)?;
-    mac(secret, ts, method, path, body).verify_slice(&given).map_err(|_| SignatureError::Mismatch)
+    Presented::read(timestamp, signature, now_secs)?.verify(secret, method, path, body)
 }
 
 #[cfg(test)]
@@ -102,6 +126,7 @@ mod tests {
         let other = sign(b"other", NOW, "POST", "/v1/x", b"{\"a\":1}");
         assert_eq!(check(&other, NOW, "POST", "/v1/x", b"{\"a\":1}"), Err(SignatureError::Mismatch));
         assert_eq!(check("zz-not-hex", NOW, "POST", "/v1/x", b"{\"a\":1}"), Err(SignatureError::Mismatch));
+        assert_eq!(check(&sig[..62], NOW, "POST", "/v1/x", b"{\"a\":1}"), Err(SignatureError::Mismatch), "short");
     }
 
     #[test]
@@ -117,5 +142,14 @@ mod tests {
             verify(SECRET, Some("soon"), Some("00"), NOW, "GET", "/", b""),
             Err(SignatureError::MalformedTimestamp)
         );
+    }
+
+    #[test]
+    fn headers_are_judged_without_the_body() {
+        let sig = sign(SECRET, NOW, "POST", "/v1/x", b"body");
+        assert!(Presented::read(Some(&NOW.to_string()), Some(&sig), NOW).is_ok());
+        assert_eq!(Presented::read(Some(&NOW.to_string()), None, NOW), Err(SignatureError::Missing));
+        assert_eq!(Presented::read(Some("1"), Some(&sig), NOW), Err(SignatureError::Stale));
+        assert_eq!(Presented::read(Some(&NOW.to_string()), Some("00ff"), NOW), Err(SignatureError::Mismatch));
     }
 }

@@ -63,6 +63,10 @@ pub fn error(err: &ApiError) -> (u16, Value) {
             let message = format!("This app may link at most {max_devices} devices");
             return (403, json!({"error": "device_limit_reached", "message": message, "max_devices": max_devices}));
         }
+        ApiError::PayloadTooLarge { max_bytes } => {
+            let message = format!("The request body is larger than the {max_bytes} bytes this route accepts");
+            return (413, json!({"error": "payload_too_large", "message": message, "max_bytes": max_bytes}));
+        }
         ApiError::RateLimited { message, .. } => return (429, json!({"error": "rate_limited", "message": message})),
         ApiError::OtpRejected { verdict } => {
             let (status, message, left) = match verdict {
@@ -152,6 +156,7 @@ mod tests {
             (ApiError::BridgeUnavailable { message: "x".into() }, 502, "send_failed"),
             (ApiError::MalformedJson, 422, "validation_failed"),
             (ApiError::not_found("device"), 404, "not_found"),
+            (ApiError::PayloadTooLarge { max_bytes: 10 }, 413, "payload_too_large"),
         ];
         for (err, status, code) in cases {
             let (s, body) = error(&err);

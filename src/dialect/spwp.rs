@@ -127,6 +127,11 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
         ApiError::DeviceLimitReached { max_devices } => {
             (403, "ACCOUNT_LIMIT_REACHED", format!("This app may link at most {max_devices} WhatsApp accounts"))
         }
+        ApiError::PayloadTooLarge { max_bytes } => (
+            413,
+            "PAYLOAD_TOO_LARGE",
+            format!("The request body is larger than the {max_bytes} bytes this route accepts"),
+        ),
         ApiError::RateLimited { message, .. } => (429, "RATE_LIMITED", message.clone()),
         // SPWP has no one-time codes; its routes never produce this.
         ApiError::OtpRejected { .. } => (422, "OTP_REJECTED", "The one-time code was not accepted".to_owned()),
@@ -202,6 +207,7 @@ mod tests {
             (ApiError::MalformedJson, 400, "VALIDATION_FAILED"),
             (ApiError::internal("boom"), 500, "INTERNAL_ERROR"),
             (ApiError::RouteNotFound, 404, "NOT_FOUND"),
+            (ApiError::PayloadTooLarge { max_bytes: 10 }, 413, "PAYLOAD_TOO_LARGE"),
         ];
         for (err, status, code) in cases {
             let (s, body) = error(&err, &meta());

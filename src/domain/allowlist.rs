@@ -32,6 +32,19 @@ pub fn client_ip(header: Option<&str>) -> Option<IpAddr> {
     })
 }
 
+/// Whose failed-authentication budget an address spends: its own for IPv4, its /64 for IPv6
+/// (one subscriber's allocation, so hopping between a network's 2^64 addresses gains nothing).
+pub fn budget_subject(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let net = ipnet::Ipv6Net::new(v6, 64).map(|n| n.trunc()).unwrap_or_else(|_| v6.into());
+            format!("net:{net}")
+        }
+        None => "ip:unknown".to_owned(),
+    }
+}
+
 pub fn allows<'a>(entries: impl IntoIterator<Item = &'a IpNet>, ip: IpAddr) -> bool {
     entries.into_iter().any(|net| net.contains(&ip))
 }
@@ -64,6 +77,18 @@ mod tests {
         assert!(parse_entry("10.0.0.0/33").is_err());
         assert_eq!(parse_entry("10.1.2.3/8").unwrap_err(), "has host bits set; the range is 10.0.0.0/8");
         assert_eq!(parse_entry(" 10.0.0.0/8 ").unwrap().to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64_and_ipv4_per_address() {
+        let subject = |s: &str| budget_subject(client_ip(Some(s)));
+        assert_eq!(subject("2001:db8:1:2::1"), "net:2001:db8:1:2::/64");
+        assert_eq!(subject("2001:db8:1:2:ffff:ffff:ffff:ffff"), subject("2001:db8:1:2::1"));
+        assert_ne!(subject("2001:db8:1:3::1"), subject("2001:db8:1:2::1"), "the next /64 is another subscriber");
+        assert_eq!(subject("203.0.113.7"), "ip:203.0.113.7");
+        assert_ne!(subject("203.0.113.8"), subject("203.0.113.7"));
+        assert_eq!(subject("::ffff:203.0.113.7"), "ip:203.0.113.7", "IPv4-mapped is the IPv4 address");
+        assert_eq!(budget_subject(None), "ip:unknown");
     }
 
     #[test]

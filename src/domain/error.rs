@@ -49,6 +49,10 @@ pub enum ApiError {
         code: String,
         message: String,
     },
+    /// The request body is larger than its route accepts; refused before it is read.
+    PayloadTooLarge {
+        max_bytes: u64,
+    },
     /// Too many requests; the client may retry after this many seconds.
     RateLimited {
         retry_after_secs: u64,

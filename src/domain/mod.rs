@@ -2,6 +2,7 @@
 
 pub mod allowlist;
 pub mod autoreply;
+pub mod body;
 pub mod campaign;
 pub mod egress;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod phone;
 pub mod qr;
 pub mod ratelimit;
 pub mod retention;
+pub mod scope;
 pub mod secretbox;
 pub mod template;
 pub mod validate;

@@ -17,7 +17,7 @@ use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
 use crate::objects::registry::{self, RegistryOp};
 use crate::objects::{call, APPS, REGISTRY};
-use crate::runtime::{iso, month_of, now_ms};
+use crate::runtime::{iso, month_of, now_ms, required_config};
 
 const DEFAULT_MONTHLY_MESSAGES: i64 = 5000;
 const DEFAULT_API_RPM: i64 = 120;
@@ -167,7 +167,7 @@ async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
     f.finish()?;
     let name = name.unwrap_or_default();
     let (app_id, key_id) = (AppId::generate(), KeyId::generate());
-    let api_key = keys::generate(&app_id, &key_id);
+    let api_key = keys::generate(required_config(ctx.env, "KEY_SECRET")?.as_bytes(), &app_id, &key_id);
     let op = AppOp::Create {
         app_id: app_id.clone(),
         name: name.clone(),
@@ -234,7 +234,7 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
     }
     f.finish()?;
     let key_id = KeyId::generate();
-    let api_key = keys::generate(app_id, &key_id);
+    let api_key = keys::generate(required_config(ctx.env, "KEY_SECRET")?.as_bytes(), app_id, &key_id);
     let op = AppOp::AddKey {
         key_id: key_id.clone(),
         key_hash: keys::hash(&api_key),

@@ -8,6 +8,7 @@ use super::{json_body, Ctx, Outcome, Reply};
 use crate::domain::autoreply::{MatchKind, PATTERN_MAX_CHARS};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
+use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
@@ -18,18 +19,18 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
     let now = now_ms();
     let (status, auto_reply_call) = match (rest, method) {
         ([], Method::Get) => (200, AutoReplyCall::List),
-        ([], Method::Post) => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?)?, now }),
+        ([], Method::Post) => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?, tenant)?, now }),
         ([id], Method::Get) => (200, AutoReplyCall::Get { id: id.to_string() }),
         ([id], Method::Patch) => {
-            (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?)?, now })
+            (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?, tenant)?, now })
         }
         ([id], Method::Delete) => (200, AutoReplyCall::Delete { id: id.to_string() }),
         ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
         ([_], _) => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
         _ => return Err(ApiError::RouteNotFound),
     };
-    let answer: Value =
-        call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::AutoReplies { call: auto_reply_call }).await?;
+    let op = AppOp::AutoReplies { call: auto_reply_call, scope: tenant.device_scope.clone() };
+    let answer: Value = call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
     Ok(Reply::json(status, answer))
 }
 
@@ -42,7 +43,8 @@ fn match_kind(f: &mut Fields<'_>, required: bool) -> Option<MatchKind> {
     kind
 }
 
-fn spec(body: &Map<String, Value>) -> Result<RuleSpec, ApiError> {
+/// A device-scoped key's rules answer on its own device only.
+fn spec(body: &Map<String, Value>, tenant: &Tenant) -> Result<RuleSpec, ApiError> {
     let mut f = Fields::new(body);
     let match_kind = match_kind(&mut f, true);
     let pattern = f.string("pattern", true, 1, PATTERN_MAX_CHARS);
@@ -51,15 +53,16 @@ fn spec(body: &Map<String, Value>) -> Result<RuleSpec, ApiError> {
     let active = f.boolean("active").unwrap_or(true);
     let priority = f.integer("priority", -1000, 1000).unwrap_or(0);
     f.finish()?;
+    let device_id = scope::device_for(tenant.device_scope.as_ref(), device_id)?;
     let (Some(match_kind), Some(pattern), Some(reply)) = (match_kind, pattern, reply) else {
         return Err(ApiError::internal("validated fields missing"));
     };
     Ok(RuleSpec { match_kind, pattern, reply, device_id, active, priority })
 }
 
-fn patch(body: &Map<String, Value>) -> Result<RulePatch, ApiError> {
+fn patch(body: &Map<String, Value>, tenant: &Tenant) -> Result<RulePatch, ApiError> {
     let mut f = Fields::new(body);
-    let patch = RulePatch {
+    let mut patch = RulePatch {
         match_kind: match_kind(&mut f, false),
         pattern: f.string("pattern", false, 1, PATTERN_MAX_CHARS),
         reply: f.string("reply", false, 1, TEXT_MAX_CHARS),
@@ -68,5 +71,6 @@ fn patch(body: &Map<String, Value>) -> Result<RulePatch, ApiError> {
         priority: f.integer("priority", -1000, 1000),
     };
     f.finish()?;
+    patch.device_id = scope::device_for(tenant.device_scope.as_ref(), patch.device_id)?;
     Ok(patch)
 }

@@ -15,6 +15,7 @@ use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::paging;
 use crate::domain::phone::Recipient;
+use crate::domain::scope;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppView, DeviceEntry, Tenant};
@@ -64,6 +65,19 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
     };
     let (id, op) = op;
     let campaign_id = CampaignId::parse(id).ok_or_else(|| ApiError::not_found("campaign"))?;
+    if tenant.device_scope.is_some() {
+        // A scoped key acts only on campaigns sent from its one device.
+        #[derive(serde::Deserialize)]
+        struct Numbers {
+            device_ids: Vec<DeviceId>,
+        }
+        let get = CampaignOp::Get { app_id: tenant.app_id.clone() };
+        let numbers: Numbers = call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &get).await?;
+        let sole = scope::sole_device(&numbers.device_ids).map(DeviceId::as_str);
+        if !scope::visible(tenant.device_scope.as_ref(), sole) {
+            return Err(ApiError::not_found("campaign"));
+        }
+    }
     ok(200, call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &op).await?)
 }
 
@@ -74,7 +88,7 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         ids: Vec<String>,
     }
     let page = ctx.page()?;
-    let index = AppOp::Audience { call: AudienceCall::Page { page } };
+    let index = AppOp::Audience { call: AudienceCall::Page { page, scope: tenant.device_scope.clone() } };
     let listed: Page = call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     let views = join_all(listed.ids.iter().map(|id| {
         let op = CampaignOp::Get { app_id: tenant.app_id.clone() };
@@ -226,15 +240,15 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     if schedule_at.is_some_and(|at| at <= now || at > now + MAX_SCHEDULE_AHEAD_MS) {
         f.fail("schedule_at", Rule::Invalid { reason: "must be in the future, within a year".into() });
     }
-    let device_ids = device_ids(&mut f, &body);
+    let device_ids = scope::devices_for(tenant.device_scope.as_ref(), device_ids(&mut f, &body).unwrap_or_default())?;
     let mut listed = contacts(&body, &tenant.default_country_code);
     if let Some(message) = &message {
         check_template(message, &listed.contacts, &mut listed.errors);
     }
-    if let Some(wanted) = device_ids.as_ref().filter(|d| !d.is_empty()) {
+    if !device_ids.is_empty() {
         let devices: Vec<DeviceEntry> = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
         let own: HashSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-        if let Some(stranger) = wanted.iter().find(|d| !own.contains(d.as_str())) {
+        if let Some(stranger) = device_ids.iter().find(|d| !own.contains(d.as_str())) {
             f.fail(
                 "device_ids",
                 Rule::Invalid { reason: format!("names {stranger}, which is not a device of this app") },
@@ -281,12 +295,13 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         media,
         delay_seconds,
         schedule_at,
-        device_ids: device_ids.unwrap_or_default(),
+        device_ids: device_ids.clone(),
         contacts: listed.contacts,
         now,
     };
     let view: Value = call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &CampaignOp::Create { spec }).await?;
-    let index = AppOp::Audience { call: AudienceCall::Index { campaign_id, now } };
+    let device_id = scope::sole_device(&device_ids).cloned();
+    let index = AppOp::Audience { call: AudienceCall::Index { campaign_id, device_id, now } };
     call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     ok(201, view)
 }

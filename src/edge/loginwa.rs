@@ -15,6 +15,7 @@ use crate::domain::message::Priority;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::qr;
+use crate::domain::scope::{self, Capability};
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
@@ -48,6 +49,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         return Err(ApiError::RouteNotFound);
     }
     let tenant = auth::tenant(req, ctx, matches!(rest, ["v1", "ip-whitelist", ..])).await?;
+    scope::admit(tenant.device_scope.as_ref(), capability(rest, method))?;
     match (rest, method) {
         (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
         (["v1", "auto-replies", rest @ ..], _) => autoreplies::route(req, ctx, &tenant, method, rest).await,
@@ -99,6 +101,22 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     }
 }
 
+/// What a (known) route asks to do, for the device-scope rule.
+fn capability(rest: &[&str], method: &Method) -> Capability {
+    match (rest, method) {
+        (["v1", "webhooks", ..], _) => Capability::Webhooks,
+        (["v1", "auto-replies", ..], _) => Capability::AutoReplies,
+        (["v1", "broadcast", ..], _) => Capability::Campaigns,
+        (["v1", "ip-whitelist", ..], Method::Get) => Capability::ReadIpWhitelist,
+        (["v1", "ip-whitelist", ..], _) => Capability::ChangeIpWhitelist,
+        (["v1", "opt-outs", ..], _) => Capability::OptOuts,
+        (["v1", "devices"], Method::Post) => Capability::CreateDevice,
+        (["v1", "devices"], _) => Capability::ListDevices,
+        (["v1", "devices", ..], _) => Capability::Device,
+        _ => Capability::Send,
+    }
+}
+
 fn device_json(d: &DeviceView) -> Value {
     json!({
         "id": d.device_id,
@@ -119,7 +137,7 @@ async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let devices: Vec<DeviceEntry> = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
     let devices: Vec<Value> = devices
         .iter()
-        .filter(|d| tenant.device_scope.as_ref().is_none_or(|scope| scope.as_str() == d.device_id))
+        .filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)))
         .map(|d| {
             json!({
                 "id": d.device_id,
@@ -174,7 +192,7 @@ async fn device<T: serde::de::DeserializeOwned>(
     op: DeviceOp,
 ) -> Result<T, ApiError> {
     let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
-    if tenant.device_scope.as_ref().is_some_and(|scope| *scope != device_id) {
+    if !scope::visible(tenant.device_scope.as_ref(), Some(device_id.as_str())) {
         return Err(ApiError::not_found("device"));
     }
     call(ctx.env, DEVICES, device_id.as_str(), &op).await

@@ -16,10 +16,15 @@ mod send;
 mod spwp;
 mod webhooks;
 
+use js_sys::{Reflect, Uint8Array};
 use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
 use worker::{event, Context, Env, Headers, Method, Request, Response};
 
 use crate::dialect::{self, Dialect, RequestMeta};
+use crate::domain::body;
 use crate::domain::error::ApiError;
 use crate::domain::ids::random_hex;
 use crate::runtime::{iso, now_ms};
@@ -113,7 +118,13 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         extra_headers: Default::default(),
     };
     let dialect = Dialect::of_path(path);
-    let outcome = route(&mut req, &ctx).await;
+    let content_length = req.headers().get("content-length").ok().flatten();
+    let max_bytes = body::max_bytes(path);
+    // Refused on its declared length before anything else, authentication included, is done.
+    let outcome = match body::declared_too_large(content_length.as_deref(), max_bytes) {
+        true => Err(ApiError::PayloadTooLarge { max_bytes }),
+        false => route(&mut req, &ctx).await,
+    };
     render(outcome, dialect, &ctx)
 }
 
@@ -221,9 +232,37 @@ pub fn date_time(f: &mut crate::domain::validate::Fields<'_>, field: &str, requi
     Some(ms.max(0.0) as u64)
 }
 
-/// The raw request body.
+/// The raw request body, kept no further than its route's cap: a body without a
+/// `Content-Length` (chunked) that passes it is refused with 413, its rest read and dropped
+/// rather than held.
 pub async fn raw_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    req.bytes().await.map_err(|_| ApiError::MalformedJson)
+    let url = req.inner().url();
+    let max_bytes = body::max_bytes(split_url(&url).1);
+    let Some(stream) = req.inner().body() else { return Ok(vec![]) };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let field = |chunk: &JsValue, name: &str| Reflect::get(chunk, &JsValue::from_str(name)).ok();
+    let (mut bytes, mut too_large) = (Vec::new(), false);
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(|_| ApiError::MalformedJson)?;
+        if field(&chunk, "done").is_none_or(|done| done.is_truthy()) {
+            break;
+        }
+        let Some(value) = field(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().ok()) else {
+            return Err(ApiError::MalformedJson);
+        };
+        too_large |= bytes.len() as u64 + u64::from(value.length()) > max_bytes;
+        // Answering before the body's end would lose the connection's next request under
+        // wrangler dev; Cloudflare bounds what is left (its own request size limit).
+        if too_large {
+            bytes = Vec::new();
+        } else {
+            bytes.extend(value.to_vec());
+        }
+    }
+    match too_large {
+        true => Err(ApiError::PayloadTooLarge { max_bytes }),
+        false => Ok(bytes),
+    }
 }
 
 /// The request body as a JSON object, or the dialect's malformed-JSON error.

@@ -9,6 +9,7 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{trace_id, DeviceId, MessageId};
 use crate::domain::message::Priority;
 use crate::domain::phone::Recipient;
+use crate::domain::scope;
 use crate::objects::app::{AppOp, Reservation, Tenant};
 use crate::objects::device::{DeviceOp, MessageView, NewMessage};
 use crate::objects::{call, APPS, DEVICES};
@@ -38,11 +39,7 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
 /// Picks the device and reserves a unit of quota: everything that may refuse a send (plan,
 /// quota, device scope, no device online), decided before any work is spent on its content.
 pub async fn reserve(ctx: &Ctx<'_>, tenant: &Tenant, asked: Option<DeviceId>) -> Result<Reservation, ApiError> {
-    let device_id = match (&tenant.device_scope, asked) {
-        (Some(scope), Some(asked)) if *scope != asked => return Err(ApiError::not_found("device")),
-        (Some(scope), _) => Some(scope.clone()),
-        (None, asked) => asked,
-    };
+    let device_id = scope::device_for(tenant.device_scope.as_ref(), asked)?;
     let now = now_ms();
     let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now };
     call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
@@ -87,7 +84,7 @@ pub async fn release(ctx: &Ctx<'_>, tenant: &Tenant, reservation: Reservation) -
 pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageView, ApiError> {
     let message_id = MessageId::parse(id).ok_or_else(|| ApiError::not_found("message"))?;
     let device = message_id.device();
-    if tenant.device_scope.as_ref().is_some_and(|scope| *scope != device) {
+    if !scope::visible(tenant.device_scope.as_ref(), Some(device.as_str())) {
         return Err(ApiError::not_found("message"));
     }
     let op = DeviceOp::GetMessage { app_id: tenant.app_id.clone(), message_id };

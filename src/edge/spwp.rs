@@ -15,6 +15,7 @@ use crate::domain::message::Priority;
 use crate::domain::media::Source;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
+use crate::domain::scope::{self, Capability};
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::device::MessageView;
@@ -32,6 +33,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         return Err(ApiError::RouteNotFound);
     }
     let tenant = auth::tenant(req, ctx, false).await?;
+    let capability = match rest {
+        ["messages", "check-phone"] => Capability::CheckPhone,
+        ["messages", kind] if SEND_KINDS.contains(kind) => Capability::Send,
+        _ => Capability::MessageStatus,
+    };
+    scope::admit(tenant.device_scope.as_ref(), capability)?;
     match (rest, method) {
         (["messages", "check-phone"], Method::Post) => check_phone(req, ctx, &tenant).await,
         (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => {
@@ -125,7 +132,7 @@ async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outco
     let not_connected = || {
         Ok(Reply::json(200, envelope(json!({"phone": phone, "exists": false, "reason": "NOT_CONNECTED"}), &ctx.meta)))
     };
-    let pick = AppOp::PickDevice { device_id: tenant.device_scope.clone() };
+    let pick = AppOp::PickDevice { device_id: scope::device_for(tenant.device_scope.as_ref(), None)? };
     let device: DeviceId = match call(ctx.env, APPS, tenant.app_id.as_str(), &pick).await {
         Ok(device) => device,
         Err(ApiError::NoDeviceAvailable | ApiError::DeviceNotConnected) => return not_connected(),

@@ -7,6 +7,7 @@ use worker::{Method, Request};
 use super::{date_time, json_body, Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
+use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
 use crate::objects::app::{AppOp, Tenant};
@@ -21,7 +22,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
     let id = |s: &str| s.to_owned();
     let (status, call) = match (rest, method) {
         ([], Method::Get) => (200, WebhookCall::List),
-        ([], Method::Post) => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx)?, now }),
+        ([], Method::Post) => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx, tenant)?, now }),
         ([wh], Method::Get) => (200, WebhookCall::Get { id: id(wh) }),
         ([wh], Method::Patch) => {
             (200, WebhookCall::Update { id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now })
@@ -60,7 +61,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
 }
 
 async fn call_webhooks(ctx: &Ctx<'_>, tenant: &Tenant, webhook_call: WebhookCall) -> Result<Value, ApiError> {
-    call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Webhooks { call: webhook_call }).await
+    let op = AppOp::Webhooks { call: webhook_call, scope: tenant.device_scope.clone() };
+    call(ctx.env, APPS, tenant.app_id.as_str(), &op).await
 }
 
 #[derive(serde::Deserialize)]
@@ -95,7 +97,9 @@ fn secret(f: &mut Fields<'_>) -> Option<String> {
     f.string("secret", false, 16, 256)
 }
 
-fn spec(body: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<EndpointSpec, ApiError> {
+/// A device-scoped key's endpoint is always for its own device: an unscoped one would receive
+/// every other number's inbound messages.
+fn spec(body: &Map<String, Value>, ctx: &Ctx<'_>, tenant: &Tenant) -> Result<EndpointSpec, ApiError> {
     let mut f = Fields::new(body);
     let url = url(&mut f, ctx, true);
     let events = events(&mut f, body).unwrap_or_default();
@@ -108,8 +112,9 @@ fn spec(body: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<EndpointSpec, ApiErr
         }),
         None => Some(Format::default()),
     };
-    let device_id = f.device_id("device_id").map(|d| d.to_string());
+    let device_id = f.device_id("device_id");
     f.finish()?;
+    let device_id = scope::device_for(tenant.device_scope.as_ref(), device_id)?.map(|d| d.to_string());
     let (Some(url), Some(format)) = (url, format) else { return Err(ApiError::internal("validated fields missing")) };
     Ok(EndpointSpec { url, events, format, device_id, retry_count, secret })
 }

@@ -1,6 +1,7 @@
 //! One Durable Object per app: settings, API key hashes, quota and the app's
 //! device registry (with each device's last reported status, for auto-selection).
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -114,11 +115,15 @@ pub enum AppOp {
     Record {
         event: Event,
     },
+    /// `scope`: the device of a device-scoped key, which sees only that device's endpoints.
     Webhooks {
         call: WebhookCall,
+        scope: Option<DeviceId>,
     },
+    /// `scope`: as for webhooks.
     AutoReplies {
         call: AutoReplyCall,
+        scope: Option<DeviceId>,
     },
     Audience {
         call: AudienceCall,
@@ -287,12 +292,55 @@ pub struct AppObject {
     /// Shared with the detached webhook deliveries, which settle after the alarm has returned.
     state: Rc<State>,
     env: Env,
+    /// Whether the app was created: until then the object has no tables and answers nothing.
+    exists: Cell<bool>,
 }
 
 impl DurableObject for AppObject {
     fn new(state: State, env: Env) -> Self {
-        create_schema(
-            &state,
+        // A key naming an app that was never created reaches an object with no tables; it stays
+        // without storage (tables are made when the app is created, and brought up to date on
+        // each construction of an app that exists).
+        let exists = number(
+            &state.storage().sql(),
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'app'",
+            vec![],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+            > 0;
+        if exists {
+            migrate(&state);
+        }
+        Self { state: Rc::new(state), env, exists: Cell::new(exists) }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        serve(req, |op: AppOp| self.handle(op)).await
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        // The month's quota starts over at the first alarm of a new month (one is always set for it).
+        let now = now_ms();
+        if let Err(e) = self.app().and_then(|app| self.roll_over(app, &month_of(now), now)) {
+            worker::console_error!("quota period: {e}");
+        }
+        if let Err(e) = self.trim_history(now).await {
+            worker::console_error!("trimming history: {e}");
+        }
+        if let Err(e) = self.deliver_due().await {
+            worker::console_error!("webhook deliveries: {e}");
+            self.state.storage().set_alarm(5_000i64).await?;
+        }
+        Response::empty()
+    }
+}
+
+/// Creates the app's tables and adds columns of later releases; every statement is idempotent.
+fn migrate(state: &State) {
+    create_schema(
+            state,
             &[
             "CREATE TABLE IF NOT EXISTS app (
                 one INTEGER PRIMARY KEY CHECK (one = 1), app_id TEXT NOT NULL, name TEXT NOT NULL,
@@ -315,34 +363,13 @@ impl DurableObject for AppObject {
                 device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
             ],
         );
-        create_schema(&state, &webhooks::SCHEMA);
-        create_schema(&state, &autoreplies::SCHEMA);
-        create_schema(&state, &audience::SCHEMA);
-        create_schema(&state, &access::SCHEMA);
-        // Added after the first release; fails harmlessly once the column exists.
-        let _ = state.storage().sql().exec("ALTER TABLE keys ADD COLUMN expires_at INTEGER", None);
-        Self { state: Rc::new(state), env }
-    }
-
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: AppOp| self.handle(op)).await
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        // The month's quota starts over at the first alarm of a new month (one is always set for it).
-        let now = now_ms();
-        if let Err(e) = self.app().and_then(|app| self.roll_over(app, &month_of(now), now)) {
-            worker::console_error!("quota period: {e}");
-        }
-        if let Err(e) = self.trim_history(now).await {
-            worker::console_error!("trimming history: {e}");
-        }
-        if let Err(e) = self.deliver_due().await {
-            worker::console_error!("webhook deliveries: {e}");
-            self.state.storage().set_alarm(5_000i64).await?;
-        }
-        Response::empty()
-    }
+    create_schema(state, &webhooks::SCHEMA);
+    create_schema(state, &autoreplies::SCHEMA);
+    create_schema(state, &audience::SCHEMA);
+    create_schema(state, &access::SCHEMA);
+    // Added after the first release; fails harmlessly once the column exists.
+    let _ = state.storage().sql().exec("ALTER TABLE keys ADD COLUMN expires_at INTEGER", None);
+    let _ = state.storage().sql().exec("ALTER TABLE campaigns ADD COLUMN device_id TEXT", None);
 }
 
 #[derive(Deserialize)]
@@ -396,8 +423,17 @@ impl AppObject {
     }
 
     async fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
+        match &op {
+            AppOp::Create { .. } => {
+                migrate(&self.state);
+                self.exists.set(true);
+            }
+            AppOp::Authenticate { .. } if !self.exists.get() => return Err(ApiError::Unauthorized),
+            _ if !self.exists.get() => return Err(ApiError::not_found("app")),
+            _ => {}
+        }
         match op {
-            AppOp::Webhooks { call } => self.webhooks(call).await,
+            AppOp::Webhooks { call, scope } => self.webhooks(call, scope.as_ref()).await,
             AppOp::AllowList { call, actor } => self.allow_list(call, &format!("key:{actor}")),
             AppOp::Audit => {
                 self.app()?;
@@ -407,7 +443,7 @@ impl AppObject {
                 self.app()?;
                 to_json(&self.keys()?)
             }
-            AppOp::AutoReplies { call } => self.auto_replies(call),
+            AppOp::AutoReplies { call, scope } => self.auto_replies(call, scope.as_ref()),
             AppOp::Audience { call } => self.audience(call),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(

@@ -17,7 +17,7 @@ use crate::runtime::iso;
 pub const PAGE_SIZE: i64 = 20;
 
 pub const SCHEMA: [&str; 5] = [
-    "CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, device_id TEXT)",
     "CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY, source TEXT NOT NULL, created_at INTEGER NOT NULL)",
     // Campaign messages per number and day since it was linked, for the warm-up caps.
     "CREATE TABLE IF NOT EXISTS warm_up (
@@ -44,16 +44,19 @@ impl Default for Governor {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum AudienceCall {
+    /// `device_id`: the campaign's one number, if it has only one (what a scoped key may list).
     Index {
         campaign_id: CampaignId,
+        device_id: Option<DeviceId>,
         now: u64,
     },
     Unindex {
         campaign_id: CampaignId,
     },
-    /// Campaign ids, newest first.
+    /// Campaign ids, newest first; with `scope`, only those sent from that one device.
     Page {
         page: i64,
+        scope: Option<DeviceId>,
     },
     OptOuts,
     AddOptOut {
@@ -148,10 +151,10 @@ impl AppObject {
 
     pub(super) fn audience(&self, call: AudienceCall) -> Result<Value, ApiError> {
         match call {
-            AudienceCall::Index { campaign_id, now } => {
+            AudienceCall::Index { campaign_id, device_id, now } => {
                 self.sql().exec(
-                    "INSERT OR IGNORE INTO campaigns (id, created_at) VALUES (?, ?)",
-                    vec![campaign_id.as_str().into(), int(now)],
+                    "INSERT OR IGNORE INTO campaigns (id, device_id, created_at) VALUES (?, ?, ?)",
+                    vec![campaign_id.as_str().into(), device_id.map(|d| d.to_string()).into(), int(now)],
                 )?;
                 Ok(Value::Null)
             }
@@ -159,15 +162,22 @@ impl AppObject {
                 self.sql().exec("DELETE FROM campaigns WHERE id = ?", vec![campaign_id.as_str().into()])?;
                 Ok(Value::Null)
             }
-            AudienceCall::Page { page } => {
+            AudienceCall::Page { page, scope } => {
                 #[derive(Deserialize)]
                 struct Id {
                     id: String,
                 }
-                let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM campaigns", vec![])?.unwrap_or(0);
+                let scope = scope.map(|d| d.to_string());
+                let total = number(
+                    &self.sql(),
+                    "SELECT COUNT(*) AS n FROM campaigns WHERE ? IS NULL OR device_id = ?",
+                    vec![scope.clone().into(), scope.clone().into()],
+                )?
+                .unwrap_or(0);
                 let ids = rows::<Id>(self.sql().exec(
-                    "SELECT id FROM campaigns ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                    vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
+                    "SELECT id FROM campaigns WHERE ? IS NULL OR device_id = ?
+                     ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                    vec![scope.clone().into(), scope.into(), PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
                 )?)?;
                 Ok(json!({"total": total, "ids": ids.into_iter().map(|i| i.id).collect::<Vec<_>>()}))
             }

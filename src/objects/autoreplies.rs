@@ -11,6 +11,7 @@ use crate::domain::autoreply::{reply_template, MatchKind, Matcher};
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{random_hex, DeviceId};
+use crate::domain::scope;
 use crate::runtime::{iso, month_of};
 
 pub const MAX_RULES: i64 = 100;
@@ -129,12 +130,21 @@ impl AppObject {
             .ok_or_else(|| ApiError::not_found("auto-reply"))
     }
 
-    pub(super) fn auto_replies(&self, call: AutoReplyCall) -> Result<Value, ApiError> {
+    /// `scope`: a device-scoped key sees and changes only its device's rules.
+    pub(super) fn auto_replies(&self, call: AutoReplyCall, scope: Option<&DeviceId>) -> Result<Value, ApiError> {
+        let rule = |id: &str| {
+            self.rule(id).and_then(|r| match scope::visible(scope, r.device_id.as_deref()) {
+                true => Ok(r),
+                false => Err(ApiError::not_found("auto-reply")),
+            })
+        };
         match call {
             AutoReplyCall::List => {
                 let all = rows::<RuleRow>(
                     self.sql().exec("SELECT * FROM auto_replies ORDER BY priority DESC, created_at, id", None)?,
                 )?;
+                let all: Vec<RuleRow> =
+                    all.into_iter().filter(|r| scope::visible(scope, r.device_id.as_deref())).collect();
                 Ok(json!({"auto_replies": all.iter().map(RuleRow::json).collect::<Vec<_>>()}))
             }
             AutoReplyCall::Create { spec, now } => {
@@ -163,9 +173,9 @@ impl AppObject {
                 )?;
                 Ok(self.rule(&id)?.json())
             }
-            AutoReplyCall::Get { id } => Ok(self.rule(&id)?.json()),
+            AutoReplyCall::Get { id } => Ok(rule(&id)?.json()),
             AutoReplyCall::Update { id, patch, now } => {
-                let current = self.rule(&id)?;
+                let current = rule(&id)?;
                 let kind = patch.match_kind.unwrap_or(current.kind());
                 check(
                     kind,
@@ -188,10 +198,10 @@ impl AppObject {
                         id.as_str().into(),
                     ],
                 )?;
-                Ok(self.rule(&id)?.json())
+                Ok(rule(&id)?.json())
             }
             AutoReplyCall::Delete { id } => {
-                self.rule(&id)?;
+                rule(&id)?;
                 self.sql().exec("DELETE FROM auto_replies WHERE id = ?", vec![id.into()])?;
                 Ok(json!({"success": true}))
             }

@@ -1,6 +1,7 @@
-//! One Durable Object per client address that failed to authenticate: a GCRA budget of
-//! failures, so that guessing keys from one address slows to a crawl. Only failures reach it;
-//! a valid key from the same address never waits on it.
+//! One Durable Object per client address (an IPv6 client's /64): a GCRA budget of failed
+//! authentications, so that guessing keys from one address slows to a crawl. Only failures
+//! reach it (the edge remembers when a budget is spent, see `edge::auth`), so an address that
+//! never failed has no object and no storage.
 
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
@@ -18,7 +19,11 @@ pub enum GuardOp {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Throttle {
+    /// This failure was over the budget: answer 429, to be retried after this many seconds.
     pub retry_after_secs: Option<u64>,
+    /// The budget is spent (by this failure or before it): for this long, no request from the
+    /// address should have its credential checked.
+    pub spent_for_secs: Option<u64>,
 }
 
 #[durable_object]
@@ -55,12 +60,15 @@ impl GuardObject {
         let tat = number(&self.sql(), "SELECT tat AS n FROM budget", vec![])?.map(|t| t as u64);
         let verdict = gcra.check(tat, now);
         if !verdict.allowed {
-            return Ok(Throttle { retry_after_secs: Some(verdict.retry_after_secs) });
+            let refused = Some(verdict.retry_after_secs);
+            return Ok(Throttle { retry_after_secs: refused, spent_for_secs: refused });
         }
         self.sql().exec(
             "INSERT INTO budget (one, tat) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET tat = excluded.tat",
             vec![int(verdict.tat)],
         )?;
-        Ok(Throttle { retry_after_secs: None })
+        // Whether this failure spent the budget: then the next request need not be tried at all.
+        let next = gcra.check(Some(verdict.tat), now);
+        Ok(Throttle { retry_after_secs: None, spent_for_secs: (!next.allowed).then_some(next.retry_after_secs) })
     }
 }

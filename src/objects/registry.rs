@@ -26,6 +26,10 @@ pub enum RegistryOp {
     List {
         page: i64,
     },
+    /// Whether the app exists (answered `true`/`false`).
+    Has {
+        app_id: AppId,
+    },
 }
 
 #[durable_object]
@@ -72,6 +76,14 @@ impl RegistryObject {
                     vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
                 )?)?;
                 Ok(json!({"total": total, "app_ids": ids.into_iter().map(|i| i.app_id).collect::<Vec<_>>()}))
+            }
+            RegistryOp::Has { app_id } => {
+                let n = number(
+                    &self.sql(),
+                    "SELECT COUNT(*) AS n FROM apps WHERE app_id = ?",
+                    vec![app_id.as_str().into()],
+                )?;
+                Ok(Value::Bool(n.unwrap_or(0) > 0))
             }
         }
     }

@@ -15,7 +15,8 @@ use super::{call, int, number, rows, SENDERS};
 use crate::domain::egress::Egress;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
-use crate::domain::ids::random_hex;
+use crate::domain::ids::{random_hex, DeviceId};
+use crate::domain::scope;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
 use crate::runtime::{config, egress, iso, next_month_start_ms, now_ms, required_config};
@@ -191,10 +192,19 @@ impl AppObject {
         find_endpoint(&self.sql(), id)?.ok_or_else(not_found)
     }
 
-    pub(super) async fn webhooks(&self, call: WebhookCall) -> Result<Value, ApiError> {
+    /// `scope`: a device-scoped key sees and changes only its device's endpoints.
+    pub(super) async fn webhooks(&self, call: WebhookCall, scope: Option<&DeviceId>) -> Result<Value, ApiError> {
+        let endpoint = |id: &str| {
+            self.endpoint(id).and_then(|e| match scope::visible(scope, e.device_id.as_deref()) {
+                true => Ok(e),
+                false => Err(not_found()),
+            })
+        };
         match call {
             WebhookCall::List => {
                 let all = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks ORDER BY created_at", None)?)?;
+                let all: Vec<EndpointRow> =
+                    all.into_iter().filter(|e| scope::visible(scope, e.device_id.as_deref())).collect();
                 let names: Vec<String> = EVENT_NAMES.iter().map(|n| webhook::event_name(*n)).collect();
                 Ok(json!({"webhooks": all.iter().map(endpoint_json).collect::<Vec<_>>(), "available_events": names}))
             }
@@ -220,13 +230,13 @@ impl AppObject {
                         int(now),
                     ],
                 )?;
-                let mut view = endpoint_json(&self.endpoint(&id)?);
+                let mut view = endpoint_json(&endpoint(&id)?);
                 view["secret"] = secret.into();
                 Ok(view)
             }
-            WebhookCall::Get { id } => Ok(endpoint_json(&self.endpoint(&id)?)),
+            WebhookCall::Get { id } => Ok(endpoint_json(&endpoint(&id)?)),
             WebhookCall::Update { id, patch, now } => {
-                let current = self.endpoint(&id)?;
+                let current = endpoint(&id)?;
                 let sealed =
                     patch.secret.as_deref().map(|s| self.key_material().map(|k| secretbox::seal(&k, s))).transpose()?;
                 self.sql().exec(
@@ -255,16 +265,16 @@ impl AppObject {
                 if patch.active == Some(true) {
                     self.wake_deliveries().await?;
                 }
-                Ok(endpoint_json(&self.endpoint(&id)?))
+                Ok(endpoint_json(&endpoint(&id)?))
             }
             WebhookCall::Delete { id } => {
-                self.endpoint(&id)?;
+                endpoint(&id)?;
                 self.sql().exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
                 self.sql().exec("DELETE FROM deliveries WHERE webhook_id = ?", vec![id.into()])?;
                 Ok(json!({"success": true}))
             }
             WebhookCall::RegenerateSecret { id, now } => {
-                let current = self.endpoint(&id)?;
+                let current = endpoint(&id)?;
                 let format = Format::parse(&current.format).unwrap_or_default();
                 let secret = webhook::new_secret(format);
                 self.sql().exec(
@@ -280,7 +290,7 @@ impl AppObject {
                 )
             }
             WebhookCall::Test { id, now } => {
-                let endpoint = self.endpoint(&id)?;
+                let endpoint = endpoint(&id)?;
                 let data = json!({"webhook_id": endpoint.id, "message": "This is a test event from wagate"});
                 let body =
                     json!({"event": "webhook.test", "type": "webhook.test", "timestamp": iso(now), "data": data});
@@ -290,7 +300,7 @@ impl AppObject {
                 Ok(json!({"success": true, "delivery_id": delivery_id}))
             }
             WebhookCall::Deliveries { id, status } => {
-                self.endpoint(&id)?;
+                endpoint(&id)?;
                 let listed = rows::<DeliveryRow>(self.sql().exec(
                     "SELECT * FROM deliveries WHERE webhook_id = ? AND (? IS NULL OR status = ? OR (? = ? AND status = ?))
                      ORDER BY created_at DESC, id LIMIT 100",
@@ -306,7 +316,7 @@ impl AppObject {
                 Ok(json!({"deliveries": listed.iter().map(delivery_json).collect::<Vec<_>>()}))
             }
             WebhookCall::Replay { id, delivery_id, since, now } => {
-                self.endpoint(&id)?;
+                endpoint(&id)?;
                 // Replays keep their delivery id and body; only the schedule starts over.
                 let replayed = match (delivery_id, since) {
                     (Some(delivery_id), _) => {
