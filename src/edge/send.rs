@@ -4,6 +4,11 @@
 use serde_json::Value;
 use wagate_contract::wire::Content;
 
+use std::time::Duration;
+
+use worker::Delay;
+
+use super::fault::Fault;
 use super::Ctx;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{trace_id, DeviceId, MessageId};
@@ -21,8 +26,8 @@ pub struct Outgoing {
     pub device_id: Option<DeviceId>,
     pub meta: Option<Value>,
     pub priority: Priority,
-    /// A one-time code: withheld from storage once sent.
-    pub sensitive: bool,
+    /// A one-time code valid until then: withheld from storage once sent, never sent later.
+    pub code_expires_at: Option<u64>,
 }
 
 pub struct Accepted {
@@ -37,7 +42,8 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
         (None, asked) => asked,
     };
     let now = now_ms();
-    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now };
+    let idempotency_key = ctx.idempotency_key.borrow().clone();
+    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now, idempotency_key };
     let reservation: Reservation = call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await?;
     let message = NewMessage {
         message_id: reservation.message_id.clone(),
@@ -47,16 +53,37 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
         trace_id: trace_id(),
         meta: out.meta,
         priority: out.priority,
-        sensitive: out.sensitive,
+        code_expires_at: out.code_expires_at,
         campaign: None,
         now,
     };
-    let enqueue = DeviceOp::Enqueue { message };
-    match call::<_, MessageView>(ctx.env, DEVICES, reservation.device_id.as_str(), &enqueue).await {
-        Ok(message) => Ok(Accepted { message, quota_remaining: reservation.quota_remaining }),
-        Err(e) => {
+    if let Fault::DelayEnqueue { ms } = ctx.fault {
+        Delay::from(Duration::from_millis(ms)).await;
+    }
+    let device = reservation.device_id.as_str();
+    let enqueued = match (call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await, ctx.fault) {
+        (Ok(_), Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) => Err(ApiError::internal("injected fault: the device's answer was lost")),
+        (enqueued, _) => enqueued,
+    };
+    let accepted = |message| Accepted { message, quota_remaining: reservation.quota_remaining };
+    let Err(e) = enqueued else { return enqueued.map(accepted) };
+    // The device may have stored the message before its answer went missing: only its word that
+    // it holds nothing gives the unit back. Without that word the charge stays, and a retry under
+    // the same Idempotency-Key re-drives this message id, which the queue takes once.
+    let withdraw = DeviceOp::Withdraw { app_id: tenant.app_id.clone(), message_id: reservation.message_id.clone() };
+    let held = match ctx.fault {
+        Fault::DeviceLostAfterEnqueue => Err(ApiError::internal("injected fault: the device is unreachable")),
+        _ => call::<_, Option<MessageView>>(ctx.env, DEVICES, device, &withdraw).await,
+    };
+    match held {
+        Ok(Some(message)) => Ok(accepted(message)),
+        Ok(None) => {
             let refund = AppOp::Refund { message_id: reservation.message_id };
             call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await?;
+            Err(e)
+        }
+        Err(unknown) => {
+            worker::console_warn!("send {} left charged, its device unreachable: {unknown}", reservation.message_id);
             Err(e)
         }
     }
