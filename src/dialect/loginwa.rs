@@ -85,6 +85,7 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::IdempotencyMismatch => {
             (422, "idempotency_key_reused", "This Idempotency-Key was already used with a different request")
         }
+        ApiError::IdempotencyInFlight => (409, "idempotency_key_in_use", super::IDEMPOTENCY_IN_FLIGHT),
         ApiError::MediaFetchFailed { message } => {
             return (422, json!({"error": "media_fetch_failed", "message": message}))
         }

@@ -25,6 +25,10 @@ impl Dialect {
     }
 }
 
+/// Both dialects' words for a retry that overlaps the first request under its key (Stripe's).
+pub const IDEMPOTENCY_IN_FLIGHT: &str =
+    "A request with this Idempotency-Key is still being processed; retry once it has answered";
+
 /// What every response of a request shares.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

@@ -138,6 +138,7 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
         ApiError::IdempotencyMismatch => {
             (422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used with a different request".to_owned())
         }
+        ApiError::IdempotencyInFlight => (409, "IDEMPOTENCY_KEY_IN_USE", super::IDEMPOTENCY_IN_FLIGHT.to_owned()),
         ApiError::MediaFetchFailed { message } => (400, "MEDIA_FETCH_FAILED", message.clone()),
         ApiError::BridgeUnavailable { .. } => {
             (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned())

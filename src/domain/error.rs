@@ -67,6 +67,8 @@ pub enum ApiError {
     },
     /// An `Idempotency-Key` reused for a different request.
     IdempotencyMismatch,
+    /// The first request with this `Idempotency-Key` is still being handled.
+    IdempotencyInFlight,
     /// A media `source` could not be fetched, or is not the file it claims to be.
     MediaFetchFailed {
         message: String,

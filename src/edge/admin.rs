@@ -201,6 +201,8 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         warm_up_first_day_cap: f.integer("warm_up_first_day_cap", 1, LIMIT_MAX).map(|n| n as u64),
         warm_up_growth_percent: f.integer("warm_up_growth_percent", 0, 1000).map(|n| n as u64),
         warm_up_uncapped_after: f.integer("warm_up_uncapped_after", 1, LIMIT_MAX).map(|n| n as u64),
+        auto_reply_cooldown_s: f.integer("auto_reply_cooldown_s", 0, 86_400).map(|n| n as u64),
+        auto_reply_hourly_cap: f.integer("auto_reply_hourly_cap", 0, 3_600).map(|n| n as u64),
         opt_out_keywords: body.get("opt_out_keywords").filter(|v| !v.is_null()).and_then(|v| {
             let keywords: Option<Vec<String>> = serde_json::from_value(v.clone()).ok();
             let keywords = keywords.filter(|k| k.iter().all(|k| (1..=32).contains(&k.trim().chars().count())));

@@ -7,10 +7,10 @@ use worker::Request;
 
 use super::{Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
-use crate::domain::idempotency::{fingerprint, Decision, SavedResponse, MAX_KEY_CHARS};
+use crate::domain::idempotency::{fingerprint, Decision, SavedResponse, DEFAULT_LEASE_MS, MAX_KEY_CHARS};
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::{call, APPS};
-use crate::runtime::now_ms;
+use crate::runtime::{config, now_ms};
 
 pub fn key(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(key) = req.headers().get("idempotency-key").ok().flatten() else { return Ok(None) };
@@ -23,6 +23,8 @@ pub fn key(req: &Request) -> Result<Option<String>, ApiError> {
 }
 
 /// Runs `handle` unless this key already answered this request; saves a successful answer.
+/// While `handle` runs, the key is the request's claim (`Ctx::idempotency_key`), so its send
+/// reserves the key's message id.
 pub async fn once<F: Future<Output = Outcome>>(
     ctx: &Ctx<'_>,
     tenant: &Tenant,
@@ -32,18 +34,18 @@ pub async fn once<F: Future<Output = Outcome>>(
 ) -> Outcome {
     let Some(key) = key else { return handle.await };
     let app = tenant.app_id.as_str();
-    let begin =
-        AppOp::IdempotencyBegin { key: key.clone(), fingerprint: fingerprint(&ctx.meta.path, body), now: now_ms() };
+    let lease_ms = config(ctx.env, "IDEMPOTENCY_LEASE_MS").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_LEASE_MS);
+    let fingerprint = fingerprint(&ctx.meta.path, body);
+    let begin = AppOp::IdempotencyBegin { key: key.clone(), fingerprint, now: now_ms(), lease_ms };
     match call::<_, Decision>(ctx.env, APPS, app, &begin).await? {
         Decision::Replay(saved) => {
             let body: Value = serde_json::from_str(&saved.body).map_err(ApiError::internal)?;
             Ok(Reply::json(saved.status, body).replayed())
         }
-        Decision::InFlight => Err(ApiError::Conflict {
-            message: "A request with this Idempotency-Key is still being processed; retry shortly".into(),
-        }),
+        Decision::InFlight => Err(ApiError::IdempotencyInFlight),
         Decision::Mismatch => Err(ApiError::IdempotencyMismatch),
         Decision::Proceed => {
+            *ctx.idempotency_key.borrow_mut() = Some(key.clone());
             let outcome = handle.await;
             let response = match &outcome {
                 Ok(reply) => reply.saved(),

@@ -228,7 +228,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         device_id,
         meta,
         priority: Priority::Normal,
-        sensitive: false,
+        code_expires_at: None,
     };
     let accepted = send::accept(ctx, tenant, out).await?;
     let message = accepted.message;

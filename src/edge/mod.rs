@@ -6,6 +6,7 @@ mod auth;
 mod autoreplies;
 mod broadcast;
 mod events;
+mod fault;
 mod idempotency;
 mod ipwhitelist;
 mod linkpage;
@@ -82,6 +83,10 @@ pub struct Ctx<'a> {
     pub query: String,
     /// Headers every answer to this request carries (rate-limit state once the key is known).
     pub extra_headers: std::cell::RefCell<Vec<(String, String)>>,
+    /// The `Idempotency-Key` this request holds once claimed: its send reserves under it.
+    pub idempotency_key: std::cell::RefCell<Option<String>>,
+    /// A fault the test suite asked for (development only).
+    pub fault: fault::Fault,
 }
 
 impl Ctx<'_> {
@@ -116,6 +121,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         origin: origin.to_owned(),
         query: query.to_owned(),
         extra_headers: Default::default(),
+        idempotency_key: Default::default(),
+        fault: fault::Fault::of(&req, &env),
     };
     let dialect = Dialect::of_path(path);
     let content_length = req.headers().get("content-length").ok().flatten();

@@ -44,12 +44,13 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
     let code = otp::generate_code(length.map_or(otp::DEFAULT_LENGTH, |l| l as usize));
     let ttl_secs = setting(ctx, "OTP_TTL_S", otp::DEFAULT_TTL_SECS);
     let now = now_ms();
+    let expires_at = now + ttl_secs * 1000;
     let start = OtpOp::Start {
         session_id: session_id.clone(),
         app_id: tenant.app_id.clone(),
         phone: digits.clone(),
         code_hash: otp::hash_code(secret.as_bytes(), &session_id, &code),
-        expires_at: now + ttl_secs * 1000,
+        expires_at,
         resend_cooldown_ms: setting(ctx, "OTP_RESEND_COOLDOWN_S", otp::DEFAULT_RESEND_COOLDOWN_SECS) * 1000,
         hourly_cap: setting(ctx, "OTP_HOURLY_CAP", otp::DEFAULT_HOURLY_CAP as u64) as usize,
         now,
@@ -68,11 +69,17 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         device_id: None,
         meta: meta.map(Value::Object),
         priority: Priority::Otp,
-        sensitive: true,
+        code_expires_at: Some(expires_at),
     };
     if let Err(e) = send::accept(ctx, tenant, out).await {
         call::<_, Value>(ctx.env, OTPS, &phone_key, &OtpOp::Cancel { session_id }).await?;
         return Err(e);
+    }
+    // Only now that the new code is on its way do the earlier ones stop working. Should this
+    // call fail, they stay valid until they expire, as they would have without the new one.
+    let accepted = OtpOp::Accepted { session_id: session_id.clone() };
+    if let Err(e) = call::<_, Value>(ctx.env, OTPS, &phone_key, &accepted).await {
+        worker::console_warn!("earlier codes left valid: {e}");
     }
     let debug_code = (!is_production(ctx.env)).then_some(code);
     Ok(Reply::json(200, json!({"session_id": session_id, "expires_in": ttl_secs, "debug_code": debug_code})))

@@ -4,6 +4,11 @@
 use serde_json::Value;
 use wagate_contract::wire::Content;
 
+use std::time::Duration;
+
+use worker::Delay;
+
+use super::fault::Fault;
 use super::Ctx;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{trace_id, DeviceId, MessageId};
@@ -22,8 +27,8 @@ pub struct Outgoing {
     pub device_id: Option<DeviceId>,
     pub meta: Option<Value>,
     pub priority: Priority,
-    /// A one-time code: withheld from storage once sent.
-    pub sensitive: bool,
+    /// A one-time code valid until then: withheld from storage once sent, never sent later.
+    pub code_expires_at: Option<u64>,
 }
 
 pub struct Accepted {
@@ -38,15 +43,17 @@ pub async fn accept(ctx: &Ctx<'_>, tenant: &Tenant, out: Outgoing) -> Result<Acc
 
 /// Picks the device and reserves a unit of quota: everything that may refuse a send (plan,
 /// quota, device scope, no device online), decided before any work is spent on its content.
+/// Under an `Idempotency-Key` the reservation is bound to the key, so a retry gets the same id.
 pub async fn reserve(ctx: &Ctx<'_>, tenant: &Tenant, asked: Option<DeviceId>) -> Result<Reservation, ApiError> {
     let device_id = scope::device_for(tenant.device_scope.as_ref(), asked)?;
     let now = now_ms();
-    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now };
+    let idempotency_key = ctx.idempotency_key.borrow().clone();
+    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now, idempotency_key };
     call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
 }
 
-/// Queues `out` under `reservation` (whose device it goes from); the quota unit goes back if
-/// the device's object refuses it.
+/// Queues `out` under `reservation` (whose device it goes from); the quota unit goes back only
+/// if the device's object confirms it holds nothing under the reservation's id.
 pub async fn enqueue(
     ctx: &Ctx<'_>,
     tenant: &Tenant,
@@ -61,21 +68,42 @@ pub async fn enqueue(
         trace_id: trace_id(),
         meta: out.meta,
         priority: out.priority,
-        sensitive: out.sensitive,
+        code_expires_at: out.code_expires_at,
         campaign: None,
         now: now_ms(),
     };
-    let enqueue = DeviceOp::Enqueue { message };
-    match call::<_, MessageView>(ctx.env, DEVICES, reservation.device_id.as_str(), &enqueue).await {
-        Ok(message) => Ok(Accepted { message, quota_remaining: reservation.quota_remaining }),
-        Err(e) => {
+    if let Fault::DelayEnqueue { ms } = ctx.fault {
+        Delay::from(Duration::from_millis(ms)).await;
+    }
+    let device = reservation.device_id.as_str();
+    let enqueued = match (call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await, ctx.fault) {
+        (Ok(_), Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) => Err(ApiError::internal("injected fault: the device's answer was lost")),
+        (enqueued, _) => enqueued,
+    };
+    let accepted = |message| Accepted { message, quota_remaining: reservation.quota_remaining };
+    let Err(e) = enqueued else { return enqueued.map(accepted) };
+    // The device may have stored the message before its answer went missing: only its word that
+    // it holds nothing gives the unit back. Without that word the charge stays, and a retry under
+    // the same Idempotency-Key re-drives this message id, which the queue takes once.
+    let withdraw = DeviceOp::Withdraw { app_id: tenant.app_id.clone(), message_id: reservation.message_id.clone() };
+    let held = match ctx.fault {
+        Fault::DeviceLostAfterEnqueue => Err(ApiError::internal("injected fault: the device is unreachable")),
+        _ => call::<_, Option<MessageView>>(ctx.env, DEVICES, device, &withdraw).await,
+    };
+    match held {
+        Ok(Some(message)) => Ok(accepted(message)),
+        Ok(None) => {
             release(ctx, tenant, reservation).await?;
+            Err(e)
+        }
+        Err(unknown) => {
+            worker::console_warn!("send {} left charged, its device unreachable: {unknown}", reservation.message_id);
             Err(e)
         }
     }
 }
 
-/// Gives a reservation's quota unit back: nothing was queued under it.
+/// Gives a reservation's quota unit back: nothing was queued under it (a key bound to it lets go).
 pub async fn release(ctx: &Ctx<'_>, tenant: &Tenant, reservation: Reservation) -> Result<(), ApiError> {
     let refund = AppOp::Refund { message_id: reservation.message_id };
     call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await.map(drop)

@@ -117,7 +117,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant, kind: &str) ->
         },
     };
     let out =
-        Outgoing { recipient, content, device_id: None, meta: None, priority: Priority::Normal, sensitive: false };
+        Outgoing { recipient, content, device_id: None, meta: None, priority: Priority::Normal, code_expires_at: None };
     let accepted = send::enqueue(ctx, tenant, reservation, out).await?;
     Ok(Reply::json(202, envelope(render(&accepted.message), &ctx.meta)))
 }

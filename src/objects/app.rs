@@ -13,6 +13,7 @@ use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
 use super::{create_schema, int, number, rows, serve, to_json};
+use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
 use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
@@ -45,6 +46,9 @@ pub struct AppPatch {
     pub warm_up_growth_percent: Option<u64>,
     pub warm_up_uncapped_after: Option<u64>,
     pub opt_out_keywords: Option<Vec<String>>,
+    /// Auto-reply rationing per sender: a rule's cooldown, replies per hour.
+    pub auto_reply_cooldown_s: Option<u64>,
+    pub auto_reply_hourly_cap: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -138,24 +142,31 @@ pub enum AppOp {
     PickDevice {
         device_id: Option<DeviceId>,
     },
-    /// Picks the sending device and reserves one unit of quota for a new message.
+    /// Picks the sending device and reserves one unit of quota for a new message. Under an
+    /// `Idempotency-Key` the reservation is bound to the key: a later attempt under the same
+    /// key gets the same message id back, charged once.
     ReserveSend {
         device_id: Option<DeviceId>,
         period: String,
         now: u64,
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Claims an `Idempotency-Key` for a request, or says what became of its earlier use.
     IdempotencyBegin {
         key: String,
         fingerprint: String,
         now: u64,
+        lease_ms: u64,
     },
-    /// Saves the answer to replay (`None`: the attempt failed; the key is free again).
+    /// Saves the answer to replay (`None`: the attempt failed; the key is free for a retry,
+    /// which re-drives the message id the key is bound to).
     IdempotencyFinish {
         key: String,
         response: Option<SavedResponse>,
     },
-    /// Gives back the unit of a message that failed; idempotent per message.
+    /// Gives back the unit of a message that failed or that its device confirmed it never
+    /// stored; idempotent per message. A key still waiting for its answer lets go of the id.
     Refund {
         message_id: MessageId,
     },
@@ -266,12 +277,13 @@ struct IdempotencyRow {
     status: Option<u16>,
     body: Option<String>,
     created_at: u64,
+    leased_at: Option<u64>,
 }
 
 impl From<IdempotencyRow> for Stored {
     fn from(row: IdempotencyRow) -> Self {
         let response = row.status.zip(row.body).map(|(status, body)| SavedResponse { status, body });
-        Stored { fingerprint: row.fingerprint, response, created_at: row.created_at }
+        Stored { fingerprint: row.fingerprint, response, created_at: row.created_at, leased_at: row.leased_at }
     }
 }
 
@@ -367,9 +379,16 @@ fn migrate(state: &State) {
     create_schema(state, &autoreplies::SCHEMA);
     create_schema(state, &audience::SCHEMA);
     create_schema(state, &access::SCHEMA);
-    // Added after the first release; fails harmlessly once the column exists.
-    let _ = state.storage().sql().exec("ALTER TABLE keys ADD COLUMN expires_at INTEGER", None);
-    let _ = state.storage().sql().exec("ALTER TABLE campaigns ADD COLUMN device_id TEXT", None);
+    // Added after the first release; each fails harmlessly once its column exists.
+    for column in [
+        "keys ADD COLUMN expires_at INTEGER",
+        "campaigns ADD COLUMN device_id TEXT",
+        // The lease of the request handling a key, and the message id the key is bound to.
+        "idempotency ADD COLUMN leased_at INTEGER",
+        "idempotency ADD COLUMN message_id TEXT",
+    ] {
+        let _ = state.storage().sql().exec(&format!("ALTER TABLE {column}"), None);
+    }
 }
 
 #[derive(Deserialize)]
@@ -403,6 +422,9 @@ impl AppObject {
         let sql = self.sql();
         sql.exec("DELETE FROM events WHERE at < ?", vec![int(cutoff)])?;
         sql.exec("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", None)?;
+        // The reply log keeps an hour (trimmed as replies are rationed); streaks without a reply go.
+        sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
+        sql.exec("DELETE FROM auto_reply_senders WHERE sender NOT IN (SELECT sender FROM auto_reply_log)", None)?;
         sql.exec(
             "DELETE FROM deliveries WHERE status IN (?, ?) AND created_at < ?",
             vec![webhooks::SUCCEEDED.into(), webhooks::FAILED.into(), int(cutoff)],
@@ -481,6 +503,9 @@ impl AppObject {
                     return Err(ApiError::field("warm_up_uncapped_after", Rule::Invalid { reason }));
                 }
                 governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
+                let limits = &mut governor.auto_reply;
+                limits.cooldown_secs = patch.auto_reply_cooldown_s.unwrap_or(limits.cooldown_secs);
+                limits.hourly_cap = patch.auto_reply_hourly_cap.unwrap_or(limits.hourly_cap);
                 let sets: [(&str, Option<SqlStorageValue>); 7] = [
                     ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
                     ("monthly_messages", patch.monthly_messages.map(Into::into)),
@@ -585,25 +610,29 @@ impl AppObject {
                 "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
                 None,
             )?)?),
-            AppOp::ReserveSend { device_id, period, now } => to_json(&self.reserve(device_id, &period, now)?),
+            AppOp::ReserveSend { device_id, period, now, idempotency_key } => {
+                to_json(&self.reserve_send(device_id, &period, now, idempotency_key)?)
+            }
             AppOp::PickDevice { device_id } => to_json(&self.pick(device_id)?),
-            AppOp::IdempotencyBegin { key, fingerprint, now } => {
+            AppOp::IdempotencyBegin { key, fingerprint, now, lease_ms } => {
                 self.sql().exec(
                     "DELETE FROM idempotency WHERE created_at < ?",
                     vec![int(now.saturating_sub(idempotency::RETENTION_MS))],
                 )?;
                 let stored = rows::<IdempotencyRow>(self.sql().exec(
-                    "SELECT fingerprint, status, body, created_at FROM idempotency WHERE key = ?",
+                    "SELECT fingerprint, status, body, created_at, leased_at FROM idempotency WHERE key = ?",
                     vec![key.as_str().into()],
                 )?)?
                 .into_iter()
                 .next()
                 .map(Stored::from);
-                let decision = idempotency::decide(stored.as_ref(), &fingerprint, now);
+                let decision = idempotency::decide(stored.as_ref(), &fingerprint, now, lease_ms);
                 if decision == Decision::Proceed {
+                    // A retry takes the lease over and keeps the key's message id.
                     self.sql().exec(
-                        "INSERT OR REPLACE INTO idempotency (key, fingerprint, created_at) VALUES (?, ?, ?)",
-                        vec![key.into(), fingerprint.into(), int(now)],
+                        "INSERT INTO idempotency (key, fingerprint, created_at, leased_at) VALUES (?, ?, ?, ?)
+                         ON CONFLICT (key) DO UPDATE SET leased_at = excluded.leased_at",
+                        vec![key.into(), fingerprint.into(), int(now), int(now)],
                     )?;
                 }
                 to_json(&decision)
@@ -616,7 +645,14 @@ impl AppObject {
                 Ok(serde_json::Value::Null)
             }
             AppOp::IdempotencyFinish { key, response: None } => {
-                self.sql().exec("DELETE FROM idempotency WHERE key = ? AND status IS NULL", vec![key.into()])?;
+                // A key that reserved nothing is forgotten; one bound to a message id keeps it
+                // (the device may hold the message) and only lets go of the lease.
+                let sql = self.sql();
+                sql.exec(
+                    "DELETE FROM idempotency WHERE key = ? AND status IS NULL AND message_id IS NULL",
+                    vec![key.as_str().into()],
+                )?;
+                sql.exec("UPDATE idempotency SET leased_at = NULL WHERE key = ? AND status IS NULL", vec![key.into()])?;
                 Ok(serde_json::Value::Null)
             }
             AppOp::Refund { message_id } => {
@@ -625,6 +661,11 @@ impl AppObject {
                     self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
                     self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
                 }
+                // A retry under the key then sends afresh: this id will never go out.
+                self.sql().exec(
+                    "UPDATE idempotency SET message_id = NULL WHERE message_id = ? AND status IS NULL",
+                    vec![message_id.as_str().into()],
+                )?;
                 Ok(serde_json::Value::Null)
             }
         }
@@ -823,6 +864,35 @@ impl AppObject {
             .and_then(|d| DeviceId::parse(&d.device_id))
             .ok_or(ApiError::NoDeviceAvailable),
         }
+    }
+
+    /// A send's reservation: the one its `Idempotency-Key` is bound to, else a new one, bound to it.
+    fn reserve_send(
+        &self,
+        device_id: Option<DeviceId>,
+        period: &str,
+        now: u64,
+        idempotency_key: Option<String>,
+    ) -> Result<Reservation, ApiError> {
+        #[derive(Deserialize)]
+        struct Bound {
+            message_id: Option<String>,
+        }
+        let Some(key) = idempotency_key else { return self.reserve(device_id, period, now) };
+        let bound = rows::<Bound>(
+            self.sql().exec("SELECT message_id FROM idempotency WHERE key = ?", vec![key.as_str().into()])?,
+        )?;
+        if let Some(message_id) = bound.into_iter().find_map(|b| b.message_id).as_deref().and_then(MessageId::parse) {
+            let app = self.app_in_period(period)?;
+            let quota_remaining = (app.monthly_messages - app.quota_used).max(0);
+            return Ok(Reservation { device_id: message_id.device(), message_id, quota_remaining });
+        }
+        let reservation = self.reserve(device_id, period, now)?;
+        self.sql().exec(
+            "UPDATE idempotency SET message_id = ? WHERE key = ?",
+            vec![reservation.message_id.as_str().into(), key.into()],
+        )?;
+        Ok(reservation)
     }
 
     pub(super) fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {

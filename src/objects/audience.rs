@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::app::{AppObject, Reservation, ONLINE};
 use super::{int, number, rows};
+use crate::domain::autoreply::ReplyLimits;
 use crate::domain::campaign::{is_opt_out, WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
@@ -33,11 +34,18 @@ pub const SCHEMA: [&str; 5] = [
 pub struct Governor {
     pub warm_up: WarmUp,
     pub opt_out_keywords: Vec<String>,
+    /// Rationing of auto-replies per sender (settings saved before it existed have none).
+    #[serde(default)]
+    pub auto_reply: ReplyLimits,
 }
 
 impl Default for Governor {
     fn default() -> Self {
-        Self { warm_up: WarmUp::default(), opt_out_keywords: DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec() }
+        Self {
+            warm_up: WarmUp::default(),
+            opt_out_keywords: DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec(),
+            auto_reply: ReplyLimits::default(),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::app::AppObject;
 use super::{int, number, rows};
-use crate::domain::autoreply::{reply_template, MatchKind, Matcher};
+use crate::domain::autoreply::{self, reply_template, MatchKind, Matcher, SentReply, HOUR_MS};
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::{random_hex, DeviceId};
@@ -16,13 +16,17 @@ use crate::runtime::{iso, month_of};
 
 pub const MAX_RULES: i64 = 100;
 
-pub const SCHEMA: [&str; 2] = [
+pub const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS auto_replies (
         id TEXT PRIMARY KEY, match_kind TEXT NOT NULL, pattern TEXT NOT NULL, reply TEXT NOT NULL, device_id TEXT,
         active INTEGER NOT NULL, priority INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0,
         last_matched_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
     // The reply each answered event got, so that a retried recording queues the same one.
     "CREATE TABLE IF NOT EXISTS auto_replied (event_id TEXT PRIMARY KEY, reply TEXT NOT NULL)",
+    // The replies each sender got in the last hour, and their quick answers in a row, for the rationing.
+    "CREATE TABLE IF NOT EXISTS auto_reply_log (sender TEXT NOT NULL, rule_id TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS auto_reply_log_sender ON auto_reply_log (sender, at)",
+    "CREATE TABLE IF NOT EXISTS auto_reply_senders (sender TEXT PRIMARY KEY, quick_answers INTEGER NOT NULL)",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +224,32 @@ impl AppObject {
         logged.into_iter().next().map(|l| serde_json::from_str(&l.reply).map_err(ApiError::internal)).transpose()
     }
 
+    /// Whether `rule_id` may answer `sender` now (`domain::autoreply::verdict`), counting this
+    /// message towards the sender's quick answers in a row either way.
+    fn ration(&self, rule_id: &str, sender: &str, now: u64) -> Result<Result<(), autoreply::Suppressed>, ApiError> {
+        #[derive(Deserialize)]
+        struct Streak {
+            quick_answers: u32,
+        }
+        let sql = self.sql();
+        sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
+        let replies = rows::<SentReply>(
+            sql.exec("SELECT rule_id, at FROM auto_reply_log WHERE sender = ?", vec![sender.into()])?,
+        )?;
+        let before = rows::<Streak>(
+            sql.exec("SELECT quick_answers FROM auto_reply_senders WHERE sender = ?", vec![sender.into()])?,
+        )?
+        .first()
+        .map_or(0, |s| s.quick_answers);
+        let quick = autoreply::quick_answers(before, &replies, now);
+        sql.exec(
+            "INSERT INTO auto_reply_senders (sender, quick_answers) VALUES (?, ?)
+             ON CONFLICT (sender) DO UPDATE SET quick_answers = excluded.quick_answers",
+            vec![sender.into(), int(quick.into())],
+        )?;
+        Ok(autoreply::verdict(&self.governor()?.auto_reply, &replies, quick, rule_id, now))
+    }
+
     /// Answers an inbound message by the first matching rule, noting on the event what was done.
     pub(super) fn auto_reply(&self, event: &mut Event) -> Result<Option<AutoReply>, ApiError> {
         if event.name != EventName::MessageIncoming || event.data["group"].as_bool() == Some(true) {
@@ -257,6 +287,10 @@ impl AppObject {
             "UPDATE auto_replies SET hits = hits + 1, last_matched_at = ? WHERE id = ?",
             vec![int(event.at_ms), rule.id.as_str().into()],
         )?;
+        if let Err(why) = self.ration(&rule.id, &to, event.at_ms)? {
+            event.data["auto_reply"] = json!({"rule_id": rule.id, "suppressed": why});
+            return Ok(None);
+        }
         let reservation = match self.reserve(Some(device_id), &month_of(event.at_ms), event.at_ms) {
             Ok(reservation) => reservation,
             // Replying is best effort: a reply that cannot go out is noted on the event, not queued.
@@ -267,6 +301,10 @@ impl AppObject {
         let reply =
             AutoReply { message_id: reservation.message_id.to_string(), rule_id: rule.id, to, text: reply_text };
         event.data["auto_reply"] = json!({"rule_id": reply.rule_id, "message_id": reply.message_id});
+        self.sql().exec(
+            "INSERT INTO auto_reply_log (sender, rule_id, at) VALUES (?, ?, ?)",
+            vec![reply.to.as_str().into(), reply.rule_id.as_str().into(), int(event.at_ms)],
+        )?;
         self.sql().exec(
             "INSERT INTO auto_replied (event_id, reply) VALUES (?, ?)",
             vec![event.id.as_str().into(), serde_json::to_string(&reply).map_err(ApiError::internal)?.into()],

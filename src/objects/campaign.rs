@@ -564,7 +564,7 @@ impl CampaignObject {
             trace_id: trace_id(),
             meta: Some(json!({"campaign_id": campaign.id})),
             priority: Priority::Bulk,
-            sensitive: false,
+            code_expires_at: None,
             campaign: Some(CampaignRef { campaign_id: campaign.id.clone(), contact: contact.seq }),
             now,
         };

@@ -49,8 +49,9 @@ pub struct NewMessage {
     pub trace_id: String,
     pub meta: Option<serde_json::Value>,
     pub priority: Priority,
-    /// The text is a secret (a one-time code): it is withheld once WhatsApp has it.
-    pub sensitive: bool,
+    /// A one-time code valid until then: its text is withheld once WhatsApp has it, and it is
+    /// never sent after this (it ends FAILED `expired` instead: a late code is worthless).
+    pub code_expires_at: Option<u64>,
     /// The campaign contact this message is for, told of the message's progress.
     #[serde(default)]
     pub campaign: Option<CampaignRef>,
@@ -88,6 +89,12 @@ pub enum DeviceOp {
     },
     Enqueue {
         message: NewMessage,
+    },
+    /// Asked after an `Enqueue` whose answer was lost: the message if it is held. If it is not,
+    /// it never will be (a late `Enqueue` of it is refused), so its quota can go back.
+    Withdraw {
+        app_id: AppId,
+        message_id: MessageId,
     },
     GetMessage {
         app_id: AppId,
@@ -225,8 +232,12 @@ impl DurableObject for DeviceObject {
                 message_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, contact INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS campaign_outbox (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, campaign_id TEXT NOT NULL, op TEXT NOT NULL)",
+                // Message ids this device answered it never stored (`Withdraw`): refused from then on.
+                "CREATE TABLE IF NOT EXISTS withdrawn (message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
             ],
         );
+        // Added after the first release; fails harmlessly once the column exists.
+        let _ = state.storage().sql().exec("ALTER TABLE messages ADD COLUMN expires_at INTEGER", None);
         Self { state, env }
     }
 
@@ -288,9 +299,24 @@ impl DeviceObject {
             }
             DeviceOp::Enqueue { message } => {
                 self.device_of(&message.app_id)?;
+                let withdrawn = "SELECT COUNT(*) AS n FROM withdrawn WHERE message_id = ?";
+                if number(&self.sql(), withdrawn, vec![message.message_id.as_str().into()])?.unwrap_or(0) > 0 {
+                    return Err(ApiError::Conflict { message: "This message was withdrawn; send it again".into() });
+                }
                 self.insert_message(&message)?;
                 self.wake().await?;
                 to_json(&self.message(&message.app_id, &message.message_id)?)
+            }
+            DeviceOp::Withdraw { app_id, message_id } => {
+                if self.message_row(&message_id)?.is_some_and(|m| m.app_id == app_id.as_str()) {
+                    self.wake().await?; // the failed enqueue may not have set the alarm
+                    return to_json(&Some(self.message(&app_id, &message_id)?));
+                }
+                self.sql().exec(
+                    "INSERT OR IGNORE INTO withdrawn (message_id, at) VALUES (?, ?)",
+                    vec![message_id.as_str().into(), int(now_ms())],
+                )?;
+                to_json(&None::<MessageView>)
             }
             DeviceOp::GetMessage { app_id, message_id } => to_json(&self.message(&app_id, &message_id)?),
             DeviceOp::Event { event, origin } => {
@@ -305,8 +331,8 @@ impl DeviceObject {
     fn insert_message(&self, message: &NewMessage) -> Result<(), ApiError> {
         self.sql().exec(
             "INSERT OR IGNORE INTO messages
-             (id, app_id, recipient, content, status, trace_id, meta, created_at, priority, sensitive)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (id, app_id, recipient, content, status, trace_id, meta, created_at, priority, sensitive, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 message.message_id.as_str().into(),
                 message.app_id.as_str().into(),
@@ -317,7 +343,8 @@ impl DeviceObject {
                 message.meta.as_ref().map(|m| m.to_string()).into(),
                 int(message.now),
                 int(message.priority.rank()),
-                int(message.sensitive as u64),
+                int(message.code_expires_at.is_some() as u64),
+                message.code_expires_at.map(int).into(),
             ],
         )?;
         if let Some(campaign) = &message.campaign {
@@ -343,7 +370,7 @@ impl DeviceObject {
             trace_id: trace_id(),
             meta: Some(json!({"auto_reply_rule": reply.rule_id})),
             priority: Priority::Normal,
-            sensitive: false,
+            code_expires_at: None,
             campaign: None,
             now: now_ms(),
         })
@@ -802,6 +829,7 @@ impl DeviceObject {
             return Ok(());
         }
         let now = now_ms();
+        self.expire_codes(now).await?;
         if device.status != ONLINE {
             // The Connected event wakes the queue again; until then messages wait, up to the expiry.
             return self.expire_waiting(now).await;
@@ -835,6 +863,32 @@ impl DeviceObject {
         )?;
         sql.exec("DELETE FROM campaign_messages WHERE message_id NOT IN (SELECT id FROM messages)", None)?;
         sql.exec("DELETE FROM applied_events WHERE at < ?", vec![int(cutoff)])?;
+        sql.exec("DELETE FROM withdrawn WHERE at < ?", vec![int(cutoff)])?;
+        Ok(())
+    }
+
+    /// Fails the one-time codes still waiting when their code expires, online or not, and wakes
+    /// up again when the next one would.
+    async fn expire_codes(&self, now: u64) -> Result<(), ApiError> {
+        let queued = MessageStatus::Queued.as_str();
+        let overdue = rows::<MessageRow>(self.sql().exec(
+            "SELECT * FROM messages WHERE status = ? AND expires_at <= ? ORDER BY seq",
+            vec![queued.into(), int(now)],
+        )?)?;
+        let mut follow_ups = vec![];
+        for message in overdue {
+            let failure = Some(("expired".to_owned(), "the one-time code expired before it could be sent".to_owned()));
+            follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
+        }
+        self.follow_up(follow_ups).await?;
+        let next: Vec<Due> = rows(self.sql().exec(
+            "SELECT MIN(expires_at) AS next_attempt_at FROM messages WHERE status = ? AND expires_at IS NOT NULL
+             HAVING COUNT(*) > 0",
+            vec![queued.into()],
+        )?)?;
+        if let Some(next) = next.first() {
+            self.alarm_within(next.next_attempt_at.saturating_sub(now)).await?;
+        }
         Ok(())
     }
 

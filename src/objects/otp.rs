@@ -31,8 +31,12 @@ pub enum OtpOp {
         hourly_cap: usize,
         now: u64,
     },
-    /// The code could not be sent: the session and its send record go.
+    /// The code could not be sent: the session and its send record go; earlier codes stay valid.
     Cancel {
+        session_id: String,
+    },
+    /// The code is queued for sending: every earlier code for this phone stops working.
+    Accepted {
         session_id: String,
     },
     Verify {
@@ -138,11 +142,6 @@ impl OtpObject {
                 if let Err(retry_after_secs) = throttle.check(&recent, now) {
                     return to_json(&Started::Throttled { retry_after_secs });
                 }
-                // A new code makes every earlier one for this phone useless.
-                self.sql().exec(
-                    "UPDATE sessions SET state = ?, code_hash = NULL, event_recorded = 1 WHERE state = ?",
-                    vec![SUPERSEDED.into(), PENDING.into()],
-                )?;
                 self.sql().exec(
                     "INSERT INTO sessions (session_id, app_id, phone, code_hash, state, expires_at, created_at)
                      VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -160,6 +159,14 @@ impl OtpObject {
                     .exec("INSERT INTO sends (session_id, at) VALUES (?, ?)", vec![session_id.into(), int(now)])?;
                 self.alarm_at(expires_at).await?;
                 to_json(&Started::Started)
+            }
+            OtpOp::Accepted { session_id } => {
+                self.sql().exec(
+                    "UPDATE sessions SET state = ?, code_hash = NULL, event_recorded = 1
+                     WHERE state = ? AND session_id != ?",
+                    vec![SUPERSEDED.into(), PENDING.into(), session_id.into()],
+                )?;
+                Ok(serde_json::Value::Null)
             }
             OtpOp::Cancel { session_id } => {
                 self.sql().exec("DELETE FROM sessions WHERE session_id = ?", vec![session_id.as_str().into()])?;

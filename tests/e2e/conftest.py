@@ -25,6 +25,8 @@ QUEUE_EXPIRY_MS = 5000
 # One-time codes live this long here (production: 300 s), and a phone gets a new one after the cooldown.
 OTP_TTL_S = 6
 OTP_COOLDOWN_S = 2
+# A request holding an Idempotency-Key this long without answering is taken for dead (production: 60 s).
+IDEMPOTENCY_LEASE_MS = 1500
 # An endpoint failing without a break this long is disabled (production: 5 days).
 WEBHOOK_DISABLE_AFTER_S = 8
 CAMPAIGN_DELAY_SCALE = 0.02
@@ -47,6 +49,9 @@ def stack():
             "WEBHOOK_DISABLE_AFTER_S": str(WEBHOOK_DISABLE_AFTER_S),
             # Campaign delays at 1/50: `delay_seconds` 5 waits about 100 ms.
             "CAMPAIGN_DELAY_SCALE": str(CAMPAIGN_DELAY_SCALE),
+            "IDEMPOTENCY_LEASE_MS": str(IDEMPOTENCY_LEASE_MS),
+            # Honours the `X-Wagate-Fault` header (development only), to break a send mid-way.
+            "FAULT_INJECTION": "on",
         },
     )
     try:

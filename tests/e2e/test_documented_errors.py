@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -310,6 +311,14 @@ def provoke(case: Case, w: World) -> requests.Response:
             probe.path = probe.path.replace(ids["draft"], ids["sending"])
         elif case.op_id == "addIp":
             probe.body = {"ip_address": "198.51.100.9"}
+        elif case.op_id == "sendMessage":
+            # A retry while the first request under its Idempotency-Key is still running
+            # (held by the development-only fault header).
+            key = f"busy-{time.time_ns()}"
+            first = Probe(probe.method, probe.path, {"Idempotency-Key": key, "X-Wagate-Fault": "delay-enqueue=2000"}, probe.body)
+            threading.Thread(target=send, args=(first, stack, credentials(case, tenant, stack)), daemon=True).start()
+            time.sleep(0.5)
+            probe.headers["Idempotency-Key"] = key
         # Otherwise: pausing or resuming a draft, or a QR, a refresh or a pair code for an online device.
     elif status == "502":
         w.stop_bridge()
