@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(devices_for(Some(&own), vec![own.clone()]), Ok(vec![own.clone()]));
         assert!(devices_for(Some(&own), vec![own.clone(), other.clone()]).is_err());
         assert_eq!(devices_for(None, vec![other.clone()]), Ok(vec![other.clone()]));
-        assert_eq!(sole_device(&[own.clone()]), Some(&own));
+        assert_eq!(sole_device(std::slice::from_ref(&own)), Some(&own));
         assert_eq!(sole_device(&[own, other]), None);
         assert_eq!(sole_device(&[]), None);
     }
