@@ -76,10 +76,10 @@ pub async fn enqueue(
         Delay::from(Duration::from_millis(ms)).await;
     }
     let device = reservation.device_id.as_str();
-    let enqueued = match (call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await, ctx.fault) {
-        (Ok(_), Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) => Err(ApiError::internal("injected fault: the device's answer was lost")),
-        (enqueued, _) => enqueued,
-    };
+    let mut enqueued = call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await;
+    if enqueued.is_ok() && matches!(ctx.fault, Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) {
+        enqueued = Err(ApiError::internal("injected fault: the device's answer was lost"));
+    }
     let accepted = |message| Accepted { message, quota_remaining: reservation.quota_remaining };
     let Err(e) = enqueued else { return enqueued.map(accepted) };
     // The device may have stored the message before its answer went missing: only its word that

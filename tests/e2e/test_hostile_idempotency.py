@@ -35,6 +35,15 @@ def delivered_once(stack, tenant, to: str, text: str, message_id: str):
     assert quota_used(tenant) == 1, "quota charged once"
 
 
+def faulted_then_retried(sender, text: str, fault: str):
+    """Sends `text` to a fresh phone under a fresh key with `fault`, then again under the same key
+    without it; returns the phone and both answers."""
+    to = fresh_phone()
+    body, key = {"phone": to, "message": text}, {"Idempotency-Key": f"{fault}-{to}"}
+    first = sender.post(SEND, body, headers={**key, "X-Wagate-Fault": fault})
+    return to, first, sender.post(SEND, body, headers=key)
+
+
 def test_retry_while_the_first_request_is_in_flight(stack, sender):
     """Before: answered 409 `conflict` (the generic one). Now 409 `idempotency_key_in_use` (SPWP
     `IDEMPOTENCY_KEY_IN_USE`), as Stripe answers, and the first request's message goes out once."""
@@ -84,12 +93,8 @@ def test_retry_after_the_devices_answer_was_lost(stack, sender):
     and freed the key (500); the retry sent a second copy, so two messages went out for one unit.
     Now the worker asks the device, which holds the message: the first request answers 200 and
     the retry replays it."""
-    to = fresh_phone()
-    body = {"phone": to, "message": "answer lost"}
-    key = f"lost-{to}"
-    first = sender.post(SEND, body, headers={"Idempotency-Key": key, "X-Wagate-Fault": "enqueue-answer-lost"})
+    to, first, retry = faulted_then_retried(sender, "answer lost", "enqueue-answer-lost")
     assert first.status_code == 200, first.text
-    retry = sender.post(SEND, body, headers={"Idempotency-Key": key})
     assert retry.status_code == 200 and retry.json()["message_id"] == first.json()["message_id"]
     delivered_once(stack, sender, to, "answer lost", first.json()["message_id"])
 
@@ -99,12 +104,8 @@ def test_retry_after_the_device_became_unreachable_mid_send(stack, sender):
     unit and freed the key, and the retry sent a second copy. Now nothing is refunded without the
     device's word, the first request fails (500), and the retry re-drives the same message id,
     which the device's queue takes once."""
-    to = fresh_phone()
-    body = {"phone": to, "message": "device lost"}
-    key = f"gone-{to}"
-    first = sender.post(SEND, body, headers={"Idempotency-Key": key, "X-Wagate-Fault": "device-lost-after-enqueue"})
+    to, first, retry = faulted_then_retried(sender, "device lost", "device-lost-after-enqueue")
     assert first.status_code == 500, first.text
-    retry = sender.post(SEND, body, headers={"Idempotency-Key": key})
     assert retry.status_code == 200, retry.text
     delivered_once(stack, sender, to, "device lost", retry.json()["message_id"])
 
