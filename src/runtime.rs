@@ -52,7 +52,12 @@ pub fn is_production(env: &Env) -> bool {
 /// The egress policy of requests the worker makes for a tenant: webhook posts
 /// (`WEBHOOK_HOSTS`) or media fetches (`MEDIA_HOSTS`).
 pub fn egress(env: &Env, hosts_setting: &'static str) -> Egress {
-    Egress { parse: parse_url, allow_loopback: !is_production(env), hosts: config_list(env, hosts_setting), hosts_setting }
+    Egress {
+        parse: parse_url,
+        allow_loopback: !is_production(env),
+        hosts: config_list(env, hosts_setting),
+        hosts_setting,
+    }
 }
 
 #[wasm_bindgen]

@@ -81,9 +81,11 @@ impl Egress {
     /// subdomain of a listed host; an empty list allows any host.
     fn allowed(&self, host: &str) -> bool {
         self.hosts.is_empty()
-            || self.hosts.iter().map(|entry| entry.trim_start_matches('[').trim_end_matches(']')).any(|entry| {
-                host == entry || host.strip_suffix(entry).is_some_and(|sub| sub.ends_with('.'))
-            })
+            || self
+                .hosts
+                .iter()
+                .map(|entry| entry.trim_start_matches('[').trim_end_matches(']'))
+                .any(|entry| host == entry || host.strip_suffix(entry).is_some_and(|sub| sub.ends_with('.')))
     }
 }
 
@@ -152,7 +154,9 @@ impl<'a> Host<'a> {
             }
             Self::Domain(name) => {
                 *name == "localhost"
-                    || [".localhost", ".local", ".internal", ".localdomain", ".home.arpa"].iter().any(|s| name.ends_with(s))
+                    || [".localhost", ".local", ".internal", ".localdomain", ".home.arpa"]
+                        .iter()
+                        .any(|s| name.ends_with(s))
             }
         }
     }

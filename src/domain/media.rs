@@ -183,7 +183,10 @@ mod tests {
         assert!(settle_mime(MediaKind::Video, None, None, PNG).unwrap_err().0.contains("not a video"));
         assert!(settle_mime(MediaKind::Image, None, None, b"").is_err());
         let served = "x/<script>alert(1)</script>";
-        for refused in [settle_mime(MediaKind::Image, None, Some(served), PDF), settle_mime(MediaKind::Image, None, Some(served), b"?")] {
+        for refused in [
+            settle_mime(MediaKind::Image, None, Some(served), PDF),
+            settle_mime(MediaKind::Image, None, Some(served), b"?"),
+        ] {
             assert!(!refused.unwrap_err().0.contains("script"), "the server's words are not echoed");
         }
     }

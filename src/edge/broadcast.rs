@@ -222,9 +222,9 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let name = f.string("name", true, 1, 255);
     let message = f.string("message", true, 1, TEXT_MAX_CHARS);
     let media_url = f.string("media_url", false, 1, 2048);
-    let media_source = media_url.as_deref().and_then(|url| {
-        media::source(ctx, url).map_err(|e| f.fail("media_url", Rule::Invalid { reason: e.0 })).ok()
-    });
+    let media_source = media_url
+        .as_deref()
+        .and_then(|url| media::source(ctx, url).map_err(|e| f.fail("media_url", Rule::Invalid { reason: e.0 })).ok());
     let media_type = f.string("media_type", media_url.is_some(), 1, 16);
     let kind = media_type.as_deref().and_then(|t| {
         let kind = [MediaKind::Image, MediaKind::Video, MediaKind::Document, MediaKind::Audio]

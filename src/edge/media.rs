@@ -37,7 +37,9 @@ pub fn source(ctx: &Ctx<'_>, source: &str) -> Result<Source, MediaError> {
 pub async fn prepare(ctx: &Ctx<'_>, input: MediaInput, source: Source) -> Result<Content, ApiError> {
     let (bytes, served) = match source {
         Source::Inline { mime_type, bytes } => (bytes, mime_type),
-        Source::Url(url) => fetch(&url, fetch_timeout(ctx)).await.map_err(|e| ApiError::MediaFetchFailed { message: e.0 })?,
+        Source::Url(url) => {
+            fetch(&url, fetch_timeout(ctx)).await.map_err(|e| ApiError::MediaFetchFailed { message: e.0 })?
+        }
     };
     let mime_type = settle_mime(input.kind, input.mime_type.as_deref(), served.as_deref(), &bytes)
         .map_err(|e| ApiError::MediaFetchFailed { message: format!("The source {e}") })?;
