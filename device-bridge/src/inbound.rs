@@ -65,9 +65,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Self; 7] =
-        [Self::Sender, Self::MessageId, Self::Coordinates, Self::Text, Self::Media, Self::Reaction, Self::Unsupported];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sender => "sender",

@@ -104,11 +104,20 @@ pub struct Incoming {
 impl Incoming {
     /// The message with `content` as its body, for the bridge's checks.
     pub fn received(&self, content: Content) -> Received {
+        self.with_body(ReceivedBody::Content(content))
+    }
+
+    /// The message as a kind wagate does not forward, for the bridge's checks to count.
+    pub fn unsupported(&self, kind: &str) -> Received {
+        self.with_body(ReceivedBody::Unsupported { kind: kind.to_owned() })
+    }
+
+    fn with_body(&self, body: ReceivedBody) -> Received {
         Received {
             external_id: self.external_id.clone(),
             from: self.from.clone(),
             push_name: self.push_name.clone(),
-            body: ReceivedBody::Content(content),
+            body,
         }
     }
 }

@@ -170,6 +170,9 @@ pub enum InboundBody {
     Ready(Content),
     /// Media whose bytes still have to be downloaded (and decrypted) first.
     Media(InboundMedia),
+    /// A message a person sent that wagate does not forward (a poll, a contact
+    /// card, …), by name: it is refused and counted at the bridge boundary.
+    Unsupported(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +254,14 @@ pub fn inbound_body(message: &wa::Message) -> Option<InboundBody> {
             target_external_id: target,
             emoji: m.text.clone().unwrap_or_default(),
         }));
+    }
+    // What a person wrote that wagate does not forward; protocol traffic (keys,
+    // edits, deletions) stays `None`: it is no message and counts as no refusal.
+    if base.poll_creation_message.is_set() {
+        return Some(InboundBody::Unsupported("poll"));
+    }
+    if base.contact_message.is_set() || base.contacts_array_message.is_set() {
+        return Some(InboundBody::Unsupported("contact"));
     }
     None
 }
@@ -435,6 +446,6 @@ mod tests {
         );
         assert_eq!(inbound_body(&wa::Message::default()), None);
         let poll = wa::Message { poll_creation_message: MessageField::some(Default::default()), ..Default::default() };
-        assert_eq!(inbound_body(&poll), None);
+        assert_eq!(inbound_body(&poll), Some(InboundBody::Unsupported("poll")));
     }
 }

@@ -578,6 +578,7 @@ impl Inner {
                         InboundBody::Ready(content) => {
                             self.events.receive(device_id, message.received(content.clone()))
                         }
+                        InboundBody::Unsupported(kind) => self.events.receive(device_id, message.unsupported(kind)),
                         InboundBody::Media(media) => match attempt.client() {
                             Some(client) => {
                                 let engine = self.clone();
@@ -769,7 +770,8 @@ mod tests {
             }),
             ..hi_again()
         };
-        inner.on_signal(&session, &attempt, Signal::Messages(vec![nowhere]));
+        let poll = Incoming { external_id: "3EB0POLL".into(), body: InboundBody::Unsupported("poll"), ..hi_again() };
+        inner.on_signal(&session, &attempt, Signal::Messages(vec![nowhere, poll]));
         assert_eq!(drain(&mut events), []);
 
         inner.on_signal(
