@@ -63,7 +63,7 @@ def test_guessing_keys_from_one_address_is_throttled_for_every_key(stack, new_te
     assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}, codes
     assert int(guesses[-1].headers["Retry-After"]) >= 1
     assert guesses[-1].json()["error"] == "rate_limited"
-    # Over budget, the address is refused before any key is checked (test_hostile_access.py).
+    # Over budget, the address is refused before any key is checked (test_hostile_input.py).
     assert tenant.get("/api/v1/devices", headers=attacker).status_code == 429, "not even a valid key is tested"
     r = requests.get(f"{stack.api}/api/v1/devices", headers={**from_ip("198.18.0.8"), "Authorization": "Bearer wg_live_nope"})
     assert r.status_code == 401, "other addresses are not affected"
