@@ -109,7 +109,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         let bridge_db =
             Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
         for id in ["msg_out", "msg_held"] {
-            journal::claim(&bridge_db.lock(), &device, &message(id)).unwrap();
+            journal::claim(&bridge_db.lock(), &device, &message(id), None).unwrap();
         }
         let (sink, mut lost) = EventSink::channel(Arc::default());
         // Receipts must not fire before the crash: their events would be lost with it.
