@@ -4,17 +4,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{config, FakeWorker, TestBridge, DEAD_WORKER};
+use common::{config, process, text_message, FakeWorker, TestBridge, DEAD_WORKER};
 use serde_json::{json, Value};
 use wagate_bridge::clock::now_ms;
 use wagate_bridge::db::Db;
-use wagate_bridge::engine::{OutgoingMessage, Payload};
-use wagate_bridge::ids::{DeviceId, MessageId};
-use wagate_bridge::jid::Jid;
+use wagate_bridge::ids::DeviceId;
 use wagate_bridge::{journal, outbox};
 use wagate_contract::wire::EventKind;
 
@@ -47,13 +44,6 @@ fn failures(worker: &FakeWorker, message_id: &str) -> Vec<String> {
 
 fn inbox_ids(inbox: &[Value]) -> Vec<String> {
     inbox.iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect()
-}
-
-fn process<F: Future>(run: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let output = runtime.block_on(run);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    output
 }
 
 #[tokio::test]
@@ -92,11 +82,7 @@ async fn a_code_that_arrives_expired_fails_expired_and_a_retry_answers_the_same(
 fn a_code_that_expires_while_waiting_for_its_device_never_reaches_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let device = DeviceId::parse("dev_a").unwrap();
-    let message = |id: &str| OutgoingMessage {
-        message_id: MessageId::parse(id).unwrap(),
-        to: Jid::parse(&format!("{FRIEND}@s.whatsapp.net")).unwrap(),
-        payload: Payload::Text { text: format!("text of {id}") },
-    };
+    let message = |id: &str| text_message(id, FRIEND);
 
     // The device is linked, then unlinked from the phone: it is gone when the bridge comes back.
     process(async {
