@@ -153,6 +153,12 @@ pub struct SendRequest {
     /// engine has it, not until the message is resolved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// A one-time code's expiry (Unix ms): from then on the bridge hands the message to no
+    /// engine and ends it failed with [`error_code::EXPIRED`], since a late code is worthless.
+    /// Absent for messages that do not expire, and left out then, so a bridge or worker that
+    /// predates it reads and writes the same bodies as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Where the bridge's journal stands for a message id. A retried send answers
@@ -185,6 +191,8 @@ pub mod error_code {
     pub const DEVICE_NOT_FOUND: &str = "device_not_found";
     pub const INVALID_REQUEST: &str = "invalid_request";
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// A send's failure: the one-time code expired before the message reached WhatsApp.
+    pub const EXPIRED: &str = "expired";
 }
 
 /// An event the worker refused for good, as the bridge keeps it for the operator:
@@ -310,6 +318,19 @@ mod tests {
         let req: LinkRequest = serde_json::from_str(r#"{"device_id":"dev_a"}"#).unwrap();
         assert_eq!(req.pair_phone, None);
         assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"device_id":"dev_a"}"#);
+    }
+
+    #[test]
+    fn a_send_without_expiry_is_the_old_shape_and_one_with_it_round_trips() {
+        let old = r#"{"message_id":"msg_1","to":"1@s.whatsapp.net","content":{"type":"text","text":"hi"}}"#;
+        let req: SendRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(req.expires_at_ms, None);
+        assert_eq!(serde_json::to_string(&req).unwrap(), old);
+
+        let otp = SendRequest { sensitive: true, expires_at_ms: Some(1_800_000_000_000), ..req };
+        let json = serde_json::to_value(&otp).unwrap();
+        assert_eq!(json["expires_at_ms"], 1_800_000_000_000u64);
+        assert_eq!(serde_json::from_value::<SendRequest>(json).unwrap(), otp);
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //! startup) is handed over again: once at startup, and otherwise when its device
 //! connects; the engine's idempotency by message id makes that safe whether or
 //! not it got out before the crash.
+//!
+//! A one-time code carries its expiry: from then on it is handed to no engine,
+//! whether it arrives late (a retry) or waited here (for its device, after a
+//! crash), and ends failed with `expired` instead, as the worker's queue ends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wagate_contract::wire::{EventKind, SendResponse};
+use wagate_contract::wire::{error_code, EventKind, SendResponse};
 
+use crate::clock::now_ms;
 use crate::db::Db;
 use crate::engine::message::InvalidContent;
 use crate::engine::{DeviceStatus, Engine, EngineError, EngineEvent, OutgoingMessage, Payload};
@@ -47,6 +52,7 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
     ) -> rusqlite::Result<Self> {
         let mut interrupted: HashMap<DeviceId, Vec<PendingSend>> = HashMap::new();
+        journal::migrate(&journal.lock())?;
         let pending = journal::pending(&journal.lock())?;
         if !pending.is_empty() {
             tracing::info!(
@@ -71,16 +77,34 @@ impl Dispatcher {
 
     /// Sends a message unless its id was journaled before, in which case the
     /// journaled state is the answer and nothing is sent. `keep` says how long
-    /// the journal holds its content.
+    /// the journal holds its content; past `expires_at_ms` nothing is sent and
+    /// the message fails `expired`.
     pub async fn submit(
         &self,
         device_id: &DeviceId,
         message: OutgoingMessage,
         keep: Keep,
+        expires_at_ms: Option<u64>,
     ) -> Result<SendResponse, DispatchError> {
         let journaled = journal::state(&self.journal.lock(), &message.message_id)?;
         if let Some(state) = journaled {
+            if state == SendResponse::Accepted && expired(expires_at_ms) {
+                // The worker's retry of a send still waiting here for its device: the
+                // retries stand in for a timer, so it fails when due, not at reconnection.
+                if let Some(send) = self.take_interrupted(device_id, &message.message_id) {
+                    return Ok(self.expire(&send.device_id, &send.message_id)?);
+                }
+            }
             return Ok(state);
+        }
+        if expired(expires_at_ms) {
+            // Journaled (before any device check: offline or not, it is over) so that
+            // a retry answers the same failure.
+            let claim = journal::claim(&self.journal.lock(), device_id, &message, expires_at_ms)?;
+            return match claim {
+                Claim::Existing(state) => Ok(state),
+                Claim::New => Ok(self.expire(device_id, &message.message_id)?),
+            };
         }
         // Refuse before journaling: the worker keeps an offline device's messages
         // queued and retries them, so they must not be recorded as ours yet.
@@ -91,7 +115,7 @@ impl Dispatcher {
                 return Err(EngineError::DeviceOffline.into())
             }
         }
-        let claim = journal::claim(&self.journal.lock(), device_id, &message)?;
+        let claim = journal::claim(&self.journal.lock(), device_id, &message, expires_at_ms)?;
         if let Claim::Existing(state) = claim {
             return Ok(state);
         }
@@ -129,7 +153,13 @@ impl Dispatcher {
         };
         let mut queue = sends.into_iter();
         while let Some(send) = queue.next() {
-            let outcome = match self.resend(&send).await {
+            let handed_over = if expired(send.expires_at_ms) {
+                // It waited here past its code's expiry: the engine never sees it.
+                Err(Resend::Expired)
+            } else {
+                self.resend(&send).await
+            };
+            let outcome = match handed_over {
                 Ok(()) => {
                     tracing::info!(device_id = %device_id, message_id = %send.message_id, "resumed an interrupted send");
                     continue;
@@ -150,6 +180,7 @@ impl Dispatcher {
                 Err(Resend::Engine(e)) => self.fail(device_id, &send.message_id, "engine_error", e.to_string()),
                 // Its media vanished from the store (or never passed today's checks).
                 Err(Resend::Content(e)) => self.fail(device_id, &send.message_id, e.code(), e.to_string()),
+                Err(Resend::Expired) => self.expire(device_id, &send.message_id),
             };
             if let Err(e) = outcome {
                 // Still pending in the journal: the next start tries again.
@@ -186,13 +217,36 @@ impl Dispatcher {
         Ok(SendResponse::Failed { code: code.to_owned(), reason })
     }
 
+    /// Fails a one-time code whose expiry passed before it was handed to the engine.
+    fn expire(&self, device_id: &DeviceId, message_id: &MessageId) -> rusqlite::Result<SendResponse> {
+        let reason = "the one-time code expired before the bridge could hand it to WhatsApp";
+        self.fail(device_id, message_id, error_code::EXPIRED, reason.into())
+    }
+
+    /// Takes one send out of its device's interrupted ones, so that it is resolved only once.
+    fn take_interrupted(&self, device_id: &DeviceId, message_id: &MessageId) -> Option<PendingSend> {
+        let mut interrupted = self.interrupted();
+        let sends = interrupted.get_mut(device_id)?;
+        let send = sends.remove(sends.iter().position(|send| send.message_id == *message_id)?);
+        if sends.is_empty() {
+            interrupted.remove(device_id);
+        }
+        Some(send)
+    }
+
     fn interrupted(&self) -> MutexGuard<'_, HashMap<DeviceId, Vec<PendingSend>>> {
         self.interrupted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+/// A code is not handed over from the instant it expires, as the worker's queue reckons it.
+fn expired(expires_at_ms: Option<u64>) -> bool {
+    expires_at_ms.is_some_and(|at| now_ms() >= at)
+}
+
 /// Why an interrupted send could not be handed over again.
 enum Resend {
+    Expired,
     Content(InvalidContent),
     Engine(EngineError),
 }

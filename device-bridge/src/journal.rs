@@ -33,10 +33,23 @@ CREATE TABLE IF NOT EXISTS journal (
     fail_code TEXT,
     fail_reason TEXT,
     created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    expires_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS journal_pending ON journal (created_ms) WHERE state = 'pending';
 ";
+
+/// Journals written before sends could expire lack `expires_ms`: their sends never expire.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_expiry: bool =
+        conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('journal') WHERE name = 'expires_ms'", [], |row| {
+            row.get(0)
+        })?;
+    if !has_expiry {
+        conn.execute_batch("ALTER TABLE journal ADD COLUMN expires_ms INTEGER")?;
+    }
+    Ok(())
+}
 
 /// How long a send's recipient and content stay in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +87,8 @@ pub struct PendingSend {
     pub message_id: MessageId,
     pub to: Jid,
     pub content: Content,
+    /// When a one-time code stops being worth sending (Unix ms).
+    pub expires_at_ms: Option<u64>,
 }
 
 pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Option<SendResponse>> {
@@ -97,15 +112,27 @@ pub fn state(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<Opti
 
 /// Journals the message as pending unless its id is already journaled; atomic,
 /// so of two concurrent sends of one id exactly one gets [`Claim::New`].
-pub fn claim(conn: &Connection, device_id: &DeviceId, message: &OutgoingMessage) -> rusqlite::Result<Claim> {
+pub fn claim(
+    conn: &Connection,
+    device_id: &DeviceId,
+    message: &OutgoingMessage,
+    expires_at_ms: Option<u64>,
+) -> rusqlite::Result<Claim> {
     let content = serde_json::to_string(&message.payload.to_content())
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let now = now_ms_sql();
     let inserted = conn.execute(
-        "INSERT INTO journal (message_id, device_id, recipient, content, state, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
+        "INSERT INTO journal (message_id, device_id, recipient, content, state, created_ms, updated_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6)
          ON CONFLICT (message_id) DO NOTHING",
-        params![message.message_id.as_str(), device_id.as_str(), message.to.to_string(), content, now],
+        params![
+            message.message_id.as_str(),
+            device_id.as_str(),
+            message.to.to_string(),
+            content,
+            now,
+            expires_at_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        ],
     )?;
     if inserted == 1 {
         return Ok(Claim::New);
@@ -149,7 +176,8 @@ pub fn withhold(conn: &Connection, message_id: &MessageId) -> rusqlite::Result<(
 /// Every pending send whose content is kept, oldest first.
 pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
     let mut stmt = conn.prepare(
-        "SELECT message_id, device_id, recipient, content FROM journal WHERE state = 'pending' AND content != ''
+        "SELECT message_id, device_id, recipient, content, expires_ms FROM journal
+         WHERE state = 'pending' AND content != ''
          ORDER BY created_ms",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -158,6 +186,7 @@ pub fn pending(conn: &Connection) -> rusqlite::Result<Vec<PendingSend>> {
             message_id: parsed_column(row, 0, MessageId::parse)?,
             to: parsed_column(row, 2, Jid::parse)?,
             content: parsed_column(row, 3, |json| serde_json::from_str::<Content>(json))?,
+            expires_at_ms: row.get::<_, Option<i64>>(4)?.map(|ms| u64::try_from(ms).unwrap_or(0)),
         })
     })?;
     rows.collect()
@@ -222,6 +251,7 @@ mod tests {
             message_id: message.message_id.clone(),
             to: message.to.clone(),
             content: message.payload.to_content(),
+            expires_at_ms: None,
         }
     }
 
@@ -233,9 +263,9 @@ mod tests {
         let dev = DeviceId::parse("dev_a").unwrap();
         let (m1, m2) = (message("msg_1"), message("msg_2"));
 
-        assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::New);
-        assert_eq!(claim(&conn, &dev, &m1).unwrap(), Claim::Existing(SendResponse::Accepted));
-        assert_eq!(claim(&conn, &dev, &m2).unwrap(), Claim::New);
+        assert_eq!(claim(&conn, &dev, &m1, None).unwrap(), Claim::New);
+        assert_eq!(claim(&conn, &dev, &m1, None).unwrap(), Claim::Existing(SendResponse::Accepted));
+        assert_eq!(claim(&conn, &dev, &m2, None).unwrap(), Claim::New);
         assert_eq!(pending(&conn).unwrap(), [pending_send(&dev, &m1), pending_send(&dev, &m2)]);
         assert_eq!(pending_count(&conn).unwrap(), 2);
 
@@ -244,7 +274,7 @@ mod tests {
         let failed = EventKind::MessageFailed { message_id: "msg_1".into(), code: "x".into(), reason: "y".into() };
         resolve(&conn, &failed).unwrap(); // an outcome is final
         assert_eq!(
-            claim(&conn, &dev, &m1).unwrap(),
+            claim(&conn, &dev, &m1, None).unwrap(),
             Claim::Existing(SendResponse::Sent { external_id: "3EB0AA".into() })
         );
 
@@ -260,10 +290,10 @@ mod tests {
 
         // Released sends can be claimed again; resolved ones cannot be released.
         let m3 = message("msg_3");
-        claim(&conn, &dev, &m3).unwrap();
+        claim(&conn, &dev, &m3, None).unwrap();
         release(&conn, &m3.message_id).unwrap();
         release(&conn, &m1.message_id).unwrap();
-        assert_eq!(claim(&conn, &dev, &m3).unwrap(), Claim::New);
+        assert_eq!(claim(&conn, &dev, &m3, None).unwrap(), Claim::New);
         assert!(matches!(state(&conn, &m1.message_id).unwrap(), Some(SendResponse::Sent { .. })));
     }
 }

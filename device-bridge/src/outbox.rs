@@ -435,7 +435,7 @@ mod tests {
         ];
         {
             let db = open(&path);
-            journal::claim(&db.lock(), &dev, &message).unwrap();
+            journal::claim(&db.lock(), &dev, &message, None).unwrap();
             let outbox = Outbox::new(db, Arc::default()).unwrap();
             for kind in &kinds {
                 outbox.record(&EngineEvent::now(&dev, kind.clone())).unwrap();

@@ -5,30 +5,21 @@
 mod common;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{config, Auth, FakeWorker, TestBridge, DEAD_WORKER};
+use common::{config, process, text_message, Auth, FakeWorker, TestBridge, DEAD_WORKER};
 use serde_json::json;
 use wagate_bridge::db::Db;
 use wagate_bridge::engine::sim::{SimEngine, SimTimings};
-use wagate_bridge::engine::{Engine, EventSink, OutgoingMessage, Payload};
-use wagate_bridge::ids::{DeviceId, MessageId};
-use wagate_bridge::jid::Jid;
+use wagate_bridge::engine::{Engine, EventSink};
+use wagate_bridge::ids::DeviceId;
 use wagate_bridge::{journal, outbox};
 use wagate_contract::wire::EventKind;
 
 const PHONE: &str = "6281234567890";
 const FRIEND: &str = "14155552671";
-
-fn process<F: Future>(run: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let output = runtime.block_on(run);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    output
-}
 
 fn label(kind: &EventKind) -> String {
     match kind {
@@ -92,11 +83,7 @@ fn events_written_while_the_worker_was_down_survive_a_restart() {
 fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let device = DeviceId::parse("dev_a").unwrap();
-    let message = |id: &str| OutgoingMessage {
-        message_id: MessageId::parse(id).unwrap(),
-        to: Jid::parse(&format!("{FRIEND}@s.whatsapp.net")).unwrap(),
-        payload: Payload::Text { text: format!("text of {id}") },
-    };
+    let message = |id: &str| text_message(id, FRIEND);
 
     process(async {
         let bridge = TestBridge::start(config(dir.path(), DEAD_WORKER)).await;
@@ -109,7 +96,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         let bridge_db =
             Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
         for id in ["msg_out", "msg_held"] {
-            journal::claim(&bridge_db.lock(), &device, &message(id)).unwrap();
+            journal::claim(&bridge_db.lock(), &device, &message(id), None).unwrap();
         }
         let (sink, mut lost) = EventSink::channel(Arc::default());
         // Receipts must not fire before the crash: their events would be lost with it.

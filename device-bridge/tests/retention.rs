@@ -83,7 +83,7 @@ async fn a_one_time_code_interrupted_after_the_hand_over_is_failed_not_sent_agai
     // The crash: the engine had the code (its content already withheld), its outcome was never stored.
     {
         let db = Db::open(&dir.path().join("bridge.db"), &format!("{}{}", journal::SCHEMA, outbox::SCHEMA)).unwrap();
-        assert_eq!(journal::claim(&db.lock(), &device, &otp).unwrap(), Claim::New);
+        assert_eq!(journal::claim(&db.lock(), &device, &otp, None).unwrap(), Claim::New);
         journal::withhold(&db.lock(), &otp.message_id).unwrap();
         assert!(journal::pending(&db.lock()).unwrap().is_empty(), "nothing left to send again");
     }
@@ -130,8 +130,8 @@ async fn retention_prunes_what_is_settled_and_keeps_what_is_pending_or_reference
         &media,
     )
     .unwrap();
-    journal::claim(&db.lock(), &device, &send("msg_pending", pending_media)).unwrap();
-    journal::claim(&db.lock(), &device, &send("msg_done", Payload::Text { text: "done".into() })).unwrap();
+    journal::claim(&db.lock(), &device, &send("msg_pending", pending_media), None).unwrap();
+    journal::claim(&db.lock(), &device, &send("msg_done", Payload::Text { text: "done".into() }), None).unwrap();
     let sent = EventKind::MessageSent { message_id: "msg_done".into(), external_id: "3EB0DONE".into() };
     outbox.record(&EngineEvent::now(&device, sent)).unwrap();
 
@@ -139,7 +139,7 @@ async fn retention_prunes_what_is_settled_and_keeps_what_is_pending_or_reference
     let now = SystemTime::now();
     assert_eq!(sweep(&db, &outbox, &media, now, 30 * DAY).unwrap(), Swept::default());
     assert!(matches!(
-        journal::claim(&db.lock(), &device, &send("msg_done", Payload::Text { text: "again".into() })).unwrap(),
+        journal::claim(&db.lock(), &device, &send("msg_done", Payload::Text { text: "again".into() }), None).unwrap(),
         Claim::Existing(SendResponse::Sent { .. })
     ));
 

@@ -173,6 +173,8 @@ struct MessageRow {
     failed_at: Option<u64>,
     attempts: u64,
     sensitive: i64,
+    /// A one-time code's expiry (Unix ms), from `NewMessage::code_expires_at`.
+    expires_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -877,7 +879,8 @@ impl DeviceObject {
         )?)?;
         let mut follow_ups = vec![];
         for message in overdue {
-            let failure = Some(("expired".to_owned(), "the one-time code expired before it could be sent".to_owned()));
+            let failure =
+                Some((error_code::EXPIRED.to_owned(), "the one-time code expired before it could be sent".to_owned()));
             follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
         }
         self.follow_up(follow_ups).await?;
@@ -905,7 +908,7 @@ impl DeviceObject {
         let mut follow_ups = vec![];
         for message in overdue {
             let reason = format!("the device stayed offline for longer than {} s", expiry / 1000);
-            let failure = Some(("expired".to_owned(), reason));
+            let failure = Some((error_code::EXPIRED.to_owned(), reason));
             follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
         }
         self.follow_up(follow_ups).await?;
@@ -932,6 +935,8 @@ impl DeviceObject {
             to: recipient.jid(),
             content: serde_json::from_str(&row.content).map_err(ApiError::internal)?,
             sensitive: row.sensitive != 0,
+            // A code still waiting at the bridge when it expires must not go out either.
+            expires_at_ms: row.expires_at,
         };
         let bridge = Bridge::from_env(&self.env)?;
         let answer = bridge.post::<_, SendResponse>(&send_path(&self.device()?.device_id), &request).await;

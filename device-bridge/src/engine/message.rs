@@ -195,7 +195,7 @@ mod tests {
     const TO: &str = "6281234567890@s.whatsapp.net";
 
     fn request(content: Content) -> SendRequest {
-        SendRequest { message_id: "msg_1".into(), to: TO.into(), content, sensitive: false }
+        SendRequest { message_id: "msg_1".into(), to: TO.into(), content, sensitive: false, expires_at_ms: None }
     }
 
     fn text(text: &str) -> Content {

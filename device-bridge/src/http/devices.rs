@@ -69,6 +69,6 @@ pub(super) async fn send(
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(ApiError::invalid_request)?;
     let message = OutgoingMessage::parse(&req, &api.media)?;
-    let state = api.dispatcher.submit(&device_id, message, Keep::of(req.sensitive)).await?;
+    let state = api.dispatcher.submit(&device_id, message, Keep::of(req.sensitive), req.expires_at_ms).await?;
     Ok((StatusCode::ACCEPTED, Json(state)))
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -242,4 +243,22 @@ async fn receive(State(state): State<Arc<WorkerState>>, headers: HeaderMap, body
     let event: BridgeEvent = serde_json::from_slice(&body).expect("a BridgeEvent");
     state.events.lock().unwrap().push(event);
     StatusCode::OK
+}
+
+/// Runs one bridge "process" on its own runtime; dropping the runtime kills all
+/// of its tasks mid-flight, as a crash would.
+pub fn process<F: Future>(run: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let output = runtime.block_on(run);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    output
+}
+
+/// A text message to `to`'s number, as the journal holds a send.
+pub fn text_message(id: &str, to: &str) -> wagate_bridge::engine::OutgoingMessage {
+    wagate_bridge::engine::OutgoingMessage {
+        message_id: wagate_bridge::ids::MessageId::parse(id).unwrap(),
+        to: wagate_bridge::jid::Jid::parse(&format!("{to}@s.whatsapp.net")).unwrap(),
+        payload: wagate_bridge::engine::Payload::Text { text: format!("text of {id}") },
+    }
 }
