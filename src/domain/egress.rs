@@ -52,15 +52,14 @@ impl Egress {
             return Err("must not carry credentials".into());
         }
         // `https:example.com` and `https:///example.com` parse as `https://example.com/`.
-        let authority = raw.get(url.scheme.len()..).and_then(|r| r.strip_prefix("://"));
-        if authority.is_none_or(|a| a.is_empty() || a.starts_with('/')) {
-            return Err("must name a host after <scheme>://".into());
-        }
+        let authority = after_scheme(raw, &url.scheme)
+            .filter(|a| !a.is_empty() && !a.starts_with('/'))
+            .ok_or("must name a host after <scheme>://")?;
         let host = Host::of(&url.host).ok_or("must name a host")?;
         if let Host::V4(ip) = host {
             // `127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`, `127.0.0.1.` all parse to 127.0.0.1;
             // only the plain spelling is accepted, so what a reader sees is what is called.
-            if !spelled_as_parsed(raw, &url.scheme, &ip.to_string()) {
+            if !spelled_as_parsed(authority, &ip.to_string()) {
                 return Err("must write an IPv4 address as four decimal numbers (a.b.c.d)".into());
             }
         }
@@ -89,14 +88,21 @@ impl Egress {
     }
 }
 
-/// Whether `raw` writes its host exactly as the parser serialized it, right after `scheme://`.
-fn spelled_as_parsed(raw: &str, scheme: &str, host: &str) -> bool {
-    let Some(rest) = raw.get(scheme.len()..).and_then(|r| r.strip_prefix("://")) else { return false };
-    let Some(after) = rest.get(..host.len()).filter(|h| h.eq_ignore_ascii_case(host)).map(|_| &rest[host.len()..])
+/// What `raw` has after `<scheme>://`, its scheme written as the parser read it (in any case).
+fn after_scheme<'r>(raw: &'r str, scheme: &str) -> Option<&'r str> {
+    let written = raw.get(..scheme.len()).filter(|written| written.eq_ignore_ascii_case(scheme))?;
+    raw[written.len()..].strip_prefix("://")
+}
+
+/// Whether `authority` (what follows `scheme://`) writes its host exactly as the parser
+/// serialized it.
+fn spelled_as_parsed(authority: &str, host: &str) -> bool {
+    let Some(after) =
+        authority.get(..host.len()).filter(|h| h.eq_ignore_ascii_case(host)).map(|_| &authority[host.len()..])
     else {
         return false;
     };
-    raw[..scheme.len()].eq_ignore_ascii_case(scheme) && (after.is_empty() || after.starts_with([':', '/', '?', '#']))
+    after.is_empty() || after.starts_with([':', '/', '?', '#'])
 }
 
 #[derive(Debug)]
