@@ -79,21 +79,14 @@ async fn a_message_id_is_sent_exactly_once() {
         assert_eq!(status, StatusCode::ACCEPTED);
         assert!(matches!(body["state"].as_str(), Some("accepted" | "sent")), "{body}");
     }
-    let sent = worker
-        .wait_for(
-            "MessageSent",
-            |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == "msg_1"),
-        )
-        .await;
+    let sent = worker.wait_sent("msg_1").await;
     let EventKind::MessageSent { external_id, .. } = sent.kind else { unreachable!() };
     assert_eq!(sent.device_id, "dev_a");
 
     let (status, body) = bridge.signed("POST", path, send_body("msg_1", &jid(FRIEND))).await;
     assert_eq!((status, body), (StatusCode::ACCEPTED, json!({ "state": "sent", "external_id": external_id })));
 
-    worker
-        .wait_for("MessageRead", |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == "msg_1"))
-        .await;
+    worker.wait_read("msg_1").await;
     let for_msg_1: Vec<EventKind> = worker
         .kinds()
         .into_iter()

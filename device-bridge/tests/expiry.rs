@@ -61,18 +61,8 @@ async fn a_code_that_arrives_expired_fails_expired_and_a_retry_answers_the_same(
     let (status, state) = bridge.signed("POST", SEND, Some(otp("msg_valid", now_ms() + 60_000))).await;
     assert_eq!((status, state), (StatusCode::ACCEPTED, json!({ "state": "accepted" })));
 
-    worker
-        .wait_for(
-            "msg_valid sent",
-            |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == "msg_valid"),
-        )
-        .await;
-    worker
-        .wait_for(
-            "msg_late failed",
-            |e| matches!(&e.kind, EventKind::MessageFailed { message_id, .. } if message_id == "msg_late"),
-        )
-        .await;
+    worker.wait_sent("msg_valid").await;
+    worker.wait_failed("msg_late").await;
     assert_eq!(failures(&worker, "msg_late"), ["expired"]);
     assert_eq!(inbox_ids(&bridge.inbox(FRIEND).await), ["msg_valid"]);
     bridge.stop().await;
@@ -121,18 +111,8 @@ fn a_code_that_expires_while_waiting_for_its_device_never_reaches_the_engine() {
 
         // The device comes back: what expired meanwhile fails, the rest goes out.
         bridge.connect("dev_a", PHONE).await;
-        worker
-            .wait_for(
-                "msg_plain sent",
-                |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == "msg_plain"),
-            )
-            .await;
-        worker
-            .wait_for(
-                "msg_waits failed",
-                |e| matches!(&e.kind, EventKind::MessageFailed { message_id, .. } if message_id == "msg_waits"),
-            )
-            .await;
+        worker.wait_sent("msg_plain").await;
+        worker.wait_failed("msg_waits").await;
         for id in ["msg_retried", "msg_waits"] {
             assert_eq!(
                 bridge.signed("POST", SEND, Some(otp(id, expires_at_ms))).await,

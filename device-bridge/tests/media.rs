@@ -126,12 +126,7 @@ async fn sent_media_and_locations_arrive_on_the_phone() {
         "content": { "type": "location", "latitude": -6.1754, "longitude": 106.8272, "name": "Monas",
                      "address": "Gambir, Jakarta" } });
     assert_eq!(bridge.signed("POST", path, Some(location)).await.0, StatusCode::ACCEPTED);
-    worker
-        .wait_for(
-            "msg_place read",
-            |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == "msg_place"),
-        )
-        .await;
+    worker.wait_read("msg_place").await;
 
     let inbox = bridge.inbox(FRIEND).await;
     assert_eq!(inbox.len(), 2, "{inbox:?}");

@@ -120,7 +120,7 @@ fn sends_interrupted_by_a_crash_are_resolved_exactly_once() {
         let worker = FakeWorker::start(0).await;
         let bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
         for id in ["msg_out", "msg_held"] {
-            worker.wait_for(id, |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == id)).await;
+            worker.wait_read(id).await;
         }
 
         // Each message: one outcome, then its receipts, in order.

@@ -51,7 +51,7 @@ async fn resolved_sends_keep_neither_recipient_nor_content_and_a_repeat_still_se
     for (id, body, sensitive) in [("msg_plain", "hello there", false), ("msg_otp", "Your code is 493817", true)] {
         let (status, _) = bridge.signed("POST", "/v1/devices/dev_a/messages", text(id, body, sensitive)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        worker.wait_for(id, |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == id)).await;
+        worker.wait_sent(id).await;
     }
     for id in ["msg_plain", "msg_otp"] {
         let (state, recipient, content) = row(dir.path(), id);
@@ -89,12 +89,7 @@ async fn a_one_time_code_interrupted_after_the_hand_over_is_failed_not_sent_agai
     }
     let worker = FakeWorker::start(0).await;
     let bridge = TestBridge::start(config(dir.path(), &worker.url)).await;
-    let failed = worker
-        .wait_for(
-            "its failure",
-            |e| matches!(&e.kind, EventKind::MessageFailed { message_id, .. } if message_id == "msg_otp"),
-        )
-        .await;
+    let failed = worker.wait_failed("msg_otp").await;
     assert!(matches!(failed.kind, EventKind::MessageFailed { code, .. } if code == "outcome_unknown"));
     assert!(bridge.inbox(FRIEND).await.is_empty(), "not sent again");
     assert_eq!(row(dir.path(), "msg_otp").0, "failed");

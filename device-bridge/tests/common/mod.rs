@@ -216,6 +216,25 @@ impl FakeWorker {
         }
     }
 
+    /// Waits for the `MessageSent` of message `id`, and returns it.
+    pub async fn wait_sent(&self, id: &str) -> BridgeEvent {
+        let what = format!("MessageSent of {id}");
+        self.wait_for(&what, |e| matches!(&e.kind, EventKind::MessageSent { message_id, .. } if message_id == id)).await
+    }
+
+    /// Waits for the `MessageFailed` of message `id`, and returns it.
+    pub async fn wait_failed(&self, id: &str) -> BridgeEvent {
+        let what = format!("MessageFailed of {id}");
+        self.wait_for(&what, |e| matches!(&e.kind, EventKind::MessageFailed { message_id, .. } if message_id == id))
+            .await
+    }
+
+    /// Waits for the `MessageRead` of message `id`, and returns it.
+    pub async fn wait_read(&self, id: &str) -> BridgeEvent {
+        let what = format!("MessageRead of {id}");
+        self.wait_for(&what, |e| matches!(&e.kind, EventKind::MessageRead { message_id } if message_id == id)).await
+    }
+
     pub fn kinds(&self) -> Vec<EventKind> {
         self.events().into_iter().map(|e| e.kind).collect()
     }
