@@ -437,8 +437,10 @@ def test_scoped_key_may_not_change_app_wide_settings(two_numbers):
 
 @pytest.fixture(scope="module")
 def deployed():
-    """The worker as wrangler.toml deploys it: the runner leaves ENVIRONMENT alone."""
-    s = Stack.throwaway(ARTIFACTS / time.strftime("deployed-%Y%m%d-%H%M%S"), environment=None)
+    """The worker as wrangler.toml deploys it: the runner leaves ENVIRONMENT alone. Fault
+    injection is switched on too, as an operator might by mistake: production must ignore it."""
+    s = Stack.throwaway(ARTIFACTS / time.strftime("deployed-%Y%m%d-%H%M%S"), environment=None,
+                        worker_vars={"FAULT_INJECTION": "on"})
     try:
         yield s.start()
     finally:
@@ -455,6 +457,19 @@ def test_the_deployed_configuration_returns_no_debug_code(deployed):
     start = tenant.post("/api/auth/start", {"phone": fresh_phone()})
     assert start.status_code == 200 and start.json()["session_id"], start.text
     assert start.json()["debug_code"] is None
+
+
+def test_the_deployed_configuration_ignores_the_fault_header_even_with_fault_injection_on(deployed):
+    """New with the header: the test suite's faults are honoured only in development, so a
+    production worker whose FAULT_INJECTION was set answers a send asking for one as usual."""
+    status, body, _ = deployed.admin("POST", "/admin/v1/apps", {"name": "faults"})
+    assert status == 201, body
+    tenant = Tenant(deployed, body["app_id"], body["api_key"])
+    tenant.link_device(fresh_phone("62839"))
+    # In development this fault answers 500: the device's answer is lost and it cannot be asked again.
+    r = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "no fault here"},
+                    headers={"X-Wagate-Fault": "device-lost-after-enqueue"})
+    assert r.status_code == 200 and r.json()["success"] is True, r.text
 
 
 def test_the_deployed_configuration_refuses_loopback_webhooks_and_media(deployed, receiver):
