@@ -15,8 +15,8 @@ use crate::domain::keys;
 use crate::domain::paging;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
-use crate::objects::registry::{self, RegistryOp};
-use crate::objects::{call, APPS, REGISTRY};
+use crate::objects::{call, legacy_call, APPS};
+use crate::protocol::registry::{self, AddApp, ListApps};
 use crate::runtime::{iso, month_of, now_ms, required_config};
 
 const DEFAULT_MONTHLY_MESSAGES: i64 = 5000;
@@ -35,11 +35,11 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
         (["apps", id, "keys"], Method::Get) => {
             let app_id = app_id(id)?;
-            let keys: Vec<KeyView> = call(ctx.env, APPS, app_id.as_str(), &AppOp::ListKeys).await?;
+            let keys: Vec<KeyView> = legacy_call(ctx.env, APPS, app_id.as_str(), &AppOp::ListKeys).await?;
             Ok(Reply::json(200, json!({"keys": keys.iter().map(|k| key_json(&app_id, k)).collect::<Vec<_>>()})))
         }
         (["apps", id, "audit"], Method::Get) => {
-            Ok(Reply::json(200, call(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::Audit).await?))
+            Ok(Reply::json(200, legacy_call(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::Audit).await?))
         }
         (["apps", id, "events"], Method::Get) => {
             let page: EventsPage = ctx.query()?;
@@ -52,7 +52,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
                 return Err(ApiError::field("limit", Rule::Range { min: 1, max: 1000 }));
             }
             let op = AppOp::Events { after, limit };
-            let events: Vec<RecordedEvent> = call(ctx.env, APPS, app_id(id)?.as_str(), &op).await?;
+            let events: Vec<RecordedEvent> = legacy_call(ctx.env, APPS, app_id(id)?.as_str(), &op).await?;
             let events: Vec<Value> = events
                 .into_iter()
                 .map(|e| {
@@ -64,7 +64,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
         }
         (["apps", id, "keys", key], Method::Delete) => {
             let key_id = KeyId::parse(key).ok_or_else(|| ApiError::not_found("key"))?;
-            call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() }).await?;
+            legacy_call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() })
+                .await?;
             Ok(Reply::no_content())
         }
         (["bridge", "dead-letters"], Method::Get) => dead_letters(ctx).await,
@@ -129,17 +130,12 @@ struct EventsPage {
 
 /// `GET /admin/v1/apps?page=N`: 50 apps a page, oldest first, each as `GET …/{id}` shows it.
 async fn list_apps(ctx: &Ctx<'_>) -> Outcome {
-    #[derive(serde::Deserialize)]
-    struct Listed {
-        total: i64,
-        app_ids: Vec<String>,
-    }
     let page = ctx.page()?;
-    let listed: Listed = call(ctx.env, REGISTRY, registry::NAME, &RegistryOp::List { page }).await?;
+    let listed = call(ctx.env, registry::NAME, ListApps { page }).await?;
     let period = month_of(now_ms());
     let views = join_all(listed.app_ids.iter().map(|id| {
         let op = AppOp::Get { period: period.clone() };
-        async move { call::<_, AppView>(ctx.env, APPS, id, &op).await }
+        async move { legacy_call::<_, AppView>(ctx.env, APPS, id.as_str(), &op).await }
     }))
     .await;
     let apps: Vec<Value> = views.into_iter().map(|v| v.map(render)).collect::<Result<_, _>>()?;
@@ -176,14 +172,13 @@ async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
         key_hash: keys::hash(&api_key),
         now: now_ms(),
     };
-    call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
-    let listed = RegistryOp::Add { app_id: app_id.clone(), name: name.clone(), now: now_ms() };
-    call::<_, Value>(ctx.env, REGISTRY, registry::NAME, &listed).await?;
+    legacy_call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    call(ctx.env, registry::NAME, AddApp { app_id: app_id.clone(), name: name.clone(), now: now_ms() }).await?;
     Ok(Reply::json(201, json!({"app_id": app_id, "api_key": api_key, "key_id": key_id})))
 }
 
 async fn view(ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
-    let app: AppView = call(ctx.env, APPS, app_id.as_str(), &AppOp::Get { period: month_of(now_ms()) }).await?;
+    let app: AppView = legacy_call(ctx.env, APPS, app_id.as_str(), &AppOp::Get { period: month_of(now_ms()) }).await?;
     Ok(Reply::json(200, render(app)))
 }
 
@@ -222,7 +217,7 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
     }
     f.finish()?;
     let op = AppOp::Update { patch, period: month_of(now_ms()) };
-    let app: AppView = call(ctx.env, APPS, app_id.as_str(), &op).await?;
+    let app: AppView = legacy_call(ctx.env, APPS, app_id.as_str(), &op).await?;
     Ok(Reply::json(200, render(app)))
 }
 
@@ -244,7 +239,7 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
         expires_at,
         now: now_ms(),
     };
-    call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    legacy_call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
     Ok(Reply::json(
         201,
         json!({"key_id": key_id, "api_key": api_key, "device_id": device_id, "expires_at": expires_at.map(iso)}),

@@ -12,8 +12,8 @@ use crate::domain::error::ApiError;
 use crate::domain::keys;
 use crate::objects::app::{AppOp, LimitClass, Tenant};
 use crate::objects::guard::{GuardOp, Throttle};
-use crate::objects::registry::{self, RegistryOp};
-use crate::objects::{call, APPS, GUARDS, REGISTRY};
+use crate::objects::{call, legacy_call, APPS, GUARDS};
+use crate::protocol::registry::{self, HasApp};
 use crate::runtime::{config, now_ms, required_config};
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -52,15 +52,14 @@ async fn authenticate(req: &Request, ctx: &Ctx<'_>, ip: Option<String>, ip_exemp
     // A key from before tags is taken only for an app the registry (one object, which exists
     // already) lists: asking the app's own object would create it for a forged app id.
     if !parsed.tagged {
-        let has = RegistryOp::Has { app_id: parsed.app_id.clone() };
-        if !call::<_, bool>(ctx.env, REGISTRY, registry::NAME, &has).await? {
+        if !call(ctx.env, registry::NAME, HasApp { app_id: parsed.app_id.clone() }).await? {
             return Err(ApiError::Unauthorized);
         }
     }
     let class = if ctx.meta.path.starts_with("/api/auth/") { LimitClass::Auth } else { LimitClass::Api };
     let op =
         AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, ip, ip_exempt, now: now_ms() };
-    call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await
+    legacy_call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await
 }
 
 /// The failed-authentication budget of one client address (an IPv6 client's whole /64): after
@@ -108,7 +107,7 @@ impl<'a> Guard<'a> {
     async fn failed(&self) -> ApiError {
         let per_minute = config(self.ctx.env, "AUTH_FAILURES_PER_MIN").and_then(|v| v.parse().ok()).unwrap_or(20);
         let op = GuardOp::Failed { per_minute, now: now_ms() };
-        match call::<_, Throttle>(self.ctx.env, GUARDS, &self.subject, &op).await {
+        match legacy_call::<_, Throttle>(self.ctx.env, GUARDS, &self.subject, &op).await {
             Ok(throttle) => {
                 if let Some(secs) = throttle.spent_for_secs {
                     self.remember(secs).await;

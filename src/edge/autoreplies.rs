@@ -12,7 +12,7 @@ use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
-use crate::objects::{call, APPS};
+use crate::objects::{legacy_call, APPS};
 use crate::runtime::now_ms;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
@@ -30,7 +30,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
         _ => return Err(ApiError::RouteNotFound),
     };
     let op = AppOp::AutoReplies { call: auto_reply_call, scope: tenant.device_scope.clone() };
-    let answer: Value = call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
+    let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
     Ok(Reply::json(status, answer))
 }
 

@@ -21,7 +21,7 @@ use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppView, DeviceEntry, Tenant};
 use crate::objects::audience::{AudienceCall, PAGE_SIZE};
 use crate::objects::campaign::{CampaignMedia, CampaignOp, CampaignSpec, ContactSpec};
-use crate::objects::{call, APPS, CAMPAIGNS};
+use crate::objects::{legacy_call, APPS, CAMPAIGNS};
 use crate::runtime::{month_of, now_ms};
 
 const MAX_CONTACTS: usize = 10_000;
@@ -72,13 +72,13 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
             device_ids: Vec<DeviceId>,
         }
         let get = CampaignOp::Get { app_id: tenant.app_id.clone() };
-        let numbers: Numbers = call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &get).await?;
+        let numbers: Numbers = legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &get).await?;
         let sole = scope::sole_device(&numbers.device_ids).map(DeviceId::as_str);
         if !scope::visible(tenant.device_scope.as_ref(), sole) {
             return Err(ApiError::not_found("campaign"));
         }
     }
-    ok(200, call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &op).await?)
+    ok(200, legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &op).await?)
 }
 
 async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
@@ -89,10 +89,10 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     }
     let page = ctx.page()?;
     let index = AppOp::Audience { call: AudienceCall::Page { page, scope: tenant.device_scope.clone() } };
-    let listed: Page = call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
+    let listed: Page = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     let views = join_all(listed.ids.iter().map(|id| {
         let op = CampaignOp::Get { app_id: tenant.app_id.clone() };
-        async move { call::<_, Value>(ctx.env, CAMPAIGNS, id, &op).await }
+        async move { legacy_call::<_, Value>(ctx.env, CAMPAIGNS, id, &op).await }
     }))
     .await;
     let data: Vec<Value> = views.into_iter().collect::<Result<_, _>>()?;
@@ -246,7 +246,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         check_template(message, &listed.contacts, &mut listed.errors);
     }
     if !device_ids.is_empty() {
-        let devices: Vec<DeviceEntry> = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+        let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
         let own: HashSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
         if let Some(stranger) = device_ids.iter().find(|d| !own.contains(d.as_str())) {
             f.fail(
@@ -270,7 +270,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     };
 
     let period = month_of(now);
-    let app: AppView = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Get { period }).await?;
+    let app: AppView = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Get { period }).await?;
     let required = listed.contacts.len() as i64;
     if required > app.quota_remaining {
         return Err(ApiError::QuotaInsufficient { required, remaining: app.quota_remaining });
@@ -299,10 +299,10 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         contacts: listed.contacts,
         now,
     };
-    let view: Value = call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &CampaignOp::Create { spec }).await?;
+    let view: Value = legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &CampaignOp::Create { spec }).await?;
     let device_id = scope::sole_device(&device_ids).cloned();
     let index = AppOp::Audience { call: AudienceCall::Index { campaign_id, device_id, now } };
-    call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
+    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     ok(201, view)
 }
 
@@ -343,5 +343,5 @@ pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method:
         ([_], _) => return Err(ApiError::method_not_allowed("DELETE")),
         _ => return Err(ApiError::RouteNotFound),
     };
-    ok(status, call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Audience { call: audience_call }).await?)
+    ok(status, legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Audience { call: audience_call }).await?)
 }

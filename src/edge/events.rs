@@ -9,7 +9,7 @@ use super::{raw_body, Ctx, Outcome, Reply};
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
 use crate::objects::device::DeviceOp;
-use crate::objects::{call, DEVICES};
+use crate::objects::{legacy_call, DEVICES};
 use crate::runtime::{now_ms, required_config};
 
 /// Unsigned or stale posts are refused from their headers alone, before the body is read; the
@@ -27,7 +27,12 @@ pub async fn receive(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
     let Some(device_id) = DeviceId::parse(&event.device_id) else {
         return Ok(Reply::json(202, json!({"status": "ignored"})));
     };
-    call::<_, Value>(ctx.env, DEVICES, device_id.as_str(), &DeviceOp::Event { event, origin: ctx.origin.clone() })
-        .await?;
+    legacy_call::<_, Value>(
+        ctx.env,
+        DEVICES,
+        device_id.as_str(),
+        &DeviceOp::Event { event, origin: ctx.origin.clone() },
+    )
+    .await?;
     Ok(Reply::json(200, json!({"status": "applied"})))
 }

@@ -10,7 +10,7 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
 use crate::objects::access::AllowListCall;
 use crate::objects::app::{AppOp, Tenant};
-use crate::objects::{call, APPS};
+use crate::objects::{legacy_call, APPS};
 use crate::runtime::now_ms;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
@@ -43,6 +43,6 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
         _ => return Err(ApiError::RouteNotFound),
     };
     let op = AppOp::AllowList { call: allow_list_call, actor: tenant.key_id.clone() };
-    let answer: Value = call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
+    let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
     Ok(Reply::json(status, answer))
 }

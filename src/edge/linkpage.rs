@@ -14,7 +14,7 @@ use crate::domain::qr;
 use crate::domain::validate::Fields;
 use crate::objects::app::ONLINE;
 use crate::objects::device::{DeviceOp, DeviceView};
-use crate::objects::{call, DEVICES};
+use crate::objects::{legacy_call, DEVICES};
 use crate::runtime::{config, iso, now_ms, required_config};
 
 fn key(ctx: &Ctx<'_>) -> Result<String, ApiError> {
@@ -52,12 +52,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
     match action {
         None => {
             only(method, Method::Get)?;
-            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
             Ok(Reply::json(200, page_json(&device)))
         }
         Some("qr.svg") => {
             only(method, Method::Get)?;
-            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
             let qr =
                 device.qr.ok_or_else(|| ApiError::Conflict { message: "There is no QR code to scan now".into() })?;
             Ok(Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(ApiError::internal)?.into_bytes()))
@@ -69,7 +69,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             let phone = f.phone_number("phone", true, None);
             f.finish()?;
             let refresh = DeviceOp::RefreshQr { app_id, pair_phone: phone };
-            let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &refresh).await?;
+            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &refresh).await?;
             Ok(Reply::json(200, page_json(&device)))
         }
     }

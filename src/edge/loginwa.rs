@@ -19,7 +19,7 @@ use crate::domain::scope::{self, Capability};
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
-use crate::objects::{call, APPS, DEVICES};
+use crate::objects::{legacy_call, APPS, DEVICES};
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
@@ -134,7 +134,7 @@ fn device_json(d: &DeviceView) -> Value {
 }
 
 async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
-    let devices: Vec<DeviceEntry> = call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+    let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
     let devices: Vec<Value> = devices
         .iter()
         .filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)))
@@ -162,10 +162,10 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     let device_id = DeviceId::generate();
     let now = now_ms();
     let register = AppOp::AddDevice { device_id: device_id.clone(), label: label.clone(), now };
-    call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
+    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
     let create =
         DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
-    let device: DeviceView = call(ctx.env, DEVICES, device_id.as_str(), &create).await?;
+    let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &create).await?;
     Ok(Reply::json(202, pairing_json(ctx, &device)))
 }
 
@@ -195,7 +195,7 @@ async fn device<T: serde::de::DeserializeOwned>(
     if !scope::visible(tenant.device_scope.as_ref(), Some(device_id.as_str())) {
         return Err(ApiError::not_found("device"));
     }
-    call(ctx.env, DEVICES, device_id.as_str(), &op).await
+    legacy_call(ctx.env, DEVICES, device_id.as_str(), &op).await
 }
 
 async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {

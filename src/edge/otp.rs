@@ -13,7 +13,7 @@ use crate::domain::phone::Recipient;
 use crate::domain::validate::Fields;
 use crate::objects::app::Tenant;
 use crate::objects::otp::{OtpOp, Started, Verified};
-use crate::objects::{call, OTPS};
+use crate::objects::{legacy_call, OTPS};
 use crate::runtime::{config, is_production, iso, now_ms, required_config};
 
 fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
@@ -55,7 +55,7 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         hourly_cap: setting(ctx, "OTP_HOURLY_CAP", otp::DEFAULT_HOURLY_CAP as u64) as usize,
         now,
     };
-    if let Started::Throttled { retry_after_secs } = call(ctx.env, OTPS, &phone_key, &start).await? {
+    if let Started::Throttled { retry_after_secs } = legacy_call(ctx.env, OTPS, &phone_key, &start).await? {
         return Err(ApiError::RateLimited {
             retry_after_secs,
             message: format!("Too many codes sent to this phone number; retry in {retry_after_secs} s"),
@@ -72,13 +72,13 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         code_expires_at: Some(expires_at),
     };
     if let Err(e) = send::accept(ctx, tenant, out).await {
-        call::<_, Value>(ctx.env, OTPS, &phone_key, &OtpOp::Cancel { session_id }).await?;
+        legacy_call::<_, Value>(ctx.env, OTPS, &phone_key, &OtpOp::Cancel { session_id }).await?;
         return Err(e);
     }
     // Only now that the new code is on its way do the earlier ones stop working. Should this
     // call fail, they stay valid until they expire, as they would have without the new one.
     let accepted = OtpOp::Accepted { session_id: session_id.clone() };
-    if let Err(e) = call::<_, Value>(ctx.env, OTPS, &phone_key, &accepted).await {
+    if let Err(e) = legacy_call::<_, Value>(ctx.env, OTPS, &phone_key, &accepted).await {
         worker::console_warn!("earlier codes left valid: {e}");
     }
     let debug_code = (!is_production(ctx.env)).then_some(code);
@@ -98,7 +98,7 @@ pub async fn verify(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcom
         return Err(ApiError::OtpRejected { verdict: Verdict::Expired });
     };
     let op = OtpOp::Verify { session_id, app_id: tenant.app_id.clone(), code: code.trim().to_owned(), now: now_ms() };
-    let outcome: Verified = call(ctx.env, OTPS, &phone_key, &op).await?;
+    let outcome: Verified = legacy_call(ctx.env, OTPS, &phone_key, &op).await?;
     match outcome.verdict {
         Verdict::Verified => Ok(Reply::json(
             200,

@@ -17,7 +17,7 @@ use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::objects::app::{AppOp, Reservation, Tenant};
 use crate::objects::device::{DeviceOp, MessageView, NewMessage};
-use crate::objects::{call, APPS, DEVICES};
+use crate::objects::{legacy_call, APPS, DEVICES};
 use crate::runtime::{month_of, now_ms};
 
 pub struct Outgoing {
@@ -49,7 +49,7 @@ pub async fn reserve(ctx: &Ctx<'_>, tenant: &Tenant, asked: Option<DeviceId>) ->
     let now = now_ms();
     let idempotency_key = ctx.idempotency_key.borrow().clone();
     let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now, idempotency_key };
-    call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
+    legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
 }
 
 /// Queues `out` under `reservation` (whose device it goes from); the quota unit goes back only
@@ -76,7 +76,7 @@ pub async fn enqueue(
         Delay::from(Duration::from_millis(ms)).await;
     }
     let device = reservation.device_id.as_str();
-    let mut enqueued = call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await;
+    let mut enqueued = legacy_call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await;
     if enqueued.is_ok() && matches!(ctx.fault, Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) {
         enqueued = Err(ApiError::internal("injected fault: the device's answer was lost"));
     }
@@ -88,7 +88,7 @@ pub async fn enqueue(
     let withdraw = DeviceOp::Withdraw { app_id: tenant.app_id.clone(), message_id: reservation.message_id.clone() };
     let held = match ctx.fault {
         Fault::DeviceLostAfterEnqueue => Err(ApiError::internal("injected fault: the device is unreachable")),
-        _ => call::<_, Option<MessageView>>(ctx.env, DEVICES, device, &withdraw).await,
+        _ => legacy_call::<_, Option<MessageView>>(ctx.env, DEVICES, device, &withdraw).await,
     };
     match held {
         Ok(Some(message)) => Ok(accepted(message)),
@@ -106,7 +106,7 @@ pub async fn enqueue(
 /// Gives a reservation's quota unit back: nothing was queued under it (a key bound to it lets go).
 pub async fn release(ctx: &Ctx<'_>, tenant: &Tenant, reservation: Reservation) -> Result<(), ApiError> {
     let refund = AppOp::Refund { message_id: reservation.message_id };
-    call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await.map(drop)
+    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await.map(drop)
 }
 
 pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageView, ApiError> {
@@ -116,5 +116,5 @@ pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageV
         return Err(ApiError::not_found("message"));
     }
     let op = DeviceOp::GetMessage { app_id: tenant.app_id.clone(), message_id };
-    call(ctx.env, DEVICES, device.as_str(), &op).await
+    legacy_call(ctx.env, DEVICES, device.as_str(), &op).await
 }

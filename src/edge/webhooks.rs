@@ -12,7 +12,7 @@ use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
-use crate::objects::{call, APPS};
+use crate::objects::{legacy_call, APPS};
 use crate::runtime::{egress, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
@@ -62,7 +62,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
 
 async fn call_webhooks(ctx: &Ctx<'_>, tenant: &Tenant, webhook_call: WebhookCall) -> Result<Value, ApiError> {
     let op = AppOp::Webhooks { call: webhook_call, scope: tenant.device_scope.clone() };
-    call(ctx.env, APPS, tenant.app_id.as_str(), &op).await
+    legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await
 }
 
 #[derive(serde::Deserialize)]

@@ -12,7 +12,7 @@ use super::audience::{self, AudienceCall, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
-use super::{create_schema, int, number, rows, serve, to_json};
+use super::{create_schema, int, legacy_serve, number, rows, to_json};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
@@ -329,7 +329,7 @@ impl DurableObject for AppObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: AppOp| self.handle(op)).await
+        legacy_serve(req, |op: AppOp| self.handle(op)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

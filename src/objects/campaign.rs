@@ -12,7 +12,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::app::{AppOp, Reservation};
 use super::audience::{AudienceCall, Pick};
 use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{call, create_schema, int, number, rows, serve, APPS, DEVICES};
+use super::{create_schema, int, legacy_call, legacy_serve, number, rows, APPS, DEVICES};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     estimated_duration_secs, failure_rate_trips, humanize_secs, jittered_delay_ms, transition, Action, CampaignStatus,
@@ -176,7 +176,7 @@ impl DurableObject for CampaignObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: CampaignOp| self.handle(op)).await
+        legacy_serve(req, |op: CampaignOp| self.handle(op)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -446,7 +446,7 @@ impl CampaignObject {
     }
 
     async fn app_call<T: serde::de::DeserializeOwned>(&self, campaign: &CampaignRow, op: AppOp) -> Result<T, ApiError> {
-        call(&self.env, APPS, &campaign.app_id, &op).await
+        legacy_call(&self.env, APPS, &campaign.app_id, &op).await
     }
 
     async fn record(&self, campaign: &CampaignRow, name: EventName, data: Value) -> Result<(), ApiError> {
@@ -569,7 +569,7 @@ impl CampaignObject {
             now,
         };
         let enqueue = DeviceOp::Enqueue { message };
-        call::<_, MessageView>(&self.env, DEVICES, reservation.device_id.as_str(), &enqueue).await?;
+        legacy_call::<_, MessageView>(&self.env, DEVICES, reservation.device_id.as_str(), &enqueue).await?;
         // An outcome may already have overtaken this (it sets the message id too).
         self.sql().exec(
             "UPDATE contacts SET status = ?, message_id = ?, device_id = ?, updated_at = ? WHERE seq = ? AND status = ?",

@@ -13,7 +13,7 @@ use super::app::{AppOp, ONLINE};
 use super::autoreplies::{AutoReply, Recorded};
 use super::campaign::CampaignOp;
 use super::retention;
-use super::{call, create_schema, int, number, rows, serve, to_json, APPS, CAMPAIGNS};
+use super::{create_schema, int, legacy_call, legacy_serve, number, rows, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
@@ -244,7 +244,7 @@ impl DurableObject for DeviceObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: DeviceOp| self.handle(op)).await
+        legacy_serve(req, |op: DeviceOp| self.handle(op)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -716,7 +716,7 @@ impl DeviceObject {
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
                 let op: AppOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
-                let answer = call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                let answer = legacy_call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
                 // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
                 let recorded: Option<Recorded> = serde_json::from_value(answer).ok();
                 let reply = recorded.and_then(|r| r.auto_reply);
@@ -757,7 +757,7 @@ impl DeviceObject {
                 rows::<Pending>(self.sql().exec("SELECT * FROM campaign_outbox ORDER BY seq LIMIT 1", None)?)?;
             let Some(pending) = pending.into_iter().next() else { return Ok(()) };
             let op: CampaignOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
-            match call::<_, serde_json::Value>(&self.env, CAMPAIGNS, &pending.campaign_id, &op).await {
+            match legacy_call::<_, serde_json::Value>(&self.env, CAMPAIGNS, &pending.campaign_id, &op).await {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{create_schema, int, number, serve, to_json};
+use super::{create_schema, int, legacy_serve, number, to_json};
 use crate::domain::error::ApiError;
 use crate::domain::ratelimit::Gcra;
 
@@ -41,7 +41,7 @@ impl DurableObject for GuardObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: GuardOp| async move {
+        legacy_serve(req, |op: GuardOp| async move {
             match op {
                 GuardOp::Failed { per_minute, now } => to_json(&self.failed(per_minute, now)?),
             }

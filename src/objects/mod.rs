@@ -18,17 +18,45 @@ use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
 
 use crate::domain::error::ApiError;
+use crate::protocol::{self, Object, Operation};
 
 pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
 pub const CAMPAIGNS: &str = "CAMPAIGNS";
 pub const GUARDS: &str = "GUARDS";
-pub const REGISTRY: &str = "REGISTRY";
 pub const SENDERS: &str = "SENDERS";
 pub const OTPS: &str = "OTPS";
 
-/// Runs `op` on the object named `name` in namespace `binding`.
-pub async fn call<Op: Serialize, T: DeserializeOwned>(
+/// Runs `op` on the object named `name` in the namespace its protocol binds it to, and
+/// answers what that protocol says it answers.
+pub async fn call<O: Operation>(env: &Env, name: &str, op: O) -> Result<O::Answer, ApiError> {
+    let binding = <O::Object as Object>::BINDING;
+    let stub = env.durable_object(binding)?.get_by_name(name)?;
+    let body = serde_json::to_string(&op.into()).map_err(ApiError::internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init("https://object/", &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    protocol::decode::<O>(binding, &resp.bytes().await?)
+}
+
+/// The object side of [`call`]: decodes the operation and answers what `handle` makes of it
+/// (the protocol's generated `dispatch`).
+pub async fn serve<O: Object, Fut>(mut req: Request, handle: impl FnOnce(O::Op) -> Fut) -> worker::Result<Response>
+where
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
+    let body = match protocol::operation::<O>(&req.bytes().await?) {
+        Ok(op) => handle(op).await,
+        Err(e) => protocol::encode::<()>(&Err(e)),
+    };
+    let mut response = Response::from_bytes(body)?;
+    response.headers_mut().set("content-type", "application/json")?;
+    Ok(response)
+}
+
+/// The untyped call the objects not yet on a protocol still use (removed with the last of them).
+pub async fn legacy_call<Op: Serialize, T: DeserializeOwned>(
     env: &Env,
     binding: &str,
     name: &str,
@@ -45,8 +73,8 @@ pub async fn call<Op: Serialize, T: DeserializeOwned>(
         .map_err(|e| ApiError::internal(format!("{binding} answered undecodable JSON: {e}")))?
 }
 
-/// The object side of [`call`]: decodes the operation, runs `handle`, encodes its result.
-pub async fn serve<Op, T, F, Fut>(mut req: Request, handle: F) -> worker::Result<Response>
+/// The object side of [`legacy_call`].
+pub async fn legacy_serve<Op, T, F, Fut>(mut req: Request, handle: F) -> worker::Result<Response>
 where
     Op: DeserializeOwned,
     T: Serialize,

@@ -7,7 +7,7 @@ use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::AppOp;
-use super::{call, create_schema, int, rows, serve, to_json, APPS};
+use super::{create_schema, int, legacy_call, legacy_serve, rows, to_json, APPS};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, EventName};
 use crate::domain::ids::AppId;
@@ -116,7 +116,7 @@ impl DurableObject for OtpObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: OtpOp| self.handle(op)).await
+        legacy_serve(req, |op: OtpOp| self.handle(op)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -297,7 +297,7 @@ impl OtpObject {
             // One id per session and outcome, so a retried recording is not a second event.
             let id = format!("evt_otp_{}_{}", session.session_id.replace('-', ""), session.state);
             let op = AppOp::Record { event: Event { id, ..Event::new(name, None, at, data) } };
-            match call::<_, serde_json::Value>(&self.env, APPS, &session.app_id, &op).await {
+            match legacy_call::<_, serde_json::Value>(&self.env, APPS, &session.app_id, &op).await {
                 Ok(_) => {
                     let _ = self.sql().exec(
                         "UPDATE sessions SET event_recorded = 1 WHERE session_id = ?",

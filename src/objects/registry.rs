@@ -1,36 +1,14 @@
 //! The operator's list of apps: one Durable Object (named `apps`) that only indexes them; each
 //! app's state stays in its own object.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::{create_schema, int, number, rows, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ids::AppId;
 use crate::domain::paging;
-
-/// The one registry object's name.
-pub const NAME: &str = "apps";
-pub const PAGE_SIZE: i64 = 50;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum RegistryOp {
-    Add {
-        app_id: AppId,
-        name: String,
-        now: u64,
-    },
-    /// App ids, oldest first.
-    List {
-        page: i64,
-    },
-    /// Whether the app exists (answered `true`/`false`).
-    Has {
-        app_id: AppId,
-    },
-}
+use crate::protocol::registry::{AddApp, AppPage, HasApp, ListApps, Registry, RegistryHandler, PAGE_SIZE};
 
 #[durable_object]
 pub struct RegistryObject {
@@ -47,7 +25,7 @@ impl DurableObject for RegistryObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: RegistryOp| async move { self.handle(op) }).await
+        serve::<Registry, _>(req, |op| op.dispatch(self)).await
     }
 }
 
@@ -55,36 +33,32 @@ impl RegistryObject {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
     }
+}
 
-    fn handle(&self, op: RegistryOp) -> Result<Value, ApiError> {
-        match op {
-            RegistryOp::Add { app_id, name, now } => {
-                self.sql().exec(
-                    "INSERT OR IGNORE INTO apps (app_id, name, created_at) VALUES (?, ?, ?)",
-                    vec![app_id.as_str().into(), name.into(), int(now)],
-                )?;
-                Ok(Value::Null)
-            }
-            RegistryOp::List { page } => {
-                #[derive(Deserialize)]
-                struct Id {
-                    app_id: String,
-                }
-                let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps", vec![])?.unwrap_or(0);
-                let ids = rows::<Id>(self.sql().exec(
-                    "SELECT app_id FROM apps ORDER BY created_at, app_id LIMIT ? OFFSET ?",
-                    vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
-                )?)?;
-                Ok(json!({"total": total, "app_ids": ids.into_iter().map(|i| i.app_id).collect::<Vec<_>>()}))
-            }
-            RegistryOp::Has { app_id } => {
-                let n = number(
-                    &self.sql(),
-                    "SELECT COUNT(*) AS n FROM apps WHERE app_id = ?",
-                    vec![app_id.as_str().into()],
-                )?;
-                Ok(Value::Bool(n.unwrap_or(0) > 0))
-            }
+impl RegistryHandler for RegistryObject {
+    async fn add(&self, AddApp { app_id, name, now }: AddApp) -> Result<(), ApiError> {
+        self.sql().exec(
+            "INSERT OR IGNORE INTO apps (app_id, name, created_at) VALUES (?, ?, ?)",
+            vec![app_id.as_str().into(), name.into(), int(now)],
+        )?;
+        Ok(())
+    }
+
+    async fn list(&self, ListApps { page }: ListApps) -> Result<AppPage, ApiError> {
+        #[derive(Deserialize)]
+        struct Id {
+            app_id: AppId,
         }
+        let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps", vec![])?.unwrap_or(0);
+        let ids = rows::<Id>(self.sql().exec(
+            "SELECT app_id FROM apps ORDER BY created_at, app_id LIMIT ? OFFSET ?",
+            vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
+        )?)?;
+        Ok(AppPage { total, app_ids: ids.into_iter().map(|i| i.app_id).collect() })
+    }
+
+    async fn has(&self, HasApp { app_id }: HasApp) -> Result<bool, ApiError> {
+        let n = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps WHERE app_id = ?", vec![app_id.as_str().into()])?;
+        Ok(n.unwrap_or(0) > 0)
     }
 }

@@ -10,7 +10,7 @@ use worker::{
 
 use futures_util::future::{select, Either};
 
-use super::serve;
+use super::legacy_serve;
 use crate::domain::error::ApiError;
 
 /// A 2xx within this time is success; anything else is a failure and retried.
@@ -42,7 +42,7 @@ impl DurableObject for SenderObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        serve(req, |op: SenderOp| async move {
+        legacy_serve(req, |op: SenderOp| async move {
             match op {
                 SenderOp::Post { url, headers, body } => Ok::<_, ApiError>(post(&url, &headers, body).await),
             }

@@ -11,7 +11,7 @@ use worker::{Env, SqlStorage, State};
 
 use super::app::AppObject;
 use super::sender::{Attempt, SenderOp};
-use super::{call, int, number, rows, SENDERS};
+use super::{int, legacy_call, number, rows, SENDERS};
 use crate::domain::egress::Egress;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
@@ -597,5 +597,7 @@ async fn attempt(env: &Env, key: &str, endpoint: &EndpointRow, delivery: &Delive
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
     let post = SenderOp::Post { url: endpoint.url.clone(), headers, body: delivery.body.clone() };
-    call::<_, Attempt>(env, SENDERS, &endpoint.id, &post).await.unwrap_or_else(|e| failed(format!("not sent: {e}")))
+    legacy_call::<_, Attempt>(env, SENDERS, &endpoint.id, &post)
+        .await
+        .unwrap_or_else(|e| failed(format!("not sent: {e}")))
 }
