@@ -4,10 +4,13 @@
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use sha2::Sha256;
+use wagate_contract::wire::Content;
 
-use super::events::{Event, EventName};
+use super::device::DeviceStatus;
+use super::events::{Data, Event, EventName, What};
+use super::ids::{DeviceId, MessageId};
+use super::message::MessageStatus;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,47 +78,139 @@ fn spwp_name(name: EventName) -> Option<&'static str> {
     }
 }
 
-pub fn event_name(name: EventName) -> String {
-    serde_json::to_value(name).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+/// `{"event"|"type": <name>, "timestamp", "data"}`: LoginWA and Standard Webhooks bodies.
+#[derive(Serialize)]
+struct NamedBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    timestamp: String,
+    data: Data<'a>,
 }
 
-/// The body a delivery of `event` carries, fixed once for the delivery's life; `None` when the
-/// format has no name for the event. `iso` formats a time in ms.
+/// SPWP's envelope: `{"event", "accountId", "occurredAt", "data"}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpwpBody<'a> {
+    event: &'a str,
+    account_id: Option<&'a DeviceId>,
+    occurred_at: String,
+    data: SpwpData<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SpwpData<'a> {
+    Received(SpwpReceived<'a>),
+    Status(SpwpStatus<'a>),
+    Account(SpwpAccount<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpwpReceived<'a> {
+    id: &'a MessageId,
+    direction: &'static str,
+    #[serde(rename = "type")]
+    kind: String,
+    remote_jid: String,
+    external_id: &'a str,
+    status: &'static str,
+    payload: SpwpPayload<'a>,
+}
+
+/// The message's content, with the link to its file for media.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpwpPayload<'a> {
+    #[serde(flatten)]
+    content: &'a Content,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpwpStatus<'a> {
+    id: &'a MessageId,
+    external_id: Option<&'a str>,
+    status: MessageStatus,
+    error_code: Option<&'a str>,
+    error_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpwpAccount<'a> {
+    status: DeviceStatus,
+    phone_number: Option<&'a str>,
+    reason: Option<&'a str>,
+}
+
+fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
+    Some(match what {
+        What::MessageIncoming(m) => SpwpData::Received(SpwpReceived {
+            id: &m.message_id,
+            direction: "IN",
+            kind: m.kind.to_uppercase(),
+            remote_jid: m.remote_jid(),
+            external_id: &m.external_id,
+            status: "RECEIVED",
+            payload: SpwpPayload { content: &m.content, media_url: m.media.as_ref().map(|media| media.url.as_str()) },
+        }),
+        What::MessageSent(m) | What::MessageDelivered(m) | What::MessageRead(m) | What::MessageFailed(m) => {
+            SpwpData::Status(SpwpStatus {
+                id: &m.message_id,
+                external_id: m.external_id.as_deref(),
+                status: m.status,
+                error_code: m.error_code.as_deref(),
+                error_reason: m.error_reason.as_deref(),
+            })
+        }
+        What::DeviceConnected(d) => {
+            SpwpData::Account(SpwpAccount { status: d.status, phone_number: Some(&d.phone_number), reason: None })
+        }
+        What::DeviceDisconnected(d) => SpwpData::Account(SpwpAccount {
+            status: d.status,
+            phone_number: d.phone_number.as_deref(),
+            reason: Some(&d.reason),
+        }),
+        What::DeviceQrReady(_)
+        | What::OtpVerified(_)
+        | What::OtpExpired(_)
+        | What::CampaignPaused(_)
+        | What::CampaignCompleted(_) => return None,
+    })
+}
+
+/// The body a delivery of `event` carries, fixed once for the delivery's life, and the event
+/// name its headers carry; `None` when the format has no name for the event. `iso` formats a
+/// time in ms.
 pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Option<(String, Vec<u8>)> {
-    let name = event_name(event.name);
+    let name = event.name().as_str();
+    let timestamp = iso(event.at_ms);
     let (header_name, body) = match format {
-        Format::Loginwa => (name.clone(), json!({"event": name, "timestamp": iso(event.at_ms), "data": event.data})),
-        Format::Standard => (name.clone(), json!({"type": name, "timestamp": iso(event.at_ms), "data": event.data})),
-        Format::Spwp => {
-            let spwp = spwp_name(event.name)?;
-            let d = &event.data;
-            let data = match event.name {
-                EventName::MessageIncoming => {
-                    let mut payload = d["content"].clone();
-                    if let (Some(payload), Some(url)) = (payload.as_object_mut(), d["media"].get("url")) {
-                        payload.insert("mediaUrl".into(), url.clone());
-                    }
-                    json!({
-                        "id": d["message_id"], "direction": "IN", "type": d["type"].as_str().map(str::to_uppercase),
-                        "remoteJid": format!("{}@s.whatsapp.net", d["from"].as_str().unwrap_or_default()),
-                        "externalId": d["external_id"], "status": "RECEIVED", "payload": payload,
-                    })
-                }
-                EventName::DeviceConnected | EventName::DeviceDisconnected => json!({
-                    "status": d["status"], "phoneNumber": d["phone_number"], "reason": d.get("reason").cloned().unwrap_or(Value::Null),
-                }),
-                _ => json!({
-                    "id": d["message_id"], "externalId": d["external_id"], "status": d["status"],
-                    "errorCode": d["error_code"], "errorReason": d["error_reason"],
-                }),
+        Format::Loginwa | Format::Standard => {
+            let (event_field, type_field) = match format {
+                Format::Loginwa => (Some(name), None),
+                _ => (None, Some(name)),
             };
-            (
-                spwp.to_owned(),
-                json!({"event": spwp, "accountId": event.device_id, "occurredAt": iso(event.at_ms), "data": data}),
-            )
+            let body = NamedBody { event: event_field, kind: type_field, timestamp, data: event.what.data() };
+            (name, serde_json::to_vec(&body))
+        }
+        Format::Spwp => {
+            let spwp = spwp_name(event.name())?;
+            let body = SpwpBody {
+                event: spwp,
+                account_id: event.device_id.as_ref(),
+                occurred_at: timestamp,
+                data: spwp_data(&event.what)?,
+            };
+            (spwp, serde_json::to_vec(&body))
         }
     };
-    Some((header_name, body.to_string().into_bytes()))
+    Some((header_name.to_owned(), body.expect("webhook bodies serialise")))
 }
 
 /// The headers of one delivery attempt. Each secret in `secrets` signs (the previous one too,
@@ -176,14 +271,47 @@ pub fn retry_delay_ms(n: u32, jitter: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::events::{DeviceConnected, InboundMedia, Incoming, MessageProgress, OtpEnded, QrReady};
+    use serde_json::Value;
 
-    fn event() -> Event {
-        Event {
-            id: "evt_1".into(),
-            name: EventName::MessageDelivered,
-            device_id: Some("dev_1".into()),
-            at_ms: 1_780_000_000_000,
-            data: json!({"message_id": "msg_1", "external_id": "3EB0", "status": "DELIVERED", "error_code": null, "error_reason": null}),
+    const DEVICE: &str = "dev_0123456789abcdef";
+    const MESSAGE: &str = "msg_0123456789abcdef0123456789abcdef";
+
+    fn device() -> DeviceId {
+        DeviceId::parse(DEVICE).unwrap()
+    }
+
+    fn at(what: What) -> Event {
+        Event { id: "evt_1".into(), device_id: Some(device()), at_ms: 1_780_000_000_000, what }
+    }
+
+    fn delivered() -> Event {
+        at(What::MessageDelivered(MessageProgress {
+            message_id: MessageId::parse(MESSAGE).unwrap(),
+            device_id: device(),
+            phone: "9647507644809".into(),
+            remote_jid: "9647507644809@s.whatsapp.net".into(),
+            status: MessageStatus::Delivered,
+            external_id: Some("3EB0870363BFDA49AB9A72".into()),
+            error_code: None,
+            error_reason: None,
+            trace_id: "trace".into(),
+        }))
+    }
+
+    fn incoming(from: &str, group: bool, text: &str) -> Incoming {
+        Incoming {
+            message_id: MessageId::parse(MESSAGE).unwrap(),
+            from: from.into(),
+            body: Some(text.into()),
+            device_id: device(),
+            external_id: "3EB08703".into(),
+            name: None,
+            group,
+            kind: "text".into(),
+            content: Content::Text { text: text.into() },
+            media: None,
+            auto_reply: None,
         }
     }
 
@@ -191,31 +319,117 @@ mod tests {
         format!("t{ms}")
     }
 
+    fn text(body: &[u8]) -> &str {
+        std::str::from_utf8(body).unwrap()
+    }
+
+    /// The reference's `message.incoming` example, key for key and in its order.
+    #[test]
+    fn loginwa_incoming_is_the_references_example() {
+        let (name, body) = body(
+            Format::Loginwa,
+            &at(What::MessageIncoming(Box::new(incoming("6281234567890", false, "Hello!")))),
+            iso,
+        )
+        .unwrap();
+        assert_eq!(name, "message.incoming");
+        let expected = format!(
+            r#"{{"event":"message.incoming","timestamp":"t1780000000000","data":{{"message_id":"{MESSAGE}","from":"6281234567890","body":"Hello!","device_id":"{DEVICE}","#
+        );
+        assert!(text(&body).starts_with(&expected), "{}", text(&body));
+    }
+
     #[test]
     fn loginwa_signs_the_raw_body_in_hex() {
-        let (name, body) = body(Format::Loginwa, &event(), iso).unwrap();
-        assert_eq!(name, "message.delivered");
+        let (name, body) = body(Format::Loginwa, &delivered(), iso).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(parsed["event"], "message.delivered");
-        assert_eq!(parsed["data"]["message_id"], "msg_1");
+        assert_eq!(
+            (parsed["event"].as_str(), parsed["data"]["status"].as_str()),
+            (Some("message.delivered"), Some("DELIVERED"))
+        );
         let headers = headers(Format::Loginwa, &["s3cret"], "dlv_1", &name, &body, 0);
         assert_eq!(headers[1], ("x-loginwa-signature", hex::encode(hmac(b"s3cret", &[&body]))));
     }
 
+    /// The reference's inbound text example, key for key and in its order.
     #[test]
-    fn spwp_signs_timestamp_dot_body_and_maps_names() {
-        let (name, body) = body(Format::Spwp, &event(), iso).unwrap();
-        assert_eq!(name, "MESSAGE_STATUS");
+    fn spwp_inbound_text_is_the_references_example() {
+        let event = at(What::MessageIncoming(Box::new(incoming("9647507644809", false, "Hi there!"))));
+        let (name, body) = body(Format::Spwp, &event, iso).unwrap();
+        assert_eq!(name, "MESSAGE_RECEIVED");
+        let expected = format!(
+            r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"#
+        );
+        assert!(text(&body).starts_with(&expected), "{}", text(&body));
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["data"]["payload"]["text"], "Hi there!");
+    }
+
+    #[test]
+    fn spwp_keeps_a_group_messages_group() {
+        let event = at(What::MessageIncoming(Box::new(incoming("120363025246125486", true, "hi all"))));
+        let (_, body) = body(Format::Spwp, &event, iso).unwrap();
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["data"]["remoteJid"], "120363025246125486@g.us");
+    }
+
+    #[test]
+    fn spwp_media_links_its_file() {
+        let mut message = incoming("9647507644809", false, "");
+        message.kind = "image".into();
+        message.media = Some(InboundMedia {
+            mime_type: "image/png".into(),
+            size: 3,
+            sha256: "ab".into(),
+            file_name: None,
+            url: "https://x/api/v1/media/ab".into(),
+            url_expires_at: "t".into(),
+        });
+        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
-            (parsed["accountId"].as_str(), parsed["data"]["status"].as_str()),
-            (Some("dev_1"), Some("DELIVERED"))
+            (parsed["data"]["type"].as_str(), parsed["data"]["payload"]["mediaUrl"].as_str()),
+            (Some("IMAGE"), Some("https://x/api/v1/media/ab"))
         );
+    }
+
+    /// The reference's status example: `id`, `externalId`, `status` first, in its order.
+    #[test]
+    fn spwp_signs_timestamp_dot_body_and_maps_names() {
+        let (name, body) = body(Format::Spwp, &delivered(), iso).unwrap();
+        assert_eq!(name, "MESSAGE_STATUS");
+        let expected = format!(
+            r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","#
+        );
+        assert!(text(&body).starts_with(&expected), "{}", text(&body));
         let h = headers(Format::Spwp, &["new", "old"], "dlv_1", &name, &body, 1234);
         let expected = |k: &[u8]| hex::encode(hmac(k, &[b"1234", b".", &body]));
         assert_eq!(h[3].1, format!("t=1234,v1={},v1={}", expected(b"new"), expected(b"old")));
-        let otp = Event { name: EventName::OtpVerified, ..event() };
+    }
+
+    #[test]
+    fn spwp_accounts_and_the_events_it_has_no_name_for() {
+        let connected = at(What::DeviceConnected(DeviceConnected {
+            device_id: device(),
+            status: DeviceStatus::Online,
+            phone_number: "62811".into(),
+        }));
+        let (name, body) = body(Format::Spwp, &connected, iso).unwrap();
+        assert_eq!(name, "ACCOUNT_CONNECTED");
+        assert!(
+            text(&body).ends_with(r#""data":{"status":"online","phoneNumber":"62811","reason":null}}"#),
+            "{}",
+            text(&body)
+        );
+        let otp =
+            at(What::OtpVerified(OtpEnded { session_id: "s".into(), phone_number: "62".into(), verified_at: None }));
         assert_eq!(super::body(Format::Spwp, &otp, iso), None, "SPWP has no OTP events");
+        let qr = at(What::DeviceQrReady(QrReady {
+            device_id: device(),
+            status: DeviceStatus::QrWaiting,
+            qr_code: "q".into(),
+        }));
+        assert_eq!(super::body(Format::Spwp, &qr, iso), None, "SPWP has no QR events");
     }
 
     #[test]
@@ -223,7 +437,8 @@ mod tests {
         let secret = new_secret(Format::Standard);
         assert!(secret.starts_with("whsec_"));
         let key = base64::engine::general_purpose::STANDARD.decode(&secret[6..]).unwrap();
-        let (_, body) = body(Format::Standard, &event(), iso).unwrap();
+        let (_, body) = body(Format::Standard, &delivered(), iso).unwrap();
+        assert!(text(&body).starts_with(r#"{"type":"message.delivered","timestamp":"t1780000000000","data":{"#));
         let h = headers(Format::Standard, &[&secret], "dlv_1", "message.delivered", &body, 1_700_000_123_456);
         assert_eq!(h[1], ("webhook-timestamp", "1700000123".to_owned()));
         let mac = hmac(&key, &[b"dlv_1.1700000123.", &body]);

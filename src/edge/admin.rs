@@ -56,10 +56,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
             let events: Vec<Value> = events
                 .into_iter()
                 .map(|e| {
-                    json!({"seq": e.seq, "id": e.event.id, "event": e.event.name, "device_id": e.event.device_id,
-                           "timestamp": iso(e.event.at_ms), "data": e.event.data})
+                    let data = serde_json::from_str::<Value>(&e.data)
+                        .map_err(|err| ApiError::internal(format!("stored event {} is corrupt: {err}", e.id)))?;
+                    Ok(json!({"seq": e.seq, "id": e.id, "event": e.name, "device_id": e.device_id,
+                              "timestamp": iso(e.at), "data": data}))
                 })
-                .collect();
+                .collect::<Result<_, ApiError>>()?;
             Ok(Reply::json(200, json!({"events": events})))
         }
         (["apps", id, "keys", key], Method::Delete) => {

@@ -51,10 +51,8 @@ async fn authenticate(req: &Request, ctx: &Ctx<'_>, ip: Option<String>, ip_exemp
     let parsed = keys::authentic(key_secret.as_bytes(), key).ok_or(ApiError::Unauthorized)?;
     // A key from before tags is taken only for an app the registry (one object, which exists
     // already) lists: asking the app's own object would create it for a forged app id.
-    if !parsed.tagged {
-        if !call(ctx.env, registry::NAME, HasApp { app_id: parsed.app_id.clone() }).await? {
-            return Err(ApiError::Unauthorized);
-        }
+    if !parsed.tagged && !call(ctx.env, registry::NAME, HasApp { app_id: parsed.app_id.clone() }).await? {
+        return Err(ApiError::Unauthorized);
     }
     let class = if ctx.meta.path.starts_with("/api/auth/") { LimitClass::Auth } else { LimitClass::Api };
     let op =

@@ -235,40 +235,16 @@ pub struct DeviceEntry {
     pub last_seen_at: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct StoredEvent {
-    seq: i64,
-    id: String,
-    name: String,
-    device_id: Option<String>,
-    data: String,
-    at: u64,
-}
-
-/// An event as recorded, with its position in the app's event log.
+/// An event as recorded, with its position in the app's event log; its body stays the JSON
+/// it was stored as (the listing shows it as it is).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordedEvent {
     pub seq: i64,
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-impl TryFrom<StoredEvent> for RecordedEvent {
-    type Error = ApiError;
-
-    fn try_from(row: StoredEvent) -> Result<Self, ApiError> {
-        let corrupt = |e: serde_json::Error| ApiError::internal(format!("stored event {} is corrupt: {e}", row.id));
-        Ok(Self {
-            seq: row.seq,
-            event: Event {
-                name: serde_json::from_value(serde_json::Value::String(row.name.clone())).map_err(corrupt)?,
-                data: serde_json::from_str(&row.data).map_err(corrupt)?,
-                id: row.id,
-                device_id: row.device_id,
-                at_ms: row.at,
-            },
-        })
-    }
+    pub id: String,
+    pub name: String,
+    pub device_id: Option<DeviceId>,
+    pub data: String,
+    pub at: u64,
 }
 
 #[derive(Deserialize)]
@@ -599,12 +575,10 @@ impl AppObject {
             }
             AppOp::Events { after, limit } => {
                 self.app()?;
-                let stored = rows::<StoredEvent>(self.sql().exec(
+                to_json(&rows::<RecordedEvent>(self.sql().exec(
                     "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                     vec![after.into(), limit.into()],
-                )?)?;
-                let events: Result<Vec<RecordedEvent>, ApiError> = stored.into_iter().map(RecordedEvent::try_from).collect();
-                to_json(&events?)
+                )?)?)
             }
             AppOp::ListDevices => to_json(&rows::<DeviceEntry>(self.sql().exec(
                 "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
@@ -675,17 +649,17 @@ impl AppObject {
     /// the same transaction as the recording.
     /// Returns whether webhook deliveries were queued for the event.
     fn record(&self, event: &Event) -> Result<bool, ApiError> {
-        let name = serde_json::to_value(event.name).map_err(ApiError::internal)?;
         if self.recorded(&event.id)? {
             return Ok(false); // a retried recording
         }
+        let (name, data) = event.what.stored();
         self.sql().exec(
             "INSERT OR IGNORE INTO events (id, name, device_id, data, at) VALUES (?, ?, ?, ?, ?)",
             vec![
                 event.id.as_str().into(),
-                name.as_str().unwrap_or_default().into(),
-                event.device_id.clone().into(),
-                event.data.to_string().into(),
+                name.into(),
+                event.device_id.as_ref().map(DeviceId::to_string).into(),
+                data.into(),
                 int(event.at_ms),
             ],
         )?;

@@ -10,7 +10,7 @@ use super::{int, number, rows};
 use crate::domain::autoreply::ReplyLimits;
 use crate::domain::campaign::{is_opt_out, WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
 use crate::domain::error::ApiError;
-use crate::domain::events::{Event, EventName};
+use crate::domain::events::{Event, What};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::paging;
 use crate::runtime::iso;
@@ -145,13 +145,12 @@ impl AppObject {
 
     /// An inbound message that says only an opt-out keyword puts its sender on the list.
     pub(super) fn note_opt_out(&self, event: &Event) -> Result<(), ApiError> {
-        let (Some(text), Some(from)) = (event.data["body"].as_str(), event.data["from"].as_str()) else {
-            return Ok(());
-        };
-        if event.name == EventName::MessageIncoming && is_opt_out(text, &self.governor()?.opt_out_keywords) {
+        let What::MessageIncoming(message) = &event.what else { return Ok(()) };
+        let (Some(text), from) = (&message.body, &message.from) else { return Ok(()) };
+        if is_opt_out(text, &self.governor()?.opt_out_keywords) {
             self.sql().exec(
                 "INSERT OR IGNORE INTO opt_outs (phone, source, created_at) VALUES (?, 'keyword', ?)",
-                vec![from.into(), int(event.at_ms)],
+                vec![from.as_str().into(), int(event.at_ms)],
             )?;
         }
         Ok(())

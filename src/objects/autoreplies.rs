@@ -9,7 +9,7 @@ use super::app::AppObject;
 use super::{int, number, rows};
 use crate::domain::autoreply::{self, reply_template, MatchKind, Matcher, SentReply, HOUR_MS};
 use crate::domain::error::{ApiError, FieldError, Rule};
-use crate::domain::events::{Event, EventName};
+use crate::domain::events::{AutoReplyNote, AutoReplyOutcome, Event, Incoming, What};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::scope;
 use crate::runtime::{iso, month_of};
@@ -121,8 +121,12 @@ fn check(kind: MatchKind, pattern: &str, reply: &str) -> Result<(), ApiError> {
     }
 }
 
-fn skipped(event: &mut Event, rule_id: &str, why: &str) -> Option<AutoReply> {
-    event.data["auto_reply"] = json!({"rule_id": rule_id, "skipped": why});
+fn note(message: &mut Incoming, rule_id: &str, outcome: AutoReplyOutcome) {
+    message.auto_reply = Some(AutoReplyNote { rule_id: rule_id.to_owned(), outcome });
+}
+
+fn skipped(message: &mut Incoming, rule_id: &str, why: &str) -> Option<AutoReply> {
+    note(message, rule_id, AutoReplyOutcome::Skipped { skipped: why.to_owned() });
     None
 }
 
@@ -252,14 +256,15 @@ impl AppObject {
 
     /// Answers an inbound message by the first matching rule, noting on the event what was done.
     pub(super) fn auto_reply(&self, event: &mut Event) -> Result<Option<AutoReply>, ApiError> {
-        if event.name != EventName::MessageIncoming || event.data["group"].as_bool() == Some(true) {
+        let (event_id, at) = (event.id.clone(), event.at_ms);
+        let What::MessageIncoming(message) = &mut event.what else { return Ok(None) };
+        if message.group {
             return Ok(None);
         }
-        let data = &event.data;
-        let (Some(device_id), Some(text), Some(from)) = (
-            event.device_id.as_deref().and_then(DeviceId::parse),
-            data["body"].as_str().filter(|t| !t.trim().is_empty()),
-            data["from"].as_str().filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())),
+        let device_id = message.device_id.clone();
+        let (Some(text), Some(from)) = (
+            message.body.clone().filter(|t| !t.trim().is_empty()),
+            Some(message.from.clone()).filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())),
         ) else {
             return Ok(None); // nothing a rule can read, or no number to answer
         };
@@ -268,46 +273,46 @@ impl AppObject {
              ORDER BY priority DESC, created_at, id",
             vec![device_id.as_str().into()],
         )?)?;
-        let Some(rule) = rules.into_iter().find(|r| Matcher::new(r.kind(), &r.pattern).is_ok_and(|m| m.matches(text)))
+        let Some(rule) = rules.into_iter().find(|r| Matcher::new(r.kind(), &r.pattern).is_ok_and(|m| m.matches(&text)))
         else {
             return Ok(None);
         };
-        let name = data["name"].as_str().filter(|n| !n.trim().is_empty()).unwrap_or(from).to_owned();
+        let name = message.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| from.clone());
         let value = |variable: &str| match variable {
             "name" => Some(name.clone()),
-            "phone" => Some(from.to_owned()),
-            "message" => Some(text.to_owned()),
+            "phone" => Some(from.clone()),
+            "message" => Some(text.clone()),
             _ => None,
         };
         // The event decides among a reply's alternatives, so a retried recording says the same.
-        let seed = event.id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let seed = event_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
         let reply_text = reply_template(&rule.reply).map_err(ApiError::internal)?.render(value, seed);
-        let to = from.to_owned();
+        let to = from;
         self.sql().exec(
             "UPDATE auto_replies SET hits = hits + 1, last_matched_at = ? WHERE id = ?",
-            vec![int(event.at_ms), rule.id.as_str().into()],
+            vec![int(at), rule.id.as_str().into()],
         )?;
-        if let Err(why) = self.ration(&rule.id, &to, event.at_ms)? {
-            event.data["auto_reply"] = json!({"rule_id": rule.id, "suppressed": why});
+        if let Err(suppressed) = self.ration(&rule.id, &to, at)? {
+            note(message, &rule.id, AutoReplyOutcome::Suppressed { suppressed });
             return Ok(None);
         }
-        let reservation = match self.reserve(Some(device_id), &month_of(event.at_ms), event.at_ms) {
+        let reservation = match self.reserve(Some(device_id), &month_of(at), at) {
             Ok(reservation) => reservation,
             // Replying is best effort: a reply that cannot go out is noted on the event, not queued.
-            Err(ApiError::QuotaExceeded) => return Ok(skipped(event, &rule.id, "quota_exceeded")),
-            Err(ApiError::DeviceNotConnected) => return Ok(skipped(event, &rule.id, "device_not_connected")),
+            Err(ApiError::QuotaExceeded) => return Ok(skipped(message, &rule.id, "quota_exceeded")),
+            Err(ApiError::DeviceNotConnected) => return Ok(skipped(message, &rule.id, "device_not_connected")),
             Err(e) => return Err(e),
         };
         let reply =
             AutoReply { message_id: reservation.message_id.to_string(), rule_id: rule.id, to, text: reply_text };
-        event.data["auto_reply"] = json!({"rule_id": reply.rule_id, "message_id": reply.message_id});
+        note(message, &reply.rule_id, AutoReplyOutcome::Queued { message_id: reply.message_id.clone() });
         self.sql().exec(
             "INSERT INTO auto_reply_log (sender, rule_id, at) VALUES (?, ?, ?)",
-            vec![reply.to.as_str().into(), reply.rule_id.as_str().into(), int(event.at_ms)],
+            vec![reply.to.as_str().into(), reply.rule_id.as_str().into(), int(at)],
         )?;
         self.sql().exec(
             "INSERT INTO auto_replied (event_id, reply) VALUES (?, ?)",
-            vec![event.id.as_str().into(), serde_json::to_string(&reply).map_err(ApiError::internal)?.into()],
+            vec![event_id.as_str().into(), serde_json::to_string(&reply).map_err(ApiError::internal)?.into()],
         )?;
         Ok(Some(reply))
     }

@@ -19,7 +19,7 @@ use crate::domain::campaign::{
     Progress, FAILURE_WINDOW,
 };
 use crate::domain::error::ApiError;
-use crate::domain::events::{Event, EventName};
+use crate::domain::events::{CampaignCompleted, CampaignPaused, Event, What};
 use crate::domain::ids::{random_hex, trace_id, AppId, CampaignId, DeviceId};
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::paging;
@@ -449,8 +449,8 @@ impl CampaignObject {
         legacy_call(&self.env, APPS, &campaign.app_id, &op).await
     }
 
-    async fn record(&self, campaign: &CampaignRow, name: EventName, data: Value) -> Result<(), ApiError> {
-        let event = Event::new(name, None, now_ms(), data);
+    async fn record(&self, campaign: &CampaignRow, what: What) -> Result<(), ApiError> {
+        let event = Event::new(None, now_ms(), what);
         self.app_call::<Value>(campaign, AppOp::Record { event }).await.map(drop)
     }
 
@@ -458,9 +458,13 @@ impl CampaignObject {
     async fn auto_pause(&self, campaign: &CampaignRow, reason: &str) -> Result<(), ApiError> {
         let to = self.allowed(campaign, Action::AutoPause)?;
         self.set_status(to, Some(reason), now_ms())?;
-        let progress = progress_json(&self.progress()?);
-        let data = json!({"campaign_id": campaign.id, "name": campaign.name, "reason": reason, "progress": progress});
-        self.record(campaign, EventName::CampaignPaused, data).await
+        let what = What::CampaignPaused(CampaignPaused {
+            campaign_id: campaign.id.clone(),
+            name: campaign.name.clone(),
+            reason: reason.to_owned(),
+            progress: self.progress()?.into(),
+        });
+        self.record(campaign, what).await
     }
 
     /// Completes the campaign once no contact is left to go out.
@@ -474,8 +478,12 @@ impl CampaignObject {
             None,
             now_ms(),
         )?;
-        let data = json!({"campaign_id": campaign.id, "name": campaign.name, "progress": progress_json(&progress)});
-        self.record(campaign, EventName::CampaignCompleted, data).await
+        let what = What::CampaignCompleted(CampaignCompleted {
+            campaign_id: campaign.id.clone(),
+            name: campaign.name.clone(),
+            progress: progress.into(),
+        });
+        self.record(campaign, what).await
     }
 
     fn fail_contact(&self, seq: i64, code: &str) -> Result<(), ApiError> {

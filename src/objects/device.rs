@@ -15,8 +15,11 @@ use super::campaign::CampaignOp;
 use super::retention;
 use super::{create_schema, int, legacy_call, legacy_serve, number, rows, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
-use crate::domain::events::{Event, EventName};
+use crate::domain::events::{
+    DeviceConnected, DeviceDisconnected, Event, InboundMedia, Incoming, MessageProgress, QrReady, What,
+};
 use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
 use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
@@ -470,20 +473,33 @@ impl DeviceObject {
     /// Records a new pairing/connection state and the event it makes.
     fn set_status(&self, status: Status, at: u64) -> Result<Vec<FollowUp>, ApiError> {
         let device = self.device()?;
-        let device_id = device.device_id.as_str();
-        let (name, qr, phone, reason, event_name, data) = match status {
+        let device_id = self.device_id(&device)?;
+        let (name, qr, phone, reason, what) = match status {
             Status::WaitingForScan { qr } => {
-                let data = json!({"device_id": device_id, "status": QR_WAITING, "qr_code": qr});
-                (QR_WAITING, Some(qr), None, None, EventName::DeviceQrReady, data)
+                let what = What::DeviceQrReady(QrReady {
+                    device_id: device_id.clone(),
+                    status: DeviceStatus::QrWaiting,
+                    qr_code: qr.clone(),
+                });
+                (QR_WAITING, Some(qr), None, None, what)
             }
             Status::Online { phone } => {
-                let data = json!({"device_id": device_id, "status": ONLINE, "phone_number": phone});
-                (ONLINE, None, Some(phone), None, EventName::DeviceConnected, data)
+                let what = What::DeviceConnected(DeviceConnected {
+                    device_id: device_id.clone(),
+                    status: DeviceStatus::Online,
+                    phone_number: phone.clone(),
+                });
+                (ONLINE, None, Some(phone), None, what)
             }
             Status::Offline { reason, logged_out } => {
-                let data = json!({"device_id": device_id, "status": OFFLINE, "phone_number": device.phone,
-                                  "reason": reason, "logged_out": logged_out});
-                (OFFLINE, None, None, Some(reason), EventName::DeviceDisconnected, data)
+                let what = What::DeviceDisconnected(DeviceDisconnected {
+                    device_id: device_id.clone(),
+                    status: DeviceStatus::Offline,
+                    phone_number: device.phone.clone(),
+                    reason: reason.clone(),
+                    logged_out,
+                });
+                (OFFLINE, None, None, Some(reason), what)
             }
         };
         // A pair code belongs to one pairing session: it goes once the device links or drops.
@@ -499,8 +515,8 @@ impl DeviceObject {
                 int((name == QR_WAITING) as u64),
             ],
         )?;
-        let event = Event::new(event_name, Some(device_id), at, data);
-        let op = AppOp::DeviceChanged { device_id: self.device_id(&device)?, status: name.to_owned(), phone, event };
+        let event = Event::new(Some(device_id.clone()), at, what);
+        let op = AppOp::DeviceChanged { device_id, status: name.to_owned(), phone, event };
         let mut follow_ups = vec![FollowUp::App(op)];
         if name != QR_WAITING {
             // Online: send what waited. Offline: start the clock on what now waits.
@@ -561,37 +577,44 @@ impl DeviceObject {
                     Content::Location { name, .. } => ("location", name.clone()),
                     Content::Reaction { emoji, .. } => ("reaction", Some(emoji.clone())),
                 };
-                let mut data = json!({
-                    "message_id": MessageId::generate(&device_id).as_str(),
-                    "external_id": external_id,
-                    "device_id": device_id.as_str(),
-                    "from": from,
-                    "name": push_name,
-                    "group": group,
-                    "type": kind,
-                    "body": body,
-                    "content": content,
-                });
-                if let Content::Media { media, .. } = &content {
-                    data["media"] = self.media_view(media, origin, at)?;
-                }
-                let event = Event::new(EventName::MessageIncoming, Some(device_id.as_str()), at, data);
+                let media = match &content {
+                    Content::Media { media, .. } => Some(self.media_view(media, origin, at)?),
+                    _ => None,
+                };
+                let what = What::MessageIncoming(Box::new(Incoming {
+                    message_id: MessageId::generate(&device_id),
+                    from,
+                    body,
+                    device_id: device_id.clone(),
+                    external_id,
+                    name: push_name,
+                    group,
+                    kind: kind.to_owned(),
+                    content,
+                    media,
+                    auto_reply: None,
+                }));
+                let event = Event::new(Some(device_id), at, what);
                 Ok(vec![FollowUp::App(AppOp::Record { event })])
             }
         }
     }
 
     /// An inbound file as webhooks show it, with a link that serves it for a limited time.
-    fn media_view(&self, media: &MediaRef, origin: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+    fn media_view(&self, media: &MediaRef, origin: &str, at: u64) -> Result<InboundMedia, ApiError> {
         let ttl = config(&self.env, "MEDIA_LINK_TTL_S").and_then(|v| v.parse().ok()).unwrap_or(links::MEDIA_TTL_S);
         let expires = at / 1000 + ttl;
         let key = required_config(&self.env, "WEBHOOK_KEY")?;
         let origin = config(&self.env, "PUBLIC_URL").unwrap_or_else(|| origin.to_owned());
         let path = links::media_path(key.as_bytes(), &media.sha256, &media.mime_type, expires);
-        Ok(json!({
-            "mime_type": media.mime_type, "size": media.size, "sha256": media.sha256, "file_name": media.file_name,
-            "url": format!("{}{path}", origin.trim_end_matches('/')), "url_expires_at": iso(expires * 1000),
-        }))
+        Ok(InboundMedia {
+            mime_type: media.mime_type.clone(),
+            size: media.size,
+            sha256: media.sha256.clone(),
+            file_name: media.file_name.clone(),
+            url: format!("{}{path}", origin.trim_end_matches('/')),
+            url_expires_at: iso(expires * 1000),
+        })
     }
 
     /// Moves a message forward in its lifecycle, stamping `time_column`. Receipts
@@ -642,26 +665,20 @@ impl DeviceObject {
         }
         let recipient: Recipient = serde_json::from_str(&row.recipient).map_err(ApiError::internal)?;
         let updated = self.message_row(&id)?.ok_or_else(|| ApiError::internal("message vanished"))?;
-        let name = match next {
-            MessageStatus::Sent => EventName::MessageSent,
-            MessageStatus::Delivered => EventName::MessageDelivered,
-            MessageStatus::Read => EventName::MessageRead,
-            MessageStatus::Failed => EventName::MessageFailed,
-            MessageStatus::Queued | MessageStatus::Sending => return Ok(vec![]),
+        let device_id = id.device();
+        let progress = MessageProgress {
+            message_id: id.clone(),
+            device_id: device_id.clone(),
+            phone: recipient.display(),
+            remote_jid: recipient.jid(),
+            status: next,
+            external_id: updated.external_id,
+            error_code: updated.error_code.clone(),
+            error_reason: updated.error_reason,
+            trace_id: updated.trace_id,
         };
-        let device_id = id.device().to_string();
-        let data = json!({
-            "message_id": id.as_str(),
-            "device_id": device_id,
-            "phone": recipient.display(),
-            "remote_jid": recipient.jid(),
-            "status": next,
-            "external_id": updated.external_id,
-            "error_code": updated.error_code,
-            "error_reason": updated.error_reason,
-            "trace_id": updated.trace_id,
-        });
-        let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(name, Some(&device_id), at, data) })];
+        let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
+        let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(Some(device_id), at, what) })];
         let campaign = rows::<CampaignRef>(self.sql().exec(
             "SELECT campaign_id, contact FROM campaign_messages WHERE message_id = ?",
             vec![id.as_str().into()],
@@ -715,7 +732,7 @@ impl DeviceObject {
                     self.sql().exec("SELECT seq, op FROM app_outbox ORDER BY seq LIMIT 1", None)?,
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
-                let op: AppOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
+                let op: AppOp = serde_json::from_slice(pending.op.as_bytes()).map_err(ApiError::internal)?;
                 let answer = legacy_call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
                 // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
                 let recorded: Option<Recorded> = serde_json::from_value(answer).ok();
@@ -786,10 +803,16 @@ impl DeviceObject {
         }
         self.sql()
             .exec("UPDATE device SET deleted = 1, status = ?, qr = NULL, pair_code = NULL", vec![OFFLINE.into()])?;
-        let data = json!({"device_id": device.device_id, "status": "deleted", "phone_number": device.phone,
-                          "reason": "device deleted", "logged_out": true});
-        let event = Event::new(EventName::DeviceDisconnected, Some(&device.device_id), now, data);
-        follow_ups.push(FollowUp::App(AppOp::RemoveDevice { device_id: self.device_id(&device)?, event }));
+        let device_id = self.device_id(&device)?;
+        let what = What::DeviceDisconnected(DeviceDisconnected {
+            device_id: device_id.clone(),
+            status: DeviceStatus::Deleted,
+            phone_number: device.phone,
+            reason: "device deleted".into(),
+            logged_out: true,
+        });
+        let event = Event::new(Some(device_id.clone()), now, what);
+        follow_ups.push(FollowUp::App(AppOp::RemoveDevice { device_id, event }));
         self.follow_up(follow_ups).await
     }
 

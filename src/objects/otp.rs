@@ -3,13 +3,12 @@
 //! Expiry is an alarm; what happened is recorded as `otp.verified` / `otp.expired` events.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::AppOp;
 use super::{create_schema, int, legacy_call, legacy_serve, rows, to_json, APPS};
 use crate::domain::error::ApiError;
-use crate::domain::events::{Event, EventName};
+use crate::domain::events::{Event, OtpEnded, What};
 use crate::domain::ids::AppId;
 use crate::domain::otp::{Session, SessionState, Throttle, Verdict};
 use crate::runtime::{iso, now_ms, required_config};
@@ -284,19 +283,20 @@ impl OtpObject {
             Err(e) => return worker::console_error!("otp events: {e}"),
         };
         for session in ended {
-            let verified = session.state == VERIFIED;
-            let (name, at) = if verified {
-                (EventName::OtpVerified, session.verified_at.unwrap_or_else(now_ms))
-            } else {
-                (EventName::OtpExpired, session.expires_at)
+            let ended = |verified_at| OtpEnded {
+                session_id: session.session_id.clone(),
+                phone_number: session.phone.clone(),
+                verified_at,
             };
-            let mut data = json!({"session_id": session.session_id, "phone_number": session.phone});
-            if verified {
-                data["verified_at"] = iso(at).into();
-            }
+            let (what, at) = if session.state == VERIFIED {
+                let at = session.verified_at.unwrap_or_else(now_ms);
+                (What::OtpVerified(ended(Some(iso(at)))), at)
+            } else {
+                (What::OtpExpired(ended(None)), session.expires_at)
+            };
             // One id per session and outcome, so a retried recording is not a second event.
             let id = format!("evt_otp_{}_{}", session.session_id.replace('-', ""), session.state);
-            let op = AppOp::Record { event: Event { id, ..Event::new(name, None, at, data) } };
+            let op = AppOp::Record { event: Event { id, ..Event::new(None, at, what) } };
             match legacy_call::<_, serde_json::Value>(&self.env, APPS, &session.app_id, &op).await {
                 Ok(_) => {
                     let _ = self.sql().exec(

@@ -32,21 +32,6 @@ const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 /// An endpoint that has failed continuously for this long (5 days) is disabled.
 const DISABLE_AFTER_S: u64 = 5 * 24 * 60 * 60;
 
-pub const EVENT_NAMES: [EventName; 12] = [
-    EventName::MessageIncoming,
-    EventName::MessageSent,
-    EventName::MessageDelivered,
-    EventName::MessageRead,
-    EventName::MessageFailed,
-    EventName::DeviceConnected,
-    EventName::DeviceDisconnected,
-    EventName::DeviceQrReady,
-    EventName::OtpVerified,
-    EventName::OtpExpired,
-    EventName::CampaignPaused,
-    EventName::CampaignCompleted,
-];
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointSpec {
     pub url: String,
@@ -205,7 +190,7 @@ impl AppObject {
                 let all = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks ORDER BY created_at", None)?)?;
                 let all: Vec<EndpointRow> =
                     all.into_iter().filter(|e| scope::visible(scope, e.device_id.as_deref())).collect();
-                let names: Vec<String> = EVENT_NAMES.iter().map(|n| webhook::event_name(*n)).collect();
+                let names: Vec<&str> = EventName::ALL.iter().map(|n| n.as_str()).collect();
                 Ok(json!({"webhooks": all.iter().map(endpoint_json).collect::<Vec<_>>(), "available_events": names}))
             }
             WebhookCall::Create { spec, now } => {
@@ -383,8 +368,9 @@ impl AppObject {
         let mut queued = false;
         for endpoint in endpoints {
             let wanted: Vec<EventName> = serde_json::from_str(&endpoint.events).unwrap_or_default();
-            let for_device = endpoint.device_id.is_none() || endpoint.device_id == event.device_id;
-            if !(wanted.is_empty() || wanted.contains(&event.name)) || !for_device {
+            let for_device = endpoint.device_id.is_none()
+                || endpoint.device_id.as_deref() == event.device_id.as_ref().map(DeviceId::as_str);
+            if !(wanted.is_empty() || wanted.contains(&event.name())) || !for_device {
                 continue;
             }
             let format = Format::parse(&endpoint.format).unwrap_or_default();

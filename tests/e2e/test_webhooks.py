@@ -233,6 +233,23 @@ def test_inbound_media_comes_with_a_time_limited_download_link(stack, new_tenant
     assert spwp[0]["data"]["type"] == "IMAGE" and spwp[0]["data"]["payload"]["mediaUrl"] == link["url"]
 
 
+def test_a_group_message_reaches_spwp_with_its_group_jid(stack, new_tenant, receiver):
+    """A group message's SPWP `remoteJid` is the group's JID. Before the events were typed it
+    came out as `<group id>@s.whatsapp.net`, a chat that does not exist."""
+    tenant = new_tenant()
+    create(tenant, receiver.url("/loginwa"), format="loginwa", events=["message.incoming"])
+    create(tenant, receiver.url("/spwp"), format="spwp")
+    device = tenant.link_device(fresh_phone("62836"))
+    group = "120363025246125486"
+    # As the real engine reports a group chat (the simulator's checked path knows no groups yet).
+    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": f"{group}@g.us", "text": "hi all", "unchecked": True})
+    spwp = eventually(lambda: [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == "MESSAGE_RECEIVED"])
+    assert spwp[0]["data"]["remoteJid"] == f"{group}@g.us" and spwp[0]["data"]["payload"]["text"] == "hi all"
+    [delivery] = eventually(lambda: receiver.delivered("/loginwa"))
+    data = json.loads(delivery["body"])["data"]
+    assert data["group"] is True and data["from"] == group
+
+
 def test_an_auto_reply_answers_on_the_virtual_phone_and_the_event_is_still_delivered(stack, new_tenant, receiver):
     tenant = new_tenant()
     create(tenant, receiver.url("/hook"), format="loginwa", events=["message.incoming"])
