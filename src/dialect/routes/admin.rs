@@ -20,15 +20,25 @@ pub enum Admin<'p> {
 type Build = for<'p> fn(&[&'p str]) -> Admin<'p>;
 
 static TABLE: &[Entry<Build, ()>] = &[
-    Entry { path: "/apps", methods: &[(Method::Get, |_| Admin::ListApps), (Method::Post, |_| Admin::CreateApp)], access: () },
+    Entry {
+        path: "/apps",
+        methods: &[(Method::Get, |_| Admin::ListApps), (Method::Post, |_| Admin::CreateApp)],
+        access: (),
+    },
     Entry {
         path: "/apps/{app}",
-        methods: &[(Method::Get, |c| Admin::ViewApp { app: c[0] }), (Method::Patch, |c| Admin::UpdateApp { app: c[0] })],
+        methods: &[
+            (Method::Get, |c| Admin::ViewApp { app: c[0] }),
+            (Method::Patch, |c| Admin::UpdateApp { app: c[0] }),
+        ],
         access: (),
     },
     Entry {
         path: "/apps/{app}/keys",
-        methods: &[(Method::Get, |c| Admin::ListKeys { app: c[0] }), (Method::Post, |c| Admin::CreateKey { app: c[0] })],
+        methods: &[
+            (Method::Get, |c| Admin::ListKeys { app: c[0] }),
+            (Method::Post, |c| Admin::CreateKey { app: c[0] }),
+        ],
         access: (),
     },
     Entry {

@@ -8,9 +8,14 @@ use crate::domain::scope::Capability;
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginWa<'p> {
     /// Webhook receivers fetch inbound media without an API key.
-    Media { sha256: &'p str },
+    Media {
+        sha256: &'p str,
+    },
     /// The device-linking page's API: its token is checked before its method.
-    Link { device: &'p str, action: Result<LinkAction, RouteError> },
+    Link {
+        device: &'p str,
+        action: Result<LinkAction, RouteError>,
+    },
     Keyed(Known<Keyed<'p>>),
 }
 
@@ -26,12 +31,23 @@ pub enum LinkAction {
 pub enum Keyed<'p> {
     ListDevices,
     CreateDevice,
-    GetDevice { id: &'p str },
-    DeleteDevice { id: &'p str },
-    LinkToken { id: &'p str },
-    RefreshQr { id: &'p str },
+    GetDevice {
+        id: &'p str,
+    },
+    DeleteDevice {
+        id: &'p str,
+    },
+    LinkToken {
+        id: &'p str,
+    },
+    RefreshQr {
+        id: &'p str,
+    },
     /// `picture` is `qr.svg` or `qr.png`.
-    DeviceQr { id: &'p str, picture: &'p str },
+    DeviceQr {
+        id: &'p str,
+        picture: &'p str,
+    },
     SendMessage,
     AuthStart,
     AuthVerify,
@@ -108,7 +124,8 @@ static LINK: &[Entry<Link, ()>] = &[
 
 type Build = for<'p> fn(&[&'p str]) -> Keyed<'p>;
 
-const DEVICES: Gate = Gate { needs: Needs::Split(Method::Post, Capability::CreateDevice, Capability::ListDevices), ..SEND };
+const DEVICES: Gate =
+    Gate { needs: Needs::Split(Method::Post, Capability::CreateDevice, Capability::ListDevices), ..SEND };
 const DEVICE: Gate = Gate::each(Capability::Device);
 const SEND: Gate = Gate::each(Capability::Send);
 const WEBHOOKS: Gate = Gate::each(Capability::Webhooks);
@@ -320,7 +337,8 @@ mod tests {
     #[test]
     fn the_link_pages_token_is_checked_before_its_method() {
         let rest = segments("v1/link/dev_1/pair-code");
-        let expected = LoginWa::Link { device: "dev_1", action: Err(RouteError::MethodNotAllowed { allow: "POST".into() }) };
+        let expected =
+            LoginWa::Link { device: "dev_1", action: Err(RouteError::MethodNotAllowed { allow: "POST".into() }) };
         assert_eq!(resolve(Method::Get, &rest), Ok(expected));
         let rest = segments("v1/link/dev_1");
         assert_eq!(resolve(Method::Get, &rest), Ok(LoginWa::Link { device: "dev_1", action: Ok(LinkAction::Page) }));
@@ -426,7 +444,11 @@ mod tests {
             let rest = segments(&path);
             for method in METHODS {
                 let access = keyed(method, &rest).map(|known| known.access);
-                assert_eq!(access.map(|a| a.capability), Ok(capability_before_the_table(&rest, method)), "{method:?} {path}");
+                assert_eq!(
+                    access.map(|a| a.capability),
+                    Ok(capability_before_the_table(&rest, method)),
+                    "{method:?} {path}"
+                );
             }
         }
         let picture = segments("v1/devices/dev_1/qr.png");

@@ -77,7 +77,9 @@ pub fn area<'s, 'p>(segments: &'s [&'p str]) -> (Area, &'s [&'p str]) {
 pub enum RouteError {
     NotFound,
     /// The path is known; `allow` lists its methods.
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed {
+        allow: String,
+    },
 }
 
 impl From<RouteError> for ApiError {
@@ -264,7 +266,10 @@ pub(crate) mod testing {
                 match resolve(method, &segments) {
                     Ok(shown) if taken => {
                         for filler in &fillers {
-                            assert!(shown.contains(&format!("{filler:?}")), "{method:?} {path}: {shown} lacks {filler}");
+                            assert!(
+                                shown.contains(&format!("{filler:?}")),
+                                "{method:?} {path}: {shown} lacks {filler}"
+                            );
                         }
                     }
                     Err(RouteError::MethodNotAllowed { allow: listed }) if !taken => {

@@ -36,7 +36,9 @@ mod tests {
 
     #[test]
     fn near_misses_are_not_found() {
-        for path in ["/", "/healthz/x", "/HEALTHZ", "/bridge/v1/events/x", "/bridge/v1", "/link", "/link/a/b", "/nowhere"] {
+        for path in
+            ["/", "/healthz/x", "/HEALTHZ", "/bridge/v1/events/x", "/bridge/v1", "/link", "/link/a/b", "/nowhere"]
+        {
             assert_eq!(resolve(Method::Get, &segments(path)), Err(RouteError::NotFound), "{path}");
         }
     }

@@ -7,8 +7,12 @@ use crate::domain::scope::Capability;
 pub enum Spwp<'p> {
     CheckPhone,
     /// `kind` is one of the pattern's words.
-    Send { kind: &'p str },
-    Status { id: &'p str },
+    Send {
+        kind: &'p str,
+    },
+    Status {
+        id: &'p str,
+    },
 }
 
 type Build = for<'p> fn(&[&'p str]) -> Spwp<'p>;
