@@ -13,8 +13,8 @@ pub mod spwp;
 use crate::domain::error::ApiError;
 use crate::domain::scope::Capability;
 
-/// A request's method, as far as routing tells them apart. The order is the `Allow` order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A request's method, as far as routing tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Post,
@@ -26,12 +26,12 @@ pub enum Method {
 }
 
 impl Method {
+    /// The methods a path may take, in the order `Allow` lists them.
+    const ROUTED: [Self; 5] = [Self::Get, Self::Post, Self::Put, Self::Patch, Self::Delete];
+
     /// Methods compare without case, as the runtime's own reading of them does.
     pub fn parse(raw: &str) -> Self {
-        [Self::Get, Self::Post, Self::Put, Self::Patch, Self::Delete]
-            .into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(raw))
-            .unwrap_or(Self::Other)
+        Self::ROUTED.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(raw)).unwrap_or(Self::Other)
     }
 
     fn as_str(self) -> &'static str {
@@ -188,15 +188,27 @@ impl<R> Known<R> {
     }
 }
 
+/// The route `segments` name in `table` for `method`.
+pub fn lookup<'p, C: Copy + Fn(&[&'p str]) -> R, R, A>(
+    table: &'static [Entry<C, A>],
+    method: Method,
+    segments: &[&'p str],
+) -> Result<R, RouteError> {
+    find(table, method, segments).map_or(Err(RouteError::NotFound), route)
+}
+
 /// The route a found path names for its method.
 pub fn route<'p, C: Copy + Fn(&[&'p str]) -> R, R, A>(found: Found<'p, C, A>) -> Result<R, RouteError> {
     found.handler.map(|build| build(&found.captures))
 }
 
 fn allow<C>(methods: &[(Method, C)]) -> String {
-    let mut names: Vec<Method> = methods.iter().map(|(m, _)| *m).collect();
-    names.sort();
-    names.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    Method::ROUTED
+        .into_iter()
+        .filter(|m| methods.iter().any(|(taken, _)| taken == m))
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The segments `pattern`'s captures take from `segments`, if it matches them.
@@ -224,6 +236,9 @@ fn captures<'p>(pattern: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
 pub(crate) mod testing {
     use super::*;
 
+    pub const EVERY_METHOD: [Method; 6] =
+        [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Other];
+
     /// A path `pattern` matches, each capture filled with a word of its own (the first listed
     /// word of a `{name:a|b}`), and the fillers its route must hold (not a `{_name}`'s).
     pub fn sample(pattern: &str) -> (String, Vec<String>) {
@@ -249,6 +264,11 @@ pub(crate) mod testing {
         (format!("/{}", path.join("/")), fillers)
     }
 
+    /// A route as [`check_table`] reads it.
+    pub fn shown<R: std::fmt::Debug>(route: Result<R, RouteError>) -> Result<String, RouteError> {
+        route.map(|route| format!("{route:?}"))
+    }
+
     /// Every method of every entry names a route (`resolve` answers it as its `Debug` text)
     /// holding each of its captures, the other
     /// methods answer 405 with the entry's `Allow`, and the path with its first literal in
@@ -257,11 +277,10 @@ pub(crate) mod testing {
         table: &'static [Entry<C, A>],
         resolve: impl Fn(Method, &[&str]) -> Result<String, RouteError>,
     ) {
-        const ALL: [Method; 6] = [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Other];
         for entry in table {
             let (path, fillers) = sample(entry.path);
             let segments = segments(&path);
-            for method in ALL {
+            for method in EVERY_METHOD {
                 let taken = entry.methods.iter().any(|(m, _)| *m == method);
                 match resolve(method, &segments) {
                     Ok(shown) if taken => {

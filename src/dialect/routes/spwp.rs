@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn every_entry_resolves_and_its_other_methods_are_405() {
-        testing::check_table(TABLE, |method, rest| route_of(method, rest).map(|r| format!("{r:?}")));
+        testing::check_table(TABLE, |method, rest| testing::shown(route_of(method, rest)));
     }
 
     #[test]
@@ -81,7 +81,7 @@ mod tests {
         };
         for entry in TABLE {
             let (path, _) = testing::sample(entry.path);
-            for method in [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Other] {
+            for method in testing::EVERY_METHOD {
                 let rest = segments(&path);
                 assert_eq!(resolve(method, &rest).map(|k| k.access.capability), Ok(today(&rest)), "{method:?} {path}");
             }
