@@ -127,7 +127,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     };
     let dialect = Dialect::of_path(path);
     let content_length = req.headers().get("content-length").ok().flatten();
-    let max_bytes = body::max_bytes(path);
+    let max_bytes = routes::max_body(path);
     // Refused on its declared length before anything else, authentication included, is done.
     let outcome = match body::declared_too_large(content_length.as_deref(), max_bytes) {
         true => Err(ApiError::PayloadTooLarge { max_bytes }),
@@ -225,7 +225,7 @@ pub fn date_time(f: &mut crate::domain::validate::Fields<'_>, field: &str, requi
 /// rather than held.
 pub async fn raw_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let url = req.inner().url();
-    let max_bytes = body::max_bytes(split_url(&url).1);
+    let max_bytes = routes::max_body(split_url(&url).1);
     let Some(stream) = req.inner().body() else { return Ok(vec![]) };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let field = |chunk: &JsValue, name: &str| Reflect::get(chunk, &JsValue::from_str(name)).ok();

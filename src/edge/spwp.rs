@@ -32,7 +32,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, known: Known<Spwp<'_>>) -> 
     let tenant = auth::admit(req, ctx, known.access).await?;
     match known.route? {
         Spwp::CheckPhone => check_phone(req, ctx, &tenant).await,
-        Spwp::Send { kind } => {
+        Spwp::Send { kind } | Spwp::SendMedia { kind } => {
             let key = idempotency::key(req)?;
             let raw = raw_body(req).await?;
             idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant, kind)).await

@@ -10,6 +10,7 @@ pub mod loginwa;
 pub mod service;
 pub mod spwp;
 
+use crate::domain::body::{CAMPAIGN_MAX_BYTES, DEFAULT_MAX_BYTES, EVENT_MAX_BYTES, MEDIA_MAX_BYTES};
 use crate::domain::error::ApiError;
 use crate::domain::scope::Capability;
 
@@ -70,6 +71,38 @@ pub fn area<'s, 'p>(segments: &'s [&'p str]) -> (Area, &'s [&'p str]) {
         .iter()
         .find_map(|(prefix, area)| segments.strip_prefix(*prefix).map(|rest| (*area, rest)))
         .unwrap_or((Area::Service, segments))
+}
+
+/// The most bytes a request body to `path` may have, whatever its method: the paths that take
+/// more than the default take only POST, so the route they name for POST says it.
+pub fn max_body(path: &str) -> u64 {
+    let segments = segments(path);
+    let (area, rest) = area(&segments);
+    match area {
+        Area::Service if matches!(service::resolve(Method::Post, rest), Ok(service::Service::BridgeEvents)) => {
+            EVENT_MAX_BYTES
+        }
+        Area::Spwp
+            if matches!(
+                spwp::resolve(Method::Post, rest),
+                Ok(Known { route: Ok(spwp::Spwp::SendMedia { .. }), .. })
+            ) =>
+        {
+            MEDIA_MAX_BYTES
+        }
+        Area::LoginWa
+            if matches!(
+                loginwa::resolve(Method::Post, rest),
+                Ok(loginwa::LoginWa::Keyed(Known {
+                    route: Ok(loginwa::Keyed::Campaigns(loginwa::Campaigns::Create)),
+                    ..
+                }))
+            ) =>
+        {
+            CAMPAIGN_MAX_BYTES
+        }
+        _ => DEFAULT_MAX_BYTES,
+    }
 }
 
 /// Why a request names no route.
@@ -324,6 +357,21 @@ mod tests {
         assert_eq!(area_of("/api/auth/start"), (Area::LoginWa, "auth/start".into()));
         assert_eq!(area_of("/admin/v2/apps"), (Area::Service, "admin/v2/apps".into()));
         assert_eq!(area_of("/healthz"), (Area::Service, "healthz".into()));
+    }
+
+    #[test]
+    fn media_data_urls_fit_and_the_rest_is_capped_far_lower() {
+        assert_eq!(max_body("/api/v1/public/messages/image"), MEDIA_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/public/messages/document/"), MEDIA_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/public/messages/text"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/public/messages/location"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/messages/send"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/broadcast/campaigns"), CAMPAIGN_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/broadcast/campaigns/camp_1/send"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/bridge/v1/events"), EVENT_MAX_BYTES);
+        assert_eq!(max_body("/admin/v1/apps"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/api/v1/public/messages/image/x"), DEFAULT_MAX_BYTES);
+        assert_eq!(max_body("/nowhere"), DEFAULT_MAX_BYTES);
     }
 
     #[test]

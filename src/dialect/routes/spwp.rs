@@ -6,8 +6,12 @@ use crate::domain::scope::Capability;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spwp<'p> {
     CheckPhone,
-    /// `kind` is one of the pattern's words.
+    /// `kind` is one of the pattern's words: text or location.
     Send {
+        kind: &'p str,
+    },
+    /// The file travels in the body, which may be far larger than any other (`max_body`).
+    SendMedia {
         kind: &'p str,
     },
     Status {
@@ -24,8 +28,13 @@ static TABLE: &[Entry<Build, Gate>] = &[
         access: Gate::each(Capability::CheckPhone),
     },
     Entry {
-        path: "/messages/{kind:text|image|video|audio|document|location}",
+        path: "/messages/{kind:text|location}",
         methods: &[(Method::Post, |c| Spwp::Send { kind: c[0] })],
+        access: Gate::each(Capability::Send),
+    },
+    Entry {
+        path: "/messages/{kind:image|video|audio|document}",
+        methods: &[(Method::Post, |c| Spwp::SendMedia { kind: c[0] })],
         access: Gate::each(Capability::Send),
     },
     Entry {
@@ -56,9 +65,17 @@ mod tests {
 
     #[test]
     fn each_send_kind_is_a_send_and_any_other_word_a_message_id() {
-        for kind in ["text", "image", "video", "audio", "document", "location"] {
+        for (kind, media) in [
+            ("text", false),
+            ("image", true),
+            ("video", true),
+            ("audio", true),
+            ("document", true),
+            ("location", false),
+        ] {
             let rest = ["messages", kind];
-            assert_eq!(route_of(Method::Post, &rest), Ok(Spwp::Send { kind }));
+            let send = if media { Spwp::SendMedia { kind } } else { Spwp::Send { kind } };
+            assert_eq!(route_of(Method::Post, &rest), Ok(send));
             let get = route_of(Method::Get, &rest);
             assert_eq!(get, Err(RouteError::MethodNotAllowed { allow: "POST".into() }), "{kind}");
         }
