@@ -2,6 +2,7 @@
 //! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
 
 pub mod loginwa;
+pub mod routes;
 pub mod spwp;
 
 use serde_json::Value;
@@ -15,12 +16,11 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// `/api/v1/public/…` is SPWP; everything else (including the operator API) speaks LoginWA.
+    /// SPWP's paths speak SPWP; everything else (including the operator API) speaks LoginWA.
     pub fn of_path(path: &str) -> Self {
-        if path.starts_with("/api/v1/public/") || path == "/api/v1/public" {
-            Self::Spwp
-        } else {
-            Self::LoginWa
+        match routes::area(&routes::segments(path)).0 {
+            routes::Area::Spwp => Self::Spwp,
+            routes::Area::Admin | routes::Area::LoginWa | routes::Area::Service => Self::LoginWa,
         }
     }
 }
@@ -56,5 +56,8 @@ mod tests {
         assert_eq!(Dialect::of_path("/api/v1/messages/send"), Dialect::LoginWa);
         assert_eq!(Dialect::of_path("/api/auth/start"), Dialect::LoginWa);
         assert_eq!(Dialect::of_path("/api/v1/publications"), Dialect::LoginWa);
+        assert_eq!(Dialect::of_path("/api/v1/public"), Dialect::Spwp);
+        assert_eq!(Dialect::of_path("/api/v1/public/"), Dialect::Spwp);
+        assert_eq!(Dialect::of_path("/admin/v1/apps"), Dialect::LoginWa);
     }
 }

@@ -1,6 +1,6 @@
-//! How large a request body each route accepts, decided from its path alone so that a body is
-//! refused by its `Content-Length` before a byte of it is read (and, without one, as soon as
-//! the bytes read pass the cap).
+//! How large a request body each route accepts, decided from its path alone
+//! (`dialect::routes::max_body`) so that a body is refused by its `Content-Length` before a
+//! byte of it is read (and, without one, as soon as the bytes read pass the cap).
 
 /// SPWP media sends carry the file as a `data:` URL: a 16 MB file is about 22.4 million
 /// characters of base64 (`spwp::SOURCE_MAX_CHARS` allows 23 million), plus caption and names.
@@ -17,19 +17,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024;
 // The largest data URL SPWP accepts (`SOURCE_MAX_CHARS`) fits, with room for the fields around it.
 const _: () = assert!(MEDIA_MAX_BYTES > 23_000_000 + 64 * 1024);
 
-const MEDIA_KINDS: [&str; 4] = ["image", "video", "audio", "document"];
-
-/// The most bytes a request body to `path` may have.
-pub fn max_bytes(path: &str) -> u64 {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "public", "messages", kind] if MEDIA_KINDS.contains(kind) => MEDIA_MAX_BYTES,
-        ["api", "v1", "broadcast", "campaigns"] => CAMPAIGN_MAX_BYTES,
-        ["bridge", "v1", "events"] => EVENT_MAX_BYTES,
-        _ => DEFAULT_MAX_BYTES,
-    }
-}
-
 /// A declared `Content-Length` over the route's cap (digits too many for a number included);
 /// anything else that is not a length is left to the runtime, which frames the body by it.
 pub fn declared_too_large(content_length: Option<&str>, max: u64) -> bool {
@@ -43,19 +30,6 @@ pub fn declared_too_large(content_length: Option<&str>, max: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn media_data_urls_fit_and_the_rest_is_capped_far_lower() {
-        assert_eq!(max_bytes("/api/v1/public/messages/image"), MEDIA_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/public/messages/document/"), MEDIA_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/public/messages/text"), DEFAULT_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/messages/send"), DEFAULT_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/broadcast/campaigns"), CAMPAIGN_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/broadcast/campaigns/camp_1/send"), DEFAULT_MAX_BYTES);
-        assert_eq!(max_bytes("/bridge/v1/events"), EVENT_MAX_BYTES);
-        assert_eq!(max_bytes("/admin/v1/apps"), DEFAULT_MAX_BYTES);
-        assert_eq!(max_bytes("/api/v1/public/messages/image/x"), DEFAULT_MAX_BYTES);
-    }
 
     #[test]
     fn a_declared_length_over_the_cap_is_refused() {

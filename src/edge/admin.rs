@@ -3,12 +3,14 @@
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use worker::{Method, Request};
+use worker::Request;
 
 use super::{auth, date_time, json_body, Ctx, Outcome, Reply};
 use wagate_contract::wire::{replay_path, DeadLetters, Replayed, DEAD_LETTERS_PATH};
 
 use crate::bridge::{Bridge, CallError};
+use crate::dialect::routes::admin::Admin;
+use crate::dialect::routes::{self, Method};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
@@ -25,23 +27,24 @@ const DEFAULT_AUTH_RPM: i64 = 60;
 const DEFAULT_MAX_DEVICES: i64 = 10;
 const LIMIT_MAX: i64 = 1_000_000_000;
 
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
+/// The operator's token is checked first, unknown paths included.
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: Method, rest: &[&str]) -> Outcome {
     auth::operator(req, ctx).await?;
-    match (rest, method) {
-        (["apps"], Method::Post) => create_app(req, ctx).await,
-        (["apps"], Method::Get) => list_apps(ctx).await,
-        (["apps", id], Method::Get) => view(ctx, &app_id(id)?).await,
-        (["apps", id], Method::Patch) => update(req, ctx, &app_id(id)?).await,
-        (["apps", id, "keys"], Method::Post) => create_key(req, ctx, &app_id(id)?).await,
-        (["apps", id, "keys"], Method::Get) => {
+    match routes::admin::resolve(method, rest)? {
+        Admin::CreateApp => create_app(req, ctx).await,
+        Admin::ListApps => list_apps(ctx).await,
+        Admin::ViewApp { app: id } => view(ctx, &app_id(id)?).await,
+        Admin::UpdateApp { app: id } => update(req, ctx, &app_id(id)?).await,
+        Admin::CreateKey { app: id } => create_key(req, ctx, &app_id(id)?).await,
+        Admin::ListKeys { app: id } => {
             let app_id = app_id(id)?;
             let keys: Vec<KeyView> = legacy_call(ctx.env, APPS, app_id.as_str(), &AppOp::ListKeys).await?;
             Ok(Reply::json(200, json!({"keys": keys.iter().map(|k| key_json(&app_id, k)).collect::<Vec<_>>()})))
         }
-        (["apps", id, "audit"], Method::Get) => {
+        Admin::Audit { app: id } => {
             Ok(Reply::json(200, legacy_call(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::Audit).await?))
         }
-        (["apps", id, "events"], Method::Get) => {
+        Admin::Events { app: id } => {
             let page: EventsPage = ctx.query()?;
             let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100));
             // Up to 2^53 - 1, the largest integer every JSON client reads exactly.
@@ -64,21 +67,14 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&s
                 .collect::<Result<_, ApiError>>()?;
             Ok(Reply::json(200, json!({"events": events})))
         }
-        (["apps", id, "keys", key], Method::Delete) => {
+        Admin::RevokeKey { app: id, key } => {
             let key_id = KeyId::parse(key).ok_or_else(|| ApiError::not_found("key"))?;
             legacy_call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() })
                 .await?;
             Ok(Reply::no_content())
         }
-        (["bridge", "dead-letters"], Method::Get) => dead_letters(ctx).await,
-        (["bridge", "dead-letters", id, "replay"], Method::Post) => replay(ctx, id).await,
-        (["bridge", "dead-letters"], _) => Err(ApiError::method_not_allowed("GET")),
-        (["bridge", "dead-letters", _, "replay"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["apps"] | ["apps", _, "keys"], _) => Err(ApiError::method_not_allowed("GET, POST")),
-        (["apps", _], _) => Err(ApiError::method_not_allowed("GET, PATCH")),
-        (["apps", _, "events" | "audit"], _) => Err(ApiError::method_not_allowed("GET")),
-        (["apps", _, "keys", _], _) => Err(ApiError::method_not_allowed("DELETE")),
-        _ => Err(ApiError::RouteNotFound),
+        Admin::DeadLetters => dead_letters(ctx).await,
+        Admin::ReplayDeadLetter { id } => replay(ctx, id).await,
     }
 }
 

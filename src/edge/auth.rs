@@ -7,9 +7,11 @@ use subtle::ConstantTimeEq;
 use worker::{Cache, Headers, Request, Response};
 
 use super::Ctx;
+use crate::dialect::routes::KeyAccess;
 use crate::domain::allowlist::{budget_subject, client_ip};
 use crate::domain::error::ApiError;
 use crate::domain::keys;
+use crate::domain::scope;
 use crate::objects::app::{AppOp, LimitClass, Tenant};
 use crate::objects::guard::{GuardOp, Throttle};
 use crate::objects::{call, legacy_call, APPS, GUARDS};
@@ -26,10 +28,17 @@ fn address(req: &Request) -> Option<IpAddr> {
     client_ip(header(req, "cf-connecting-ip").as_deref())
 }
 
+/// The calling app of a request to a tenant path, allowed what the path asks of its key.
+pub async fn admit(req: &Request, ctx: &Ctx<'_>, access: KeyAccess) -> Result<Tenant, ApiError> {
+    let tenant = tenant(req, ctx, access.ip_exempt).await?;
+    scope::admit(tenant.device_scope.as_ref(), access.capability)?;
+    Ok(tenant)
+}
+
 /// The calling app, by its key. `ip_exempt` skips the IP allow-list (for the list's own
 /// endpoints). An address over its failure budget is refused before its key is looked at; a
 /// failed authentication counts against the budget.
-pub async fn tenant(req: &Request, ctx: &Ctx<'_>, ip_exempt: bool) -> Result<Tenant, ApiError> {
+async fn tenant(req: &Request, ctx: &Ctx<'_>, ip_exempt: bool) -> Result<Tenant, ApiError> {
     let ip = address(req);
     let guard = Guard::of(ctx, ip);
     guard.admit().await?;

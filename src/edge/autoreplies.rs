@@ -2,9 +2,10 @@
 //! `GET/POST /api/v1/auto-replies`, `GET/PATCH/DELETE /api/v1/auto-replies/{id}`.
 
 use serde_json::{Map, Value};
-use worker::{Method, Request};
+use worker::Request;
 
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::routes::loginwa::AutoReplies;
 use crate::domain::autoreply::{MatchKind, PATTERN_MAX_CHARS};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
@@ -15,19 +16,16 @@ use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
 use crate::objects::{legacy_call, APPS};
 use crate::runtime::now_ms;
 
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: AutoReplies<'_>) -> Outcome {
     let now = now_ms();
-    let (status, auto_reply_call) = match (rest, method) {
-        ([], Method::Get) => (200, AutoReplyCall::List),
-        ([], Method::Post) => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?, tenant)?, now }),
-        ([id], Method::Get) => (200, AutoReplyCall::Get { id: id.to_string() }),
-        ([id], Method::Patch) => {
+    let (status, auto_reply_call) = match route {
+        AutoReplies::List => (200, AutoReplyCall::List),
+        AutoReplies::Create => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?, tenant)?, now }),
+        AutoReplies::Get { id } => (200, AutoReplyCall::Get { id: id.to_string() }),
+        AutoReplies::Update { id } => {
             (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?, tenant)?, now })
         }
-        ([id], Method::Delete) => (200, AutoReplyCall::Delete { id: id.to_string() }),
-        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
-        ([_], _) => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
-        _ => return Err(ApiError::RouteNotFound),
+        AutoReplies::Delete { id } => (200, AutoReplyCall::Delete { id: id.to_string() }),
     };
     let op = AppOp::AutoReplies { call: auto_reply_call, scope: tenant.device_scope.clone() };
     let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;

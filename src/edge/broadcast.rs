@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 use wagate_contract::wire::{Content, MediaKind};
-use worker::{Method, Request};
+use worker::Request;
 
 use super::media::{self, MediaInput};
 use super::{date_time, json_body, Ctx, Outcome, Reply};
+use crate::dialect::routes::loginwa::{Campaigns, OptOuts};
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
@@ -34,18 +35,18 @@ fn ok(status: u16, data: Value) -> Outcome {
     Ok(Reply::json(status, json!({"success": true, "data": data})))
 }
 
-pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Campaigns<'_>) -> Outcome {
     let now = now_ms();
     let app_id = tenant.app_id.clone();
-    let op = match (rest, method) {
-        ([], Method::Get) => return list(ctx, tenant).await,
-        ([], Method::Post) => return create(req, ctx, tenant).await,
-        ([id], Method::Get) => (id, CampaignOp::Get { app_id }),
-        ([id], Method::Delete) => (id, CampaignOp::Delete { app_id }),
-        ([id, "send"], Method::Post) => (id, CampaignOp::Send { app_id, now }),
-        ([id, "pause"], Method::Post) => (id, CampaignOp::Pause { app_id, now }),
-        ([id, "resume"], Method::Post) => (id, CampaignOp::Resume { app_id, now }),
-        ([id, "contacts"], Method::Get) => {
+    let op = match route {
+        Campaigns::List => return list(ctx, tenant).await,
+        Campaigns::Create => return create(req, ctx, tenant).await,
+        Campaigns::Get { id } => (id, CampaignOp::Get { app_id }),
+        Campaigns::Delete { id } => (id, CampaignOp::Delete { app_id }),
+        Campaigns::Send { id } => (id, CampaignOp::Send { app_id, now }),
+        Campaigns::Pause { id } => (id, CampaignOp::Pause { app_id, now }),
+        Campaigns::Resume { id } => (id, CampaignOp::Resume { app_id, now }),
+        Campaigns::Contacts { id } => {
             #[derive(serde::Deserialize)]
             struct Query {
                 status: Option<String>,
@@ -57,11 +58,6 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method
             }
             (id, CampaignOp::Contacts { app_id, status: query.status, page: ctx.page()? })
         }
-        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
-        ([_], _) => return Err(ApiError::method_not_allowed("GET, DELETE")),
-        ([_, "send" | "pause" | "resume"], _) => return Err(ApiError::method_not_allowed("POST")),
-        ([_, "contacts"], _) => return Err(ApiError::method_not_allowed("GET")),
-        _ => return Err(ApiError::RouteNotFound),
     };
     let (id, op) = op;
     let campaign_id = CampaignId::parse(id).ok_or_else(|| ApiError::not_found("campaign"))?;
@@ -321,10 +317,10 @@ fn device_ids(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<Devic
 }
 
 /// `GET/POST /api/v1/opt-outs`, `DELETE /api/v1/opt-outs/{phone}`.
-pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
-    let (status, audience_call) = match (rest, method) {
-        ([], Method::Get) => (200, AudienceCall::OptOuts),
-        ([], Method::Post) => {
+pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: OptOuts<'_>) -> Outcome {
+    let (status, audience_call) = match route {
+        OptOuts::List => (200, AudienceCall::OptOuts),
+        OptOuts::Add => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let phone = f.phone_number("phone", true, Some(&tenant.default_country_code));
@@ -332,16 +328,13 @@ pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method:
             let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
             (201, AudienceCall::AddOptOut { phone, now: now_ms() })
         }
-        ([phone], Method::Delete) => {
+        OptOuts::Remove { phone } => {
             let phone = match Recipient::parse(phone, Some(&tenant.default_country_code)) {
                 Ok(Recipient::Phone(digits)) => digits,
                 _ => return Err(ApiError::not_found("opt-out")),
             };
             (200, AudienceCall::RemoveOptOut { phone })
         }
-        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
-        ([_], _) => return Err(ApiError::method_not_allowed("DELETE")),
-        _ => return Err(ApiError::RouteNotFound),
     };
     ok(status, legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Audience { call: audience_call }).await?)
 }

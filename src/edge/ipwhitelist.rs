@@ -3,9 +3,10 @@
 //! its list.
 
 use serde_json::Value;
-use worker::{Method, Request};
+use worker::Request;
 
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::routes::loginwa::IpWhitelist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
 use crate::objects::access::AllowListCall;
@@ -13,11 +14,11 @@ use crate::objects::app::{AppOp, Tenant};
 use crate::objects::{legacy_call, APPS};
 use crate::runtime::now_ms;
 
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpWhitelist<'_>) -> Outcome {
     let now = now_ms();
-    let (status, allow_list_call) = match (rest, method) {
-        ([], Method::Get) => (200, AllowListCall::List),
-        ([], Method::Post) => {
+    let (status, allow_list_call) = match route {
+        IpWhitelist::List => (200, AllowListCall::List),
+        IpWhitelist::Add => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let ip_address = f.string("ip_address", true, 1, 64);
@@ -26,7 +27,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             let ip_address = ip_address.ok_or_else(|| ApiError::internal("validated fields missing"))?;
             (201, AllowListCall::Add { ip_address, label, now })
         }
-        (["restriction"], Method::Put) => {
+        IpWhitelist::Restrict => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let enabled = f.boolean("enabled");
@@ -36,11 +37,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             f.finish()?;
             (200, AllowListCall::Restrict { enabled: enabled.unwrap_or_default(), now })
         }
-        ([id], Method::Delete) if *id != "restriction" => (200, AllowListCall::Remove { id: id.to_string(), now }),
-        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
-        (["restriction"], _) => return Err(ApiError::method_not_allowed("PUT")),
-        ([_], _) => return Err(ApiError::method_not_allowed("DELETE")),
-        _ => return Err(ApiError::RouteNotFound),
+        IpWhitelist::Remove { id } => (200, AllowListCall::Remove { id: id.to_string(), now }),
     };
     let op = AppOp::AllowList { call: allow_list_call, actor: tenant.key_id.clone() };
     let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;

@@ -4,9 +4,11 @@
 //! the number is connected.
 
 use serde_json::{json, Value};
-use worker::{Method, Request};
+use worker::Request;
 
-use super::{json_body, only, Ctx, Outcome, Reply};
+use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::routes::loginwa::LinkAction;
+use crate::dialect::routes::RouteError;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, DeviceId};
 use crate::domain::links;
@@ -38,32 +40,25 @@ struct TokenQuery {
 }
 
 /// `/api/v1/link/{id}…`: what the page may do with its token, and nothing else.
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
-    let (id, action) = match rest {
-        [id] => (id, None),
-        [id, action @ ("qr.svg" | "pair-code")] => (id, Some(*action)),
-        _ => return Err(ApiError::RouteNotFound),
-    };
+/// The link is the credential: the device and its token are checked before the method.
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<LinkAction, RouteError>) -> Outcome {
     let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
     let token = ctx.query::<TokenQuery>()?.token;
     let app_id = links::verify_device_token(key(ctx)?.as_bytes(), &device_id, &token, now_ms() / 1000)
         .map_err(|e| ApiError::Forbidden { code: "invalid_link".into(), message: e.to_string() })?;
     let get = DeviceOp::Get { app_id: app_id.clone() };
-    match action {
-        None => {
-            only(method, Method::Get)?;
+    match action? {
+        LinkAction::Page => {
             let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
             Ok(Reply::json(200, page_json(&device)))
         }
-        Some("qr.svg") => {
-            only(method, Method::Get)?;
+        LinkAction::Qr => {
             let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
             let qr =
                 device.qr.ok_or_else(|| ApiError::Conflict { message: "There is no QR code to scan now".into() })?;
             Ok(Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(ApiError::internal)?.into_bytes()))
         }
-        _ => {
-            only(method, Method::Post)?;
+        LinkAction::PairCode => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let phone = f.phone_number("phone", true, None);

@@ -2,118 +2,78 @@
 
 use serde_json::{json, Value};
 use wagate_contract::wire::Content;
-use worker::{Method, Request};
+use worker::Request;
 
 use super::send::{self, Outgoing};
 use super::{
-    auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, linkpage, media, only, otp, raw_body, webhooks,
-    Ctx, Outcome, Reply,
+    auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, linkpage, media, otp, raw_body, webhooks, Ctx,
+    Outcome, Reply,
 };
+use crate::dialect::routes::loginwa::{Keyed, LoginWa};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::qr;
-use crate::domain::scope::{self, Capability};
+use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
 use crate::objects::{legacy_call, APPS, DEVICES};
 use crate::runtime::{iso, now_ms};
 
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
-    // The link is the credential: webhook receivers fetch inbound media without an API key.
-    match rest {
-        ["v1", "media", sha256] => {
-            only(method, Method::Get)?;
-            return media::download(ctx, sha256).await;
-        }
-        ["v1", "link", rest @ ..] => return linkpage::route(req, ctx, method, rest).await,
-        _ => {}
-    }
-    let known = matches!(
-        rest,
-        ["v1", "devices"]
-            | ["v1", "devices", _]
-            | ["v1", "devices", _, "refresh-qr" | "qr.svg" | "qr.png" | "link-token"]
-            | ["v1", "messages", "send"]
-            | ["auth", "start" | "verify"]
-            | ["v1", "webhooks", ..]
-            | ["v1", "auto-replies", ..]
-            | ["v1", "broadcast", "campaigns", ..]
-            | ["v1", "opt-outs", ..]
-            | ["v1", "ip-whitelist", ..]
-    );
-    if !known {
-        return Err(ApiError::RouteNotFound);
-    }
-    let tenant = auth::tenant(req, ctx, matches!(rest, ["v1", "ip-whitelist", ..])).await?;
-    scope::admit(tenant.device_scope.as_ref(), capability(rest, method))?;
-    match (rest, method) {
-        (["v1", "webhooks", rest @ ..], _) => webhooks::route(req, ctx, &tenant, method, rest).await,
-        (["v1", "auto-replies", rest @ ..], _) => autoreplies::route(req, ctx, &tenant, method, rest).await,
-        (["v1", "broadcast", "campaigns", rest @ ..], _) => broadcast::campaigns(req, ctx, &tenant, method, rest).await,
-        (["v1", "ip-whitelist", rest @ ..], _) => ipwhitelist::route(req, ctx, &tenant, method, rest).await,
-        (["v1", "opt-outs", rest @ ..], _) => broadcast::opt_outs(req, ctx, &tenant, method, rest).await,
-        (["auth", "start"], Method::Post) => otp::start(req, ctx, &tenant).await,
-        (["auth", "verify"], Method::Post) => otp::verify(req, ctx, &tenant).await,
-        (["v1", "devices"], Method::Get) => list_devices(ctx, &tenant).await,
-        (["v1", "devices"], Method::Post) => create_device(req, ctx, &tenant).await,
-        (["v1", "devices", id], Method::Get) => {
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outcome {
+    let known = match route {
+        LoginWa::Media { sha256 } => return media::download(ctx, sha256).await,
+        LoginWa::Link { device, action } => return linkpage::route(req, ctx, device, action).await,
+        LoginWa::Keyed(known) => known,
+    };
+    let tenant = auth::admit(req, ctx, known.access).await?;
+    match known.route? {
+        Keyed::Webhooks(route) => webhooks::route(req, ctx, &tenant, route).await,
+        Keyed::AutoReplies(route) => autoreplies::route(req, ctx, &tenant, route).await,
+        Keyed::Campaigns(route) => broadcast::campaigns(req, ctx, &tenant, route).await,
+        Keyed::IpWhitelist(route) => ipwhitelist::route(req, ctx, &tenant, route).await,
+        Keyed::OptOuts(route) => broadcast::opt_outs(req, ctx, &tenant, route).await,
+        Keyed::AuthStart => otp::start(req, ctx, &tenant).await,
+        Keyed::AuthVerify => otp::verify(req, ctx, &tenant).await,
+        Keyed::ListDevices => list_devices(ctx, &tenant).await,
+        Keyed::CreateDevice => create_device(req, ctx, &tenant).await,
+        Keyed::GetDevice { id } => {
             let device = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
             Ok(Reply::json(200, device_json(&device)))
         }
-        (["v1", "devices", id], Method::Delete) => {
+        Keyed::DeleteDevice { id } => {
             let _: Value = device(ctx, &tenant, id, DeviceOp::Delete { app_id: tenant.app_id.clone() }).await?;
             Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
         }
-        (["v1", "devices", id, "link-token"], Method::Post) => {
+        Keyed::LinkToken { id } => {
             let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
             linkpage::issue(ctx, &tenant.app_id, &device).await
         }
-        (["v1", "devices", id, "refresh-qr"], Method::Post) => {
+        Keyed::RefreshQr { id } => {
             let refresh = DeviceOp::RefreshQr { app_id: tenant.app_id.clone(), pair_phone: None };
             let device = device(ctx, &tenant, id, refresh).await?;
             Ok(Reply::json(202, pairing_json(ctx, &device)))
         }
-        (["v1", "devices", id, picture @ ("qr.svg" | "qr.png")], Method::Get) => {
+        Keyed::DeviceQr { id, picture } => {
             let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
             let qr = device.qr.ok_or_else(|| ApiError::Conflict {
                 message: format!("The device is {}; there is no QR code to scan", device.status),
             })?;
             let unrenderable = |e: qr::QrError| ApiError::internal(e);
-            Ok(if *picture == "qr.svg" {
+            Ok(if picture == "qr.svg" {
                 Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(unrenderable)?.into_bytes())
             } else {
                 Reply::bytes("image/png", qr::png(&qr).map_err(unrenderable)?)
             })
         }
-        (["v1", "messages", "send"], Method::Post) => {
+        Keyed::SendMessage => {
             let key = idempotency::key(req)?;
             let raw = raw_body(req).await?;
             idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant)).await
         }
-        (["v1", "devices"], _) => Err(ApiError::method_not_allowed("GET, POST")),
-        (["v1", "devices", _], _) => Err(ApiError::method_not_allowed("GET, DELETE")),
-        (["v1", "devices", _, "qr.svg" | "qr.png"], _) => Err(ApiError::method_not_allowed("GET")),
-        _ => Err(ApiError::method_not_allowed("POST")),
-    }
-}
-
-/// What a (known) route asks to do, for the device-scope rule.
-fn capability(rest: &[&str], method: &Method) -> Capability {
-    match (rest, method) {
-        (["v1", "webhooks", ..], _) => Capability::Webhooks,
-        (["v1", "auto-replies", ..], _) => Capability::AutoReplies,
-        (["v1", "broadcast", ..], _) => Capability::Campaigns,
-        (["v1", "ip-whitelist", ..], Method::Get) => Capability::ReadIpWhitelist,
-        (["v1", "ip-whitelist", ..], _) => Capability::ChangeIpWhitelist,
-        (["v1", "opt-outs", ..], _) => Capability::OptOuts,
-        (["v1", "devices"], Method::Post) => Capability::CreateDevice,
-        (["v1", "devices"], _) => Capability::ListDevices,
-        (["v1", "devices", ..], _) => Capability::Device,
-        _ => Capability::Send,
     }
 }
 

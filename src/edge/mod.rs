@@ -22,8 +22,9 @@ use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
-use worker::{event, Context, Env, Headers, Method, Request, Response};
+use worker::{event, Context, Env, Headers, Request, Response};
 
+use crate::dialect::routes::{self, service::Service, Area};
 use crate::dialect::{self, Dialect, RequestMeta};
 use crate::domain::body;
 use crate::domain::error::ApiError;
@@ -126,7 +127,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     };
     let dialect = Dialect::of_path(path);
     let content_length = req.headers().get("content-length").ok().flatten();
-    let max_bytes = body::max_bytes(path);
+    let max_bytes = routes::max_body(path);
     // Refused on its declared length before anything else, authentication included, is done.
     let outcome = match body::declared_too_large(content_length.as_deref(), max_bytes) {
         true => Err(ApiError::PayloadTooLarge { max_bytes }),
@@ -136,48 +137,28 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 }
 
 async fn route(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
-    // `worker` reads any method it does not know (QUERY, PROPFIND, …) as GET; route those as a
-    // method no path has, so they get 405 rather than a GET's answer.
-    let raw = req.inner().method();
-    let method = match req.method() {
-        Method::Get if !raw.eq_ignore_ascii_case("GET") => Method::Report,
-        method => method,
-    };
+    // `worker` reads any method it does not know (QUERY, PROPFIND, …) as GET; the raw name
+    // routes those as a method no path has, so they get 405 rather than a GET's answer.
+    let method = routes::Method::parse(&req.inner().method());
     let path = ctx.meta.path.clone();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["healthz"] => {
-            only(&method, Method::Get)?;
-            Ok(Reply::json(200, serde_json::json!({"status": "ok"})))
-        }
-        ["admin", "v1", rest @ ..] => admin::route(req, ctx, &method, rest).await,
-        ["bridge", "v1", "events"] => {
-            only(&method, Method::Post)?;
-            events::receive(req, ctx).await
-        }
-        // One static page for every device: the device id and token are read by its script.
-        ["link", _] => {
-            only(&method, Method::Get)?;
-            let mut page = ctx.env.assets("ASSETS")?.fetch(format!("{}/link/", ctx.origin), None).await?;
-            // The page's policy is written once, in public/_headers, for the asset it is.
-            let policy = page.headers().get("content-security-policy")?.ok_or_else(|| {
-                ApiError::internal("the link page asset carries no Content-Security-Policy (public/_headers)")
-            })?;
-            ctx.extra_headers.borrow_mut().push(("content-security-policy".into(), policy));
-            Ok(Reply::bytes("text/html; charset=utf-8", page.bytes().await?))
-        }
-        ["api", "v1", "public", rest @ ..] => spwp::route(req, ctx, &method, rest).await,
-        ["api", rest @ ..] => loginwa::route(req, ctx, &method, rest).await,
-        _ => Err(ApiError::RouteNotFound),
-    }
-}
-
-/// Rejects every method but `allowed` on a known path.
-pub fn only(method: &Method, allowed: Method) -> Result<(), ApiError> {
-    if *method == allowed {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed(allowed.as_ref()))
+    let segments = routes::segments(&path);
+    match routes::area(&segments) {
+        (Area::Admin, rest) => admin::route(req, ctx, method, rest).await,
+        (Area::Spwp, rest) => spwp::route(req, ctx, routes::spwp::resolve(method, rest)?).await,
+        (Area::LoginWa, rest) => loginwa::route(req, ctx, routes::loginwa::resolve(method, rest)?).await,
+        (Area::Service, segments) => match routes::service::resolve(method, segments)? {
+            Service::Health => Ok(Reply::json(200, serde_json::json!({"status": "ok"}))),
+            Service::BridgeEvents => events::receive(req, ctx).await,
+            Service::LinkPage => {
+                let mut page = ctx.env.assets("ASSETS")?.fetch(format!("{}/link/", ctx.origin), None).await?;
+                // The page's policy is written once, in public/_headers, for the asset it is.
+                let policy = page.headers().get("content-security-policy")?.ok_or_else(|| {
+                    ApiError::internal("the link page asset carries no Content-Security-Policy (public/_headers)")
+                })?;
+                ctx.extra_headers.borrow_mut().push(("content-security-policy".into(), policy));
+                Ok(Reply::bytes("text/html; charset=utf-8", page.bytes().await?))
+            }
+        },
     }
 }
 
@@ -244,7 +225,7 @@ pub fn date_time(f: &mut crate::domain::validate::Fields<'_>, field: &str, requi
 /// rather than held.
 pub async fn raw_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let url = req.inner().url();
-    let max_bytes = body::max_bytes(split_url(&url).1);
+    let max_bytes = routes::max_body(split_url(&url).1);
     let Some(stream) = req.inner().body() else { return Ok(vec![]) };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let field = |chunk: &JsValue, name: &str| Reflect::get(chunk, &JsValue::from_str(name)).ok();

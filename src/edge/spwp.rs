@@ -2,12 +2,14 @@
 
 use serde_json::{json, Value};
 use wagate_contract::wire::{check_path, error_code, CheckRequest, CheckResponse, Content, MediaKind};
-use worker::{Method, Request};
+use worker::Request;
 
 use super::media::{self, MediaInput};
 use super::send::{self, Outgoing};
 use super::{auth, idempotency, json_body, raw_body, Ctx, Outcome, Reply};
 use crate::bridge::{Bridge, CallError};
+use crate::dialect::routes::spwp::Spwp;
+use crate::dialect::routes::Known;
 use crate::dialect::spwp::{envelope, message, MessageFields};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::DeviceId;
@@ -15,7 +17,7 @@ use crate::domain::media::Source;
 use crate::domain::message::Priority;
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
-use crate::domain::scope::{self, Capability};
+use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::app::{AppOp, Tenant};
 use crate::objects::device::MessageView;
@@ -26,33 +28,19 @@ const CAPTION_MAX_CHARS: usize = 1024;
 /// A data URL of the largest file (16 MB) is about 22 million characters of base64.
 const SOURCE_MAX_CHARS: usize = 23_000_000;
 
-const SEND_KINDS: [&str; 6] = ["text", "image", "video", "audio", "document", "location"];
-
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: &Method, rest: &[&str]) -> Outcome {
-    if !matches!(rest, ["messages", _]) {
-        return Err(ApiError::RouteNotFound);
-    }
-    let tenant = auth::tenant(req, ctx, false).await?;
-    let capability = match rest {
-        ["messages", "check-phone"] => Capability::CheckPhone,
-        ["messages", kind] if SEND_KINDS.contains(kind) => Capability::Send,
-        _ => Capability::MessageStatus,
-    };
-    scope::admit(tenant.device_scope.as_ref(), capability)?;
-    match (rest, method) {
-        (["messages", "check-phone"], Method::Post) => check_phone(req, ctx, &tenant).await,
-        (["messages", kind], Method::Post) if SEND_KINDS.contains(kind) => {
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, known: Known<Spwp<'_>>) -> Outcome {
+    let tenant = auth::admit(req, ctx, known.access).await?;
+    match known.route? {
+        Spwp::CheckPhone => check_phone(req, ctx, &tenant).await,
+        Spwp::Send { kind } | Spwp::SendMedia { kind } => {
             let key = idempotency::key(req)?;
             let raw = raw_body(req).await?;
             idempotency::once(ctx, &tenant, key, &raw, send_message(&raw, ctx, &tenant, kind)).await
         }
-        (["messages", "check-phone"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["messages", kind], _) if SEND_KINDS.contains(kind) => Err(ApiError::method_not_allowed("POST")),
-        (["messages", id], Method::Get) => {
+        Spwp::Status { id } => {
             let message = send::lookup(ctx, &tenant, id).await?;
             Ok(Reply::json(200, envelope(render(&message), &ctx.meta)))
         }
-        _ => Err(ApiError::method_not_allowed("GET")),
     }
 }
 

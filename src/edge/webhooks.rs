@@ -2,9 +2,10 @@
 //! delivery listing and replay.
 
 use serde_json::{Map, Value};
-use worker::{Method, Request};
+use worker::Request;
 
 use super::{date_time, json_body, Ctx, Outcome, Reply};
+use crate::dialect::routes::loginwa::Webhooks;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::scope;
@@ -17,20 +18,20 @@ use crate::runtime::{egress, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
 
-pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &Method, rest: &[&str]) -> Outcome {
+pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Webhooks<'_>) -> Outcome {
     let now = now_ms();
     let id = |s: &str| s.to_owned();
-    let (status, call) = match (rest, method) {
-        ([], Method::Get) => (200, WebhookCall::List),
-        ([], Method::Post) => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx, tenant)?, now }),
-        ([wh], Method::Get) => (200, WebhookCall::Get { id: id(wh) }),
-        ([wh], Method::Patch) => {
+    let (status, call) = match route {
+        Webhooks::List => (200, WebhookCall::List),
+        Webhooks::Create => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx, tenant)?, now }),
+        Webhooks::Get { id: wh } => (200, WebhookCall::Get { id: id(wh) }),
+        Webhooks::Update { id: wh } => {
             (200, WebhookCall::Update { id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now })
         }
-        ([wh], Method::Delete) => (200, WebhookCall::Delete { id: id(wh) }),
-        ([wh, "test"], Method::Post) => (200, WebhookCall::Test { id: id(wh), now }),
-        ([wh, "regenerate-secret"], Method::Post) => (200, WebhookCall::RegenerateSecret { id: id(wh), now }),
-        ([wh, "deliveries"], Method::Get) => {
+        Webhooks::Delete { id: wh } => (200, WebhookCall::Delete { id: id(wh) }),
+        Webhooks::Test { id: wh } => (200, WebhookCall::Test { id: id(wh), now }),
+        Webhooks::RegenerateSecret { id: wh } => (200, WebhookCall::RegenerateSecret { id: id(wh), now }),
+        Webhooks::Deliveries { id: wh } => {
             let query: DeliveryQuery = ctx.query()?;
             if query.status.as_deref().is_some_and(|s| !["pending", "succeeded", "failed"].contains(&s)) {
                 let reason = "must be one of pending, succeeded, failed".into();
@@ -38,23 +39,16 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, method: &M
             }
             (200, WebhookCall::Deliveries { id: id(wh), status: query.status })
         }
-        ([wh, "deliveries", delivery, "replay"], Method::Post) => {
+        Webhooks::ReplayDelivery { id: wh, delivery } => {
             (200, WebhookCall::Replay { id: id(wh), delivery_id: Some(id(delivery)), since: None, now })
         }
-        ([wh, "replay"], Method::Post) => {
+        Webhooks::Replay { id: wh } => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let since = date_time(&mut f, "since", true);
             f.finish()?;
             (200, WebhookCall::Replay { id: id(wh), delivery_id: None, since, now })
         }
-        ([], _) => return Err(ApiError::method_not_allowed("GET, POST")),
-        ([_], _) => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
-        ([_, "deliveries"], _) => return Err(ApiError::method_not_allowed("GET")),
-        ([_, "test" | "regenerate-secret" | "replay"] | [_, "deliveries", _, "replay"], _) => {
-            return Err(ApiError::method_not_allowed("POST"))
-        }
-        _ => return Err(ApiError::RouteNotFound),
     };
     let answer: Value = call_webhooks(ctx, tenant, call).await?;
     Ok(Reply::json(status, answer))
