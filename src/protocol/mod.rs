@@ -9,6 +9,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod guard;
 pub mod registry;
 
 /// A Durable Object namespace and the operations its objects decode.
