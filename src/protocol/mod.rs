@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub mod guard;
 pub mod registry;
+pub mod sender;
 
 /// A Durable Object namespace and the operations its objects decode.
 pub trait Object {
