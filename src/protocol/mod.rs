@@ -10,6 +10,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 pub mod guard;
+pub mod otp;
 pub mod registry;
 pub mod sender;
 
