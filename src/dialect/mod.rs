@@ -2,6 +2,8 @@
 //! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
 
 pub mod loginwa;
+pub mod loginwa_campaigns;
+pub mod loginwa_otp;
 pub mod routes;
 pub mod spwp;
 

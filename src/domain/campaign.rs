@@ -3,6 +3,10 @@
 //! on failures, opt-out keywords). Pure: times and randomness are handed in.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::message::MessageStatus;
+use super::template::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +132,188 @@ impl Progress {
     pub fn finished(&self) -> bool {
         self.pending == 0
     }
+}
+
+impl Progress {
+    /// Counts contacts by where they stand (`counts`: each status with its number of contacts).
+    pub fn of(counts: impl IntoIterator<Item = (ContactStatus, u64)>) -> Self {
+        let mut p = Self::default();
+        for (status, n) in counts {
+            p.total += n;
+            match status {
+                ContactStatus::Pending | ContactStatus::Queued => p.pending += n,
+                ContactStatus::Sent => p.sent += n,
+                ContactStatus::Delivered | ContactStatus::Read => {
+                    p.sent += n;
+                    p.delivered += n;
+                }
+                ContactStatus::Failed => p.failed += n,
+            }
+        }
+        p
+    }
+}
+
+/// Where one contact stands, in the order it moves: `pending` → `queued` (handed to a device)
+/// → `sent` | `delivered` | `read` | `failed`. The last four are final for the campaign; the
+/// first three of them go on moving forward as receipts arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactStatus {
+    Pending,
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl ContactStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// As the API shows it: a contact handed to a device has not gone out yet either.
+    pub fn shown(self) -> Self {
+        match self {
+            Self::Queued => Self::Pending,
+            other => other,
+        }
+    }
+
+    /// The status a message's own status gives its contact; none before the message went out.
+    fn of_message(status: MessageStatus) -> Option<Self> {
+        match status {
+            MessageStatus::Sent => Some(Self::Sent),
+            MessageStatus::Delivered => Some(Self::Delivered),
+            MessageStatus::Read => Some(Self::Read),
+            MessageStatus::Failed => Some(Self::Failed),
+            MessageStatus::Queued | MessageStatus::Sending => None,
+        }
+    }
+}
+
+/// The contacts `GET …/contacts?status=` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactFilter {
+    /// What went out, including what was since delivered or read.
+    Sent,
+    Failed,
+    /// What has not gone out yet.
+    Pending,
+}
+
+impl ContactFilter {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            "pending" => Some(Self::Pending),
+            _ => None,
+        }
+    }
+
+    pub fn statuses(self) -> &'static [ContactStatus] {
+        match self {
+            Self::Sent => &[ContactStatus::Sent, ContactStatus::Delivered, ContactStatus::Read],
+            Self::Failed => &[ContactStatus::Failed],
+            Self::Pending => &[ContactStatus::Pending, ContactStatus::Queued],
+        }
+    }
+}
+
+/// What a message's new status does to its contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advance {
+    pub to: ContactStatus,
+    /// The send's first final outcome (the contact was not out yet): it feeds the
+    /// failure-rate breaker; later receipts do not.
+    pub outcome: bool,
+}
+
+/// Moves a contact standing at `current` on for a message now `message`; none when the
+/// message has not gone out yet or the news is not past where the contact stands (receipts
+/// may arrive out of order, and `failed` is never undone).
+pub fn advance(current: ContactStatus, message: MessageStatus) -> Option<Advance> {
+    let to = ContactStatus::of_message(message)?;
+    (to > current).then_some(Advance { to, outcome: current <= ContactStatus::Queued })
+}
+
+/// Why the campaign was paused, as the API and the `campaign.paused` event word it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    Client,
+    NoDevice,
+    QuotaUsedUp,
+    Failing,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "paused by the client",
+            Self::NoDevice => "device_offline: none of the campaign's WhatsApp numbers is connected",
+            Self::QuotaUsedUp => "quota_exceeded: the month's message quota is used up",
+            Self::Failing => "failure_rate: too many of the latest messages failed",
+        }
+    }
+}
+
+/// What a campaign's alarm does, given where the campaign stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Not sending, nor due to: nothing.
+    Idle,
+    /// Scheduled for later: come back then.
+    WaitUntil(u64),
+    /// The scheduled time came: start, then send.
+    Start,
+    /// Sending: hand out the next contact.
+    Send,
+}
+
+pub fn step(status: CampaignStatus, schedule_at: Option<u64>, now_ms: u64) -> Step {
+    match status {
+        CampaignStatus::Queued => match schedule_at.filter(|at| *at > now_ms) {
+            Some(at) => Step::WaitUntil(at),
+            None => Step::Start,
+        },
+        CampaignStatus::Sending => Step::Send,
+        _ => Step::Idle,
+    }
+}
+
+/// The wait before the next contact: jittered around `delay_seconds` (see
+/// [`jittered_delay_ms`]), times `scale` (tests compress delays), never below the device's pace.
+pub fn next_delay_ms(delay_seconds: u32, scale: f64, pace_ms: u64, unit: f64) -> u64 {
+    ((jittered_delay_ms(delay_seconds, 0, unit) as f64 * scale) as u64).max(pace_ms)
+}
+
+/// A contact's text: `{name}`, `{phone}` and its own variables filled in, and its own pick
+/// among the template's alternatives, stable for the campaign (seeded by the campaign's
+/// random part and the phone), so a retried dispatch renders the same text.
+pub fn contact_text(
+    template: &Template,
+    campaign_body: &str,
+    phone: &str,
+    name: Option<&str>,
+    variables: &Map<String, Value>,
+) -> String {
+    let value = |key: &str| match key {
+        "name" => name.map(str::to_owned),
+        "phone" => Some(phone.to_owned()),
+        other => variables.get(other).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+    };
+    let seed = campaign_body.bytes().chain(phone.bytes()).fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
+    template.render(value, seed)
 }
 
 /// The wait before the next contact: `delay_seconds` ± 30 %, so sends are not a metronome,
@@ -310,6 +496,103 @@ mod tests {
         let mut recent_trouble = vec![false; 30];
         recent_trouble.extend([true; 10]);
         assert!(failure_rate_trips(&recent_trouble), "only the last window counts");
+    }
+
+    #[test]
+    fn progress_counts_contacts_by_status() {
+        use ContactStatus as C;
+        let p = Progress::of([
+            (C::Pending, 2),
+            (C::Queued, 1),
+            (C::Sent, 3),
+            (C::Delivered, 4),
+            (C::Read, 5),
+            (C::Failed, 6),
+        ]);
+        assert_eq!(p, Progress { total: 21, sent: 12, delivered: 9, failed: 6, pending: 3 });
+        assert!(Progress::of([(C::Read, 1), (C::Failed, 1)]).finished());
+        assert_eq!(Progress::of([]), Progress::default());
+    }
+
+    #[test]
+    fn contacts_only_move_forward() {
+        use ContactStatus as C;
+        use MessageStatus as M;
+        assert_eq!(advance(C::Queued, M::Sent), Some(Advance { to: C::Sent, outcome: true }));
+        assert_eq!(
+            advance(C::Pending, M::Failed),
+            Some(Advance { to: C::Failed, outcome: true }),
+            "an outcome overtaking the queueing"
+        );
+        assert_eq!(
+            advance(C::Sent, M::Read),
+            Some(Advance { to: C::Read, outcome: false }),
+            "a receipt is no second outcome"
+        );
+        assert_eq!(advance(C::Read, M::Delivered), None, "a late receipt");
+        assert_eq!(advance(C::Sent, M::Sent), None);
+        assert_eq!(advance(C::Failed, M::Read), None, "failed is final");
+        assert_eq!(advance(C::Queued, M::Sending), None);
+        assert_eq!(advance(C::Pending, M::Queued), None);
+    }
+
+    #[test]
+    fn contacts_show_and_filter_as_the_reference() {
+        use ContactStatus as C;
+        let stored: Vec<C> =
+            serde_json::from_str(r#"["pending","queued","sent","delivered","read","failed"]"#).unwrap();
+        assert_eq!(stored, [C::Pending, C::Queued, C::Sent, C::Delivered, C::Read, C::Failed]);
+        assert!(stored.iter().all(|s| serde_json::to_value(s).unwrap() == s.as_str()));
+        assert_eq!(C::Queued.shown(), C::Pending);
+        assert_eq!(C::Delivered.shown(), C::Delivered);
+        assert_eq!(
+            ContactFilter::parse("sent").map(ContactFilter::statuses),
+            Some(&[C::Sent, C::Delivered, C::Read][..])
+        );
+        assert_eq!(ContactFilter::parse("failed"), Some(ContactFilter::Failed));
+        assert_eq!(ContactFilter::parse("pending").map(ContactFilter::statuses), Some(&[C::Pending, C::Queued][..]));
+        assert_eq!(ContactFilter::parse("queued"), None, "not a filter the API offers");
+        assert_eq!(ContactFilter::parse("read"), None);
+    }
+
+    #[test]
+    fn the_alarm_starts_a_due_campaign_and_waits_for_a_scheduled_one() {
+        assert_eq!(step(S::Queued, Some(50), 10), Step::WaitUntil(50));
+        assert_eq!(step(S::Queued, Some(10), 10), Step::Start);
+        assert_eq!(step(S::Queued, None, 10), Step::Start);
+        assert_eq!(step(S::Sending, Some(50), 10), Step::Send);
+        for idle in [S::Draft, S::Paused, S::Completed, S::Failed] {
+            assert_eq!(step(idle, None, 10), Step::Idle, "{idle:?}");
+        }
+    }
+
+    #[test]
+    fn the_next_delay_is_scaled_but_never_below_the_pace() {
+        assert_eq!(next_delay_ms(5, 1.0, 250, 0.5), 5000);
+        assert_eq!(next_delay_ms(5, 0.01, 250, 0.5), 250, "compressed below the pace");
+        assert_eq!(next_delay_ms(5, 0.1, 250, 0.0), 350);
+    }
+
+    #[test]
+    fn each_contact_gets_its_own_values_and_a_stable_pick() {
+        let template = Template::parse("{Hi|Hello|Hey} {name} from {city}, {phone} ({n})", |_| true).unwrap();
+        let vars: Map<String, Value> = serde_json::from_str(r#"{"city": "Jakarta", "n": 3}"#).unwrap();
+        let text = contact_text(&template, "0123456789abcdef", "628111", Some("Ani"), &vars);
+        assert!(text.ends_with(" Ani from Jakarta, 628111 (3)"), "{text}");
+        assert_eq!(text, contact_text(&template, "0123456789abcdef", "628111", Some("Ani"), &vars), "stable");
+        let greetings: std::collections::HashSet<String> = (0..40)
+            .map(|i| contact_text(&template, "0123456789abcdef", &format!("6281{i}"), None, &vars))
+            .map(|t| t.split(' ').next().unwrap().to_owned())
+            .collect();
+        assert!(greetings.len() > 1, "contacts do not all get the same pick: {greetings:?}");
+    }
+
+    #[test]
+    fn pause_reasons_say_why() {
+        assert_eq!(PauseReason::Client.as_str(), "paused by the client");
+        assert!(PauseReason::NoDevice.as_str().starts_with("device_offline: "));
+        assert!(PauseReason::QuotaUsedUp.as_str().starts_with("quota_exceeded: "));
+        assert!(PauseReason::Failing.as_str().starts_with("failure_rate: "));
     }
 
     #[test]

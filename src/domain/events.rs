@@ -12,7 +12,7 @@ use wagate_contract::wire::Content;
 use super::autoreply::Suppressed;
 use super::campaign::Progress;
 use super::device::DeviceStatus;
-use super::ids::{random_hex, DeviceId, MessageId};
+use super::ids::{random_hex, CampaignId, DeviceId, MessageId};
 use super::message::MessageStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,7 +417,7 @@ pub struct OtpEnded {
 /// `campaign.paused`: the governor stopped it, and says why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignPaused {
-    pub campaign_id: String,
+    pub campaign_id: CampaignId,
     pub name: String,
     pub reason: String,
     pub progress: ProgressReport,
@@ -426,7 +426,7 @@ pub struct CampaignPaused {
 /// `campaign.completed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignCompleted {
-    pub campaign_id: String,
+    pub campaign_id: CampaignId,
     pub name: String,
     pub progress: ProgressReport,
 }

@@ -86,6 +86,48 @@ pub enum SessionState {
     Locked,
     /// Replaced by a newer `start` for the same phone.
     Superseded,
+    /// Past its expiry, as the object's alarm found it.
+    Expired,
+}
+
+impl SessionState {
+    pub const ALL: [Self; 5] = [Self::Pending, Self::Verified, Self::Locked, Self::Superseded, Self::Expired];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Verified => "verified",
+            Self::Locked => "locked",
+            Self::Superseded => "superseded",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// Ended sessions and send records are kept this long after they end, then purged.
+pub const KEEP_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// When a phone's object has work again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// An ended session's event is still to be recorded: retry shortly.
+    Soon,
+    At(u64),
+}
+
+/// The next alarm, from what the object still holds: an unrecorded ended session, the
+/// earliest expiry of a pending one, the oldest send record (purged `KEEP_MS` after it);
+/// none when nothing is left.
+pub fn next_wake(unrecorded: bool, next_expiry: Option<u64>, oldest_send: Option<u64>) -> Option<Wake> {
+    if unrecorded {
+        return Some(Wake::Soon);
+    }
+    next_expiry.or(oldest_send.map(|at| at + KEEP_MS)).map(Wake::At)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +156,7 @@ impl Session {
         let mut next = self.clone();
         let verdict = match self.state {
             SessionState::Locked => Verdict::MaxAttempts,
-            SessionState::Verified | SessionState::Superseded => Verdict::Expired,
+            SessionState::Verified | SessionState::Superseded | SessionState::Expired => Verdict::Expired,
             SessionState::Pending if now_ms >= self.expires_at_ms => Verdict::Expired,
             SessionState::Pending => {
                 next.attempts += 1;
@@ -209,6 +251,27 @@ mod tests {
         assert_eq!(session("123456").verify(SECRET, SID, "123456", 1_000).0, Verdict::Expired);
         let superseded = Session { state: SessionState::Superseded, ..session("123456") };
         assert_eq!(superseded.verify(SECRET, SID, "123456", 10).0, Verdict::Expired);
+        let expired = Session { state: SessionState::Expired, ..session("123456") };
+        assert_eq!(expired.verify(SECRET, SID, "123456", 10), (Verdict::Expired, expired.clone()));
+    }
+
+    #[test]
+    fn states_keep_their_stored_names() {
+        let names: Vec<&str> = SessionState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["pending", "verified", "locked", "superseded", "expired"]);
+        for state in SessionState::ALL {
+            assert_eq!(SessionState::parse(state.as_str()), Some(state));
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+        assert_eq!(SessionState::parse("gone"), None);
+    }
+
+    #[test]
+    fn the_alarm_comes_back_for_what_is_left() {
+        assert_eq!(next_wake(true, Some(5), Some(1)), Some(Wake::Soon), "an unrecorded event first");
+        assert_eq!(next_wake(false, Some(5), Some(1)), Some(Wake::At(5)), "then the next expiry");
+        assert_eq!(next_wake(false, None, Some(1)), Some(Wake::At(1 + KEEP_MS)), "then the purge of the oldest send");
+        assert_eq!(next_wake(false, None, None), None);
     }
 
     #[test]

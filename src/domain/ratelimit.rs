@@ -2,6 +2,8 @@
 //! key, smooth rather than fixed windows, and exact — a key allowed `limit` requests per window
 //! may burst up to `limit` at once, then gets one more every `window / limit`.
 
+use serde::{Deserialize, Serialize};
+
 /// A limit of `limit` requests per `window_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
@@ -54,6 +56,32 @@ impl Gcra {
             retry_after_secs: 0,
         }
     }
+}
+
+/// What one failed authentication does to a client address's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttle {
+    /// This failure was over the budget: answer 429, to be retried after this many seconds.
+    pub retry_after_secs: Option<u64>,
+    /// The budget is spent (by this failure or before it): for this long, no request from the
+    /// address should have its credential checked.
+    pub spent_for_secs: Option<u64>,
+}
+
+/// Counts one failed authentication against a budget of `per_minute` failures whose stored
+/// state is `tat`: the throttle it comes to, and the state to store (none when the failure
+/// was refused, so hammering a spent budget does not push its refill further out).
+pub fn count_failure(per_minute: u64, tat: Option<u64>, now_ms: u64) -> (Throttle, Option<u64>) {
+    let gcra = Gcra { limit: per_minute.max(1), window_ms: 60_000 };
+    let verdict = gcra.check(tat, now_ms);
+    if !verdict.allowed {
+        let refused = Some(verdict.retry_after_secs);
+        return (Throttle { retry_after_secs: refused, spent_for_secs: refused }, None);
+    }
+    // Whether this failure spent the budget: then the next request need not be tried at all.
+    let next = gcra.check(Some(verdict.tat), now_ms);
+    let spent_for_secs = (!next.allowed).then_some(next.retry_after_secs);
+    (Throttle { retry_after_secs: None, spent_for_secs }, Some(verdict.tat))
 }
 
 /// `RateLimit-Policy` and `RateLimit` header values (draft-ietf-httpapi-ratelimit-headers).
@@ -116,6 +144,31 @@ mod tests {
         assert!(!PER_MINUTE.check(tat, T0 - 10_000).allowed);
         let fresh = PER_MINUTE.check(None, T0 - 10_000);
         assert!(fresh.allowed && fresh.remaining == 119);
+    }
+
+    #[test]
+    fn the_failure_that_spends_the_budget_says_so_and_later_ones_are_refused() {
+        let mut tat = None;
+        for n in 1..20 {
+            let (throttle, stored) = count_failure(20, tat, T0);
+            assert_eq!(throttle, Throttle { retry_after_secs: None, spent_for_secs: None }, "failure {n}");
+            tat = stored;
+        }
+        let (twentieth, stored) = count_failure(20, tat, T0);
+        assert_eq!(twentieth, Throttle { retry_after_secs: None, spent_for_secs: Some(3) }, "one interval of 3 s");
+        tat = stored;
+        let (refused, stored) = count_failure(20, tat, T0 + 1_000);
+        assert_eq!(refused, Throttle { retry_after_secs: Some(2), spent_for_secs: Some(2) });
+        assert_eq!(stored, None, "a refused failure leaves the budget as it was");
+        let (refilled, _) = count_failure(20, tat, T0 + 3_000);
+        assert_eq!(refilled.retry_after_secs, None, "one failure allowed again after one interval");
+    }
+
+    #[test]
+    fn a_budget_of_zero_still_allows_one_failure_a_minute() {
+        let (first, tat) = count_failure(0, None, T0);
+        assert_eq!(first, Throttle { retry_after_secs: None, spent_for_secs: Some(60) });
+        assert_eq!(count_failure(0, tat, T0 + 59_000).0.retry_after_secs, Some(1));
     }
 
     #[test]

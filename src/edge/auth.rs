@@ -13,8 +13,8 @@ use crate::domain::error::ApiError;
 use crate::domain::keys;
 use crate::domain::scope;
 use crate::objects::app::{AppOp, LimitClass, Tenant};
-use crate::objects::guard::{GuardOp, Throttle};
-use crate::objects::{call, legacy_call, APPS, GUARDS};
+use crate::objects::{call, legacy_call, APPS};
+use crate::protocol::guard::AuthFailed;
 use crate::protocol::registry::{self, HasApp};
 use crate::runtime::{config, now_ms, required_config};
 
@@ -113,8 +113,7 @@ impl<'a> Guard<'a> {
     /// Counts a failed authentication; the error to answer it with.
     async fn failed(&self) -> ApiError {
         let per_minute = config(self.ctx.env, "AUTH_FAILURES_PER_MIN").and_then(|v| v.parse().ok()).unwrap_or(20);
-        let op = GuardOp::Failed { per_minute, now: now_ms() };
-        match legacy_call::<_, Throttle>(self.ctx.env, GUARDS, &self.subject, &op).await {
+        match call(self.ctx.env, &self.subject, AuthFailed { per_minute, now: now_ms() }).await {
             Ok(throttle) => {
                 if let Some(secs) = throttle.spent_for_secs {
                     self.remember(secs).await;

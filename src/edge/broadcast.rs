@@ -4,26 +4,30 @@
 use std::collections::HashSet;
 
 use futures_util::future::join_all;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use wagate_contract::wire::{Content, MediaKind};
 use worker::Request;
 
 use super::media::{self, MediaInput};
 use super::{date_time, json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_campaigns;
 use crate::dialect::routes::loginwa::{Campaigns, OptOuts};
+use crate::domain::campaign::ContactFilter;
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::message::TEXT_MAX_CHARS;
-use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
 use crate::objects::app::{AppOp, AppView, DeviceEntry, Tenant};
 use crate::objects::audience::{AudienceCall, PAGE_SIZE};
-use crate::objects::campaign::{CampaignMedia, CampaignOp, CampaignSpec, ContactSpec};
-use crate::objects::{legacy_call, APPS, CAMPAIGNS};
-use crate::runtime::{month_of, now_ms};
+use crate::objects::{call, legacy_call, APPS};
+use crate::protocol::campaign::{
+    CampaignMedia, CampaignSpec, CampaignView, ContactSpec, CreateCampaign, DeleteCampaign, GetCampaign, ListContacts,
+    PauseCampaign, ResumeCampaign, SendCampaign,
+};
+use crate::runtime::{iso, month_of, now_ms};
 
 const MAX_CONTACTS: usize = 10_000;
 /// How far ahead a campaign may be scheduled (alarms cannot be set arbitrarily far out).
@@ -32,49 +36,66 @@ const MAX_SCHEDULE_AHEAD_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 const MAX_CONTACT_ERRORS: usize = 20;
 
 fn ok(status: u16, data: Value) -> Outcome {
-    Ok(Reply::json(status, json!({"success": true, "data": data})))
+    Ok(Reply::json(status, loginwa_campaigns::success(data)))
+}
+
+/// What a request does to one campaign.
+enum Act {
+    Get,
+    Delete,
+    Send,
+    Pause,
+    Resume,
+    Contacts { status: Option<ContactFilter>, page: i64 },
 }
 
 pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Campaigns<'_>) -> Outcome {
-    let now = now_ms();
-    let app_id = tenant.app_id.clone();
-    let op = match route {
+    let (id, act) = match route {
         Campaigns::List => return list(ctx, tenant).await,
         Campaigns::Create => return create(req, ctx, tenant).await,
-        Campaigns::Get { id } => (id, CampaignOp::Get { app_id }),
-        Campaigns::Delete { id } => (id, CampaignOp::Delete { app_id }),
-        Campaigns::Send { id } => (id, CampaignOp::Send { app_id, now }),
-        Campaigns::Pause { id } => (id, CampaignOp::Pause { app_id, now }),
-        Campaigns::Resume { id } => (id, CampaignOp::Resume { app_id, now }),
+        Campaigns::Get { id } => (id, Act::Get),
+        Campaigns::Delete { id } => (id, Act::Delete),
+        Campaigns::Send { id } => (id, Act::Send),
+        Campaigns::Pause { id } => (id, Act::Pause),
+        Campaigns::Resume { id } => (id, Act::Resume),
         Campaigns::Contacts { id } => {
             #[derive(serde::Deserialize)]
             struct Query {
                 status: Option<String>,
             }
             let query: Query = ctx.query()?;
-            if query.status.as_deref().is_some_and(|s| !["sent", "failed", "pending"].contains(&s)) {
-                let reason = "must be one of sent, failed, pending".into();
-                return Err(ApiError::field("status", Rule::Invalid { reason }));
-            }
-            (id, CampaignOp::Contacts { app_id, status: query.status, page: ctx.page()? })
+            let status = match query.status.as_deref().map(ContactFilter::parse) {
+                Some(None) => {
+                    let reason = "must be one of sent, failed, pending".into();
+                    return Err(ApiError::field("status", Rule::Invalid { reason }));
+                }
+                filter => filter.flatten(),
+            };
+            (id, Act::Contacts { status, page: ctx.page()? })
         }
     };
-    let (id, op) = op;
     let campaign_id = CampaignId::parse(id).ok_or_else(|| ApiError::not_found("campaign"))?;
+    let (env, name, app_id, now) = (ctx.env, campaign_id.as_str(), tenant.app_id.clone(), now_ms());
     if tenant.device_scope.is_some() {
         // A scoped key acts only on campaigns sent from its one device.
-        #[derive(serde::Deserialize)]
-        struct Numbers {
-            device_ids: Vec<DeviceId>,
-        }
-        let get = CampaignOp::Get { app_id: tenant.app_id.clone() };
-        let numbers: Numbers = legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &get).await?;
-        let sole = scope::sole_device(&numbers.device_ids).map(DeviceId::as_str);
+        let view = call(env, name, GetCampaign { app_id: app_id.clone() }).await?;
+        let sole = scope::sole_device(&view.device_ids).map(DeviceId::as_str);
         if !scope::visible(tenant.device_scope.as_ref(), sole) {
             return Err(ApiError::not_found("campaign"));
         }
     }
-    ok(200, legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &op).await?)
+    let view = |view: &CampaignView| loginwa_campaigns::campaign(view, iso);
+    let data = match act {
+        Act::Get => view(&call(env, name, GetCampaign { app_id }).await?),
+        Act::Send => view(&call(env, name, SendCampaign { app_id, now }).await?),
+        Act::Pause => view(&call(env, name, PauseCampaign { app_id, now }).await?),
+        Act::Resume => view(&call(env, name, ResumeCampaign { app_id, now }).await?),
+        Act::Delete => loginwa_campaigns::deleted(&call(env, name, DeleteCampaign { app_id }).await?),
+        Act::Contacts { status, page } => {
+            loginwa_campaigns::contacts(&call(env, name, ListContacts { app_id, status, page }).await?)
+        }
+    };
+    ok(200, data)
 }
 
 async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
@@ -86,19 +107,11 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let page = ctx.page()?;
     let index = AppOp::Audience { call: AudienceCall::Page { page, scope: tenant.device_scope.clone() } };
     let listed: Page = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
-    let views = join_all(listed.ids.iter().map(|id| {
-        let op = CampaignOp::Get { app_id: tenant.app_id.clone() };
-        async move { legacy_call::<_, Value>(ctx.env, CAMPAIGNS, id, &op).await }
-    }))
-    .await;
-    let data: Vec<Value> = views.into_iter().collect::<Result<_, _>>()?;
-    ok(
-        200,
-        json!({
-            "current_page": page, "data": data, "per_page": PAGE_SIZE, "total": listed.total,
-            "last_page": paging::last_page(listed.total, PAGE_SIZE),
-        }),
-    )
+    let views = join_all(listed.ids.iter().map(|id| call(ctx.env, id, GetCampaign { app_id: tenant.app_id.clone() })))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    ok(200, loginwa_campaigns::campaigns(page, PAGE_SIZE, listed.total, &views, iso))
 }
 
 struct Contacts {
@@ -295,11 +308,11 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         contacts: listed.contacts,
         now,
     };
-    let view: Value = legacy_call(ctx.env, CAMPAIGNS, campaign_id.as_str(), &CampaignOp::Create { spec }).await?;
+    let view = call(ctx.env, campaign_id.as_str(), CreateCampaign { spec }).await?;
     let device_id = scope::sole_device(&device_ids).cloned();
     let index = AppOp::Audience { call: AudienceCall::Index { campaign_id, device_id, now } };
     legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
-    ok(201, view)
+    ok(201, loginwa_campaigns::campaign(&view, iso))
 }
 
 fn device_ids(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<DeviceId>> {

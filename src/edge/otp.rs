@@ -1,19 +1,20 @@
 //! LoginWA's OTP product: `POST /api/auth/start` and `POST /api/auth/verify`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use wagate_contract::wire::Content;
 use worker::Request;
 
 use super::send::{self, Outgoing};
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_otp;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::Priority;
 use crate::domain::otp::{self, Verdict};
 use crate::domain::phone::Recipient;
 use crate::domain::validate::Fields;
 use crate::objects::app::Tenant;
-use crate::objects::otp::{OtpOp, Started, Verified};
-use crate::objects::{legacy_call, OTPS};
+use crate::objects::call;
+use crate::protocol::otp::{CancelSession, SessionAccepted, StartSession, Started, VerifyCode};
 use crate::runtime::{config, is_production, iso, now_ms, required_config};
 
 fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
@@ -45,7 +46,7 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
     let ttl_secs = setting(ctx, "OTP_TTL_S", otp::DEFAULT_TTL_SECS);
     let now = now_ms();
     let expires_at = now + ttl_secs * 1000;
-    let start = OtpOp::Start {
+    let start = StartSession {
         session_id: session_id.clone(),
         app_id: tenant.app_id.clone(),
         phone: digits.clone(),
@@ -55,7 +56,7 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         hourly_cap: setting(ctx, "OTP_HOURLY_CAP", otp::DEFAULT_HOURLY_CAP as u64) as usize,
         now,
     };
-    if let Started::Throttled { retry_after_secs } = legacy_call(ctx.env, OTPS, &phone_key, &start).await? {
+    if let Started::Throttled { retry_after_secs } = call(ctx.env, &phone_key, start).await? {
         return Err(ApiError::RateLimited {
             retry_after_secs,
             message: format!("Too many codes sent to this phone number; retry in {retry_after_secs} s"),
@@ -72,17 +73,17 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         code_expires_at: Some(expires_at),
     };
     if let Err(e) = send::accept(ctx, tenant, out).await {
-        legacy_call::<_, Value>(ctx.env, OTPS, &phone_key, &OtpOp::Cancel { session_id }).await?;
+        call(ctx.env, &phone_key, CancelSession { session_id }).await?;
         return Err(e);
     }
     // Only now that the new code is on its way do the earlier ones stop working. Should this
     // call fail, they stay valid until they expire, as they would have without the new one.
-    let accepted = OtpOp::Accepted { session_id: session_id.clone() };
-    if let Err(e) = legacy_call::<_, Value>(ctx.env, OTPS, &phone_key, &accepted).await {
+    let accepted = SessionAccepted { session_id: session_id.clone() };
+    if let Err(e) = call(ctx.env, &phone_key, accepted).await {
         worker::console_warn!("earlier codes left valid: {e}");
     }
-    let debug_code = (!is_production(ctx.env)).then_some(code);
-    Ok(Reply::json(200, json!({"session_id": session_id, "expires_in": ttl_secs, "debug_code": debug_code})))
+    let debug_code = (!is_production(ctx.env)).then_some(code.as_str());
+    Ok(Reply::json(200, loginwa_otp::started(&session_id, ttl_secs, debug_code)))
 }
 
 pub async fn verify(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
@@ -97,17 +98,10 @@ pub async fn verify(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcom
     let Some(phone_key) = otp::phone_key_of(&session_id) else {
         return Err(ApiError::OtpRejected { verdict: Verdict::Expired });
     };
-    let op = OtpOp::Verify { session_id, app_id: tenant.app_id.clone(), code: code.trim().to_owned(), now: now_ms() };
-    let outcome: Verified = legacy_call(ctx.env, OTPS, &phone_key, &op).await?;
+    let op = VerifyCode { session_id, app_id: tenant.app_id.clone(), code: code.trim().to_owned(), now: now_ms() };
+    let outcome = call(ctx.env, &phone_key, op).await?;
     match outcome.verdict {
-        Verdict::Verified => Ok(Reply::json(
-            200,
-            json!({
-                "status": "verified",
-                "phone_number": outcome.phone,
-                "verified_at": outcome.verified_at.map(iso),
-            }),
-        )),
+        Verdict::Verified => Ok(Reply::json(200, loginwa_otp::verified(&outcome, iso))),
         verdict => Err(ApiError::OtpRejected { verdict }),
     }
 }

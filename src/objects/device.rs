@@ -11,7 +11,6 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::app::{AppOp, ONLINE};
 use super::autoreplies::{AutoReply, Recorded};
-use super::campaign::CampaignOp;
 use super::retention;
 use super::{create_schema, int, legacy_call, legacy_serve, number, rows, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
@@ -24,6 +23,7 @@ use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
 use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
+use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::runtime::{config, iso, now_ms, required_config};
 
 pub const REGISTERING: &str = "registering";
@@ -684,12 +684,12 @@ impl DeviceObject {
             vec![id.as_str().into()],
         )?)?;
         if let Some(CampaignRef { campaign_id, contact }) = campaign.into_iter().next() {
-            let op = CampaignOp::Outcome {
+            let op = CampaignOp::Outcome(ContactOutcome {
                 contact,
                 message_id: id.to_string(),
                 status: next,
                 error_code: updated.error_code,
-            };
+            });
             follow_ups.push(FollowUp::Campaign { campaign_id, op });
         }
         if next == MessageStatus::Failed {

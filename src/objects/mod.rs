@@ -23,9 +23,6 @@ use crate::protocol::{self, Object, Operation};
 pub const APPS: &str = "APPS";
 pub const DEVICES: &str = "DEVICES";
 pub const CAMPAIGNS: &str = "CAMPAIGNS";
-pub const GUARDS: &str = "GUARDS";
-pub const SENDERS: &str = "SENDERS";
-pub const OTPS: &str = "OTPS";
 
 /// Runs `op` on the object named `name` in the namespace its protocol binds it to, and
 /// answers what that protocol says it answers.

@@ -2,63 +2,20 @@
 //! verification sessions and the record of codes sent to it, for per-phone throttling.
 //! Expiry is an alarm; what happened is recorded as `otp.verified` / `otp.expired` events.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::AppOp;
-use super::{create_schema, int, legacy_call, legacy_serve, rows, to_json, APPS};
+use super::{create_schema, int, legacy_call, rows, serve, APPS};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, OtpEnded, What};
-use crate::domain::ids::AppId;
-use crate::domain::otp::{Session, SessionState, Throttle, Verdict};
+use crate::domain::otp::{next_wake, Session, SessionState, Throttle, Verdict, Wake, KEEP_MS};
+use crate::protocol::otp::{
+    CancelSession, Otp, OtpHandler, SessionAccepted, StartSession, Started, Verified, VerifyCode,
+};
 use crate::runtime::{iso, now_ms, required_config};
 
-/// Sessions and send records are kept this long after they end, then purged.
-const KEEP_MS: u64 = 24 * 60 * 60 * 1000;
 const RETRY_MS: i64 = 5_000;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum OtpOp {
-    Start {
-        session_id: String,
-        app_id: AppId,
-        phone: String,
-        code_hash: Vec<u8>,
-        expires_at: u64,
-        resend_cooldown_ms: u64,
-        hourly_cap: usize,
-        now: u64,
-    },
-    /// The code could not be sent: the session and its send record go; earlier codes stay valid.
-    Cancel {
-        session_id: String,
-    },
-    /// The code is queued for sending: every earlier code for this phone stops working.
-    Accepted {
-        session_id: String,
-    },
-    Verify {
-        session_id: String,
-        app_id: AppId,
-        code: String,
-        now: u64,
-    },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Started {
-    Started,
-    Throttled { retry_after_secs: u64 },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Verified {
-    pub verdict: Verdict,
-    pub phone: String,
-    pub verified_at: Option<u64>,
-}
 
 #[derive(Deserialize)]
 struct SessionRow {
@@ -78,20 +35,10 @@ struct SentAt {
     at: u64,
 }
 
-const PENDING: &str = "pending";
-const VERIFIED: &str = "verified";
-const LOCKED: &str = "locked";
-const SUPERSEDED: &str = "superseded";
-const EXPIRED: &str = "expired";
-
-fn state_name(state: SessionState) -> &'static str {
-    match state {
-        SessionState::Pending => PENDING,
-        SessionState::Verified => VERIFIED,
-        SessionState::Locked => LOCKED,
-        SessionState::Superseded => SUPERSEDED,
-    }
-}
+const PENDING: &str = SessionState::Pending.as_str();
+const VERIFIED: &str = SessionState::Verified.as_str();
+const SUPERSEDED: &str = SessionState::Superseded.as_str();
+const EXPIRED: &str = SessionState::Expired.as_str();
 
 #[durable_object]
 pub struct OtpObject {
@@ -115,7 +62,7 @@ impl DurableObject for OtpObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        legacy_serve(req, |op: OtpOp| self.handle(op)).await
+        serve::<Otp, _>(req, |op| op.dispatch(self)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -127,60 +74,51 @@ impl DurableObject for OtpObject {
     }
 }
 
-impl OtpObject {
-    fn sql(&self) -> SqlStorage {
-        self.state.storage().sql()
-    }
-
-    async fn handle(&self, op: OtpOp) -> Result<serde_json::Value, ApiError> {
-        match op {
-            OtpOp::Start { session_id, app_id, phone, code_hash, expires_at, resend_cooldown_ms, hourly_cap, now } => {
-                let sent = rows::<SentAt>(self.sql().exec("SELECT at FROM sends", None)?)?;
-                let recent: Vec<u64> = sent.iter().map(|s| s.at).collect();
-                let throttle = Throttle { resend_cooldown_ms, hourly_cap };
-                if let Err(retry_after_secs) = throttle.check(&recent, now) {
-                    return to_json(&Started::Throttled { retry_after_secs });
-                }
-                self.sql().exec(
-                    "INSERT INTO sessions (session_id, app_id, phone, code_hash, state, expires_at, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        session_id.as_str().into(),
-                        app_id.as_str().into(),
-                        phone.into(),
-                        hex::encode(code_hash).into(),
-                        PENDING.into(),
-                        int(expires_at),
-                        int(now),
-                    ],
-                )?;
-                self.sql()
-                    .exec("INSERT INTO sends (session_id, at) VALUES (?, ?)", vec![session_id.into(), int(now)])?;
-                self.alarm_at(expires_at).await?;
-                to_json(&Started::Started)
-            }
-            OtpOp::Accepted { session_id } => {
-                self.sql().exec(
-                    "UPDATE sessions SET state = ?, code_hash = NULL, event_recorded = 1
-                     WHERE state = ? AND session_id != ?",
-                    vec![SUPERSEDED.into(), PENDING.into(), session_id.into()],
-                )?;
-                Ok(serde_json::Value::Null)
-            }
-            OtpOp::Cancel { session_id } => {
-                self.sql().exec("DELETE FROM sessions WHERE session_id = ?", vec![session_id.as_str().into()])?;
-                self.sql().exec("DELETE FROM sends WHERE session_id = ?", vec![session_id.into()])?;
-                Ok(serde_json::Value::Null)
-            }
-            OtpOp::Verify { session_id, app_id, code, now } => {
-                to_json(&self.verify(&session_id, &app_id, &code, now).await?)
-            }
+impl OtpHandler for OtpObject {
+    async fn start(&self, op: StartSession) -> Result<Started, ApiError> {
+        let StartSession { session_id, app_id, phone, code_hash, expires_at, resend_cooldown_ms, hourly_cap, now } = op;
+        let sent = rows::<SentAt>(self.sql().exec("SELECT at FROM sends", None)?)?;
+        let recent: Vec<u64> = sent.iter().map(|s| s.at).collect();
+        let throttle = Throttle { resend_cooldown_ms, hourly_cap };
+        if let Err(retry_after_secs) = throttle.check(&recent, now) {
+            return Ok(Started::Throttled { retry_after_secs });
         }
+        self.sql().exec(
+            "INSERT INTO sessions (session_id, app_id, phone, code_hash, state, expires_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                session_id.as_str().into(),
+                app_id.as_str().into(),
+                phone.into(),
+                hex::encode(code_hash).into(),
+                PENDING.into(),
+                int(expires_at),
+                int(now),
+            ],
+        )?;
+        self.sql().exec("INSERT INTO sends (session_id, at) VALUES (?, ?)", vec![session_id.into(), int(now)])?;
+        self.alarm_at(expires_at).await?;
+        Ok(Started::Started)
     }
 
-    async fn verify(&self, session_id: &str, app_id: &AppId, code: &str, now: u64) -> Result<Verified, ApiError> {
+    async fn accepted(&self, SessionAccepted { session_id }: SessionAccepted) -> Result<(), ApiError> {
+        self.sql().exec(
+            "UPDATE sessions SET state = ?, code_hash = NULL, event_recorded = 1
+             WHERE state = ? AND session_id != ?",
+            vec![SUPERSEDED.into(), PENDING.into(), session_id.into()],
+        )?;
+        Ok(())
+    }
+
+    async fn cancel(&self, CancelSession { session_id }: CancelSession) -> Result<(), ApiError> {
+        self.sql().exec("DELETE FROM sessions WHERE session_id = ?", vec![session_id.as_str().into()])?;
+        self.sql().exec("DELETE FROM sends WHERE session_id = ?", vec![session_id.into()])?;
+        Ok(())
+    }
+
+    async fn verify(&self, VerifyCode { session_id, app_id, code, now }: VerifyCode) -> Result<Verified, ApiError> {
         let row = rows::<SessionRow>(
-            self.sql().exec("SELECT * FROM sessions WHERE session_id = ?", vec![session_id.into()])?,
+            self.sql().exec("SELECT * FROM sessions WHERE session_id = ?", vec![session_id.as_str().into()])?,
         )?
         .into_iter()
         .next()
@@ -189,12 +127,8 @@ impl OtpObject {
         let Some(row) = row else {
             return Ok(Verified { verdict: Verdict::Expired, phone: String::new(), verified_at: None });
         };
-        let state = match row.state.as_str() {
-            PENDING => SessionState::Pending,
-            VERIFIED => SessionState::Verified,
-            LOCKED => SessionState::Locked,
-            _ => SessionState::Superseded,
-        };
+        let state =
+            SessionState::parse(&row.state).ok_or_else(|| ApiError::internal("stored session state is unknown"))?;
         let session = Session {
             code_hash: row.code_hash.as_deref().and_then(|h| hex::decode(h).ok()).unwrap_or_default(),
             attempts: row.attempts,
@@ -202,7 +136,7 @@ impl OtpObject {
             expires_at_ms: row.expires_at,
         };
         let secret = required_config(&self.env, "OTP_SECRET")?;
-        let (verdict, after) = session.verify(secret.as_bytes(), session_id, code, now);
+        let (verdict, after) = session.verify(secret.as_bytes(), &session_id, &code, now);
         if after != session {
             let verified = after.state == SessionState::Verified;
             self.sql().exec(
@@ -210,7 +144,7 @@ impl OtpObject {
                  code_hash = CASE WHEN ? THEN code_hash END WHERE session_id = ?",
                 vec![
                     int(after.attempts.into()),
-                    state_name(after.state).into(),
+                    after.state.as_str().into(),
                     verified.then_some(now as i64).into(),
                     int((after.state == SessionState::Pending) as u64),
                     session_id.into(),
@@ -222,6 +156,12 @@ impl OtpObject {
         }
         let verified_at = if verdict == Verdict::Verified { Some(now) } else { row.verified_at };
         Ok(Verified { verdict, phone: row.phone, verified_at })
+    }
+}
+
+impl OtpObject {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
     }
 
     /// Keeps the earliest pending alarm.
@@ -257,12 +197,10 @@ impl OtpObject {
             vec![PENDING.into()],
         )?;
         let oldest_send = earliest("SELECT MIN(at) AS at FROM sends HAVING COUNT(*) > 0", vec![])?;
-        if unrecorded.is_some() {
-            self.state.storage().set_alarm(RETRY_MS).await?;
-        } else if let Some(at) = next_expiry {
-            self.alarm_at(at).await?;
-        } else if let Some(at) = oldest_send {
-            self.alarm_at(at + KEEP_MS).await?;
+        match next_wake(unrecorded.is_some(), next_expiry, oldest_send) {
+            Some(Wake::Soon) => self.state.storage().set_alarm(RETRY_MS).await?,
+            Some(Wake::At(at)) => self.alarm_at(at).await?,
+            None => {}
         }
         Ok(())
     }

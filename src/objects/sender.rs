@@ -2,7 +2,6 @@
 //! deliveries, signed by the app's object. Holding no state, it isolates each receiver: a slow,
 //! unreachable or unresolvable one affects only its own sender.
 
-use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, AbortController, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response,
     State,
@@ -10,26 +9,13 @@ use worker::{
 
 use futures_util::future::{select, Either};
 
-use super::legacy_serve;
+use super::serve;
 use crate::domain::error::ApiError;
+use crate::protocol::sender::{Attempt, PostDelivery, Sender, SenderHandler};
 
 /// A 2xx within this time is success; anything else is a failure and retried.
 pub const TIMEOUT_MS: u64 = 10_000;
 const EXCERPT_CHARS: usize = 200;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum SenderOp {
-    Post { url: String, headers: Vec<(String, String)>, body: String },
-}
-
-/// How one POST went; the response body is kept only as a short excerpt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Attempt {
-    pub ok: bool,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-}
 
 #[durable_object]
 pub struct SenderObject {
@@ -42,12 +28,13 @@ impl DurableObject for SenderObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        legacy_serve(req, |op: SenderOp| async move {
-            match op {
-                SenderOp::Post { url, headers, body } => Ok::<_, ApiError>(post(&url, &headers, body).await),
-            }
-        })
-        .await
+        serve::<Sender, _>(req, |op| op.dispatch(self)).await
+    }
+}
+
+impl SenderHandler for SenderObject {
+    async fn post(&self, PostDelivery { url, headers, body }: PostDelivery) -> Result<Attempt, ApiError> {
+        Ok(post(&url, &headers, body).await)
     }
 }
 

@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 use worker::{Env, SqlStorage, State};
 
 use super::app::AppObject;
-use super::sender::{Attempt, SenderOp};
-use super::{int, legacy_call, number, rows, SENDERS};
+use super::{call, int, number, rows};
 use crate::domain::egress::Egress;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
@@ -19,6 +18,7 @@ use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::scope;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
+use crate::protocol::sender::{Attempt, PostDelivery};
 use crate::runtime::{config, egress, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
@@ -582,8 +582,6 @@ async fn attempt(env: &Env, key: &str, endpoint: &EndpointRow, delivery: &Delive
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-    let post = SenderOp::Post { url: endpoint.url.clone(), headers, body: delivery.body.clone() };
-    legacy_call::<_, Attempt>(env, SENDERS, &endpoint.id, &post)
-        .await
-        .unwrap_or_else(|e| failed(format!("not sent: {e}")))
+    let post = PostDelivery { url: endpoint.url.clone(), headers, body: delivery.body.clone() };
+    call(env, &endpoint.id, post).await.unwrap_or_else(|e| failed(format!("not sent: {e}")))
 }

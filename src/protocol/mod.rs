@@ -9,7 +9,11 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod campaign;
+pub mod guard;
+pub mod otp;
 pub mod registry;
+pub mod sender;
 
 /// A Durable Object namespace and the operations its objects decode.
 pub trait Object {
