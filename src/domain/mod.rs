@@ -20,6 +20,7 @@ pub mod phone;
 pub mod qr;
 pub mod ratelimit;
 pub mod retention;
+pub mod schema;
 pub mod scope;
 pub mod secretbox;
 pub mod template;

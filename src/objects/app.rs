@@ -12,7 +12,7 @@ use super::audience::{self, AudienceCall, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
-use super::{create_schema, int, legacy_serve, number, rows, to_json};
+use super::{int, legacy_serve, number, rows, to_json};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
@@ -20,6 +20,7 @@ use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
+use crate::domain::schema::Migration;
 use crate::runtime::{iso, month_of, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,46 +326,47 @@ impl DurableObject for AppObject {
     }
 }
 
-/// Creates the app's tables and adds columns of later releases; every statement is idempotent.
-fn migrate(state: &State) {
-    create_schema(
-            state,
-            &[
-            "CREATE TABLE IF NOT EXISTS app (
-                one INTEGER PRIMARY KEY CHECK (one = 1), app_id TEXT NOT NULL, name TEXT NOT NULL,
-                monthly_messages INTEGER NOT NULL, api_rpm INTEGER NOT NULL, auth_rpm INTEGER NOT NULL,
-                max_devices INTEGER NOT NULL, default_country_code TEXT NOT NULL, suspended INTEGER NOT NULL DEFAULT 0,
-                quota_period TEXT NOT NULL DEFAULT '', quota_used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS keys (
-                key_id TEXT PRIMARY KEY, hash TEXT NOT NULL, device_id TEXT,
-                created_at INTEGER NOT NULL, revoked_at INTEGER, last_used_at INTEGER)",
-            "CREATE TABLE IF NOT EXISTS devices (
-                device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
-                created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
-            "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
-                "CREATE TABLE IF NOT EXISTS rate_limits (
-                    key_id TEXT NOT NULL, class TEXT NOT NULL, tat INTEGER NOT NULL, PRIMARY KEY (key_id, class))",
-            "CREATE TABLE IF NOT EXISTS idempotency (
-                key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, created_at INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS events (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
-                device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
-            ],
-        );
-    create_schema(state, &webhooks::SCHEMA);
-    create_schema(state, &autoreplies::SCHEMA);
-    create_schema(state, &audience::SCHEMA);
-    create_schema(state, &access::SCHEMA);
-    // Added after the first release; each fails harmlessly once its column exists.
-    for column in [
-        "keys ADD COLUMN expires_at INTEGER",
-        "campaigns ADD COLUMN device_id TEXT",
+/// The app's storage, oldest first; append, never edit (see `domain::schema`). Each facet
+/// brings its own tables.
+const MIGRATIONS: [Migration; 6] = [
+    Migration::Sql(&[
+        "CREATE TABLE IF NOT EXISTS app (
+        one INTEGER PRIMARY KEY CHECK (one = 1), app_id TEXT NOT NULL, name TEXT NOT NULL,
+        monthly_messages INTEGER NOT NULL, api_rpm INTEGER NOT NULL, auth_rpm INTEGER NOT NULL,
+        max_devices INTEGER NOT NULL, default_country_code TEXT NOT NULL, suspended INTEGER NOT NULL DEFAULT 0,
+        quota_period TEXT NOT NULL DEFAULT '', quota_used INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS keys (
+        key_id TEXT PRIMARY KEY, hash TEXT NOT NULL, device_id TEXT,
+        created_at INTEGER NOT NULL, revoked_at INTEGER, last_used_at INTEGER)",
+        "CREATE TABLE IF NOT EXISTS devices (
+        device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
+        created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
+        "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS rate_limits (
+            key_id TEXT NOT NULL, class TEXT NOT NULL, tat INTEGER NOT NULL, PRIMARY KEY (key_id, class))",
+        "CREATE TABLE IF NOT EXISTS idempotency (
+        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, created_at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+        device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
+    ]),
+    Migration::Sql(&webhooks::SCHEMA),
+    Migration::Sql(&autoreplies::SCHEMA),
+    Migration::Sql(&audience::SCHEMA),
+    Migration::Sql(&access::SCHEMA),
+    // Added on every construction by releases from before versioning.
+    Migration::AddColumns(&[
+        ("keys", "expires_at", "INTEGER"),
+        ("campaigns", "device_id", "TEXT"),
         // The lease of the request handling a key, and the message id the key is bound to.
-        "idempotency ADD COLUMN leased_at INTEGER",
-        "idempotency ADD COLUMN message_id TEXT",
-    ] {
-        let _ = state.storage().sql().exec(&format!("ALTER TABLE {column}"), None);
-    }
+        ("idempotency", "leased_at", "INTEGER"),
+        ("idempotency", "message_id", "TEXT"),
+    ]),
+];
+
+/// Creates the app's tables, or brings those of an earlier release up to date.
+fn migrate(state: &State) {
+    super::migrate(state, "app", &MIGRATIONS);
 }
 
 #[derive(Deserialize)]

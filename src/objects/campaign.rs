@@ -12,7 +12,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::app::{AppOp, Reservation};
 use super::audience::{AudienceCall, Pick};
 use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{create_schema, int, legacy_call, number, rows, serve, APPS, DEVICES};
+use super::{int, legacy_call, migrate, number, rows, serve, APPS, DEVICES};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -24,6 +24,7 @@ use crate::domain::ids::{random_hex, trace_id, AppId, CampaignId, DeviceId};
 use crate::domain::message::Priority;
 use crate::domain::paging;
 use crate::domain::phone::Recipient;
+use crate::domain::schema::Migration;
 use crate::domain::template::Template;
 use crate::protocol::campaign::{
     Campaign, CampaignHandler, CampaignMedia, CampaignSpec, CampaignView, ContactOutcome, ContactPage, ContactView,
@@ -92,6 +93,23 @@ fn insert(sql: &SqlStorage, table: &str, row: Vec<(&str, SqlStorageValue)>) -> R
     Ok(())
 }
 
+/// Oldest first; append, never edit (see `domain::schema`).
+const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
+    "CREATE TABLE IF NOT EXISTS campaign (
+            one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL, app_id TEXT NOT NULL, name TEXT NOT NULL,
+            media TEXT, delay_seconds INTEGER NOT NULL, schedule_at INTEGER, device_ids TEXT NOT NULL,
+            status TEXT NOT NULL, pause_reason TEXT, waiting_reason TEXT, waiting_until INTEGER,
+            total INTEGER NOT NULL, created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER)",
+    // status: pending → queued (handed to a device) → sent | delivered | read | failed.
+    "CREATE TABLE IF NOT EXISTS contacts (
+            seq INTEGER PRIMARY KEY, phone TEXT NOT NULL, name TEXT, text TEXT NOT NULL, status TEXT NOT NULL,
+            checked INTEGER NOT NULL DEFAULT 0, message_id TEXT, device_id TEXT, error_code TEXT,
+            updated_at INTEGER)",
+    "CREATE INDEX IF NOT EXISTS contacts_status ON contacts (status, seq)",
+    // The last send outcomes (1 = failed), for the failure-rate breaker.
+    "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, failed INTEGER NOT NULL)",
+])];
+
 #[durable_object]
 pub struct CampaignObject {
     state: State,
@@ -100,24 +118,7 @@ pub struct CampaignObject {
 
 impl DurableObject for CampaignObject {
     fn new(state: State, env: Env) -> Self {
-        create_schema(
-            &state,
-            &[
-                "CREATE TABLE IF NOT EXISTS campaign (
-                one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL, app_id TEXT NOT NULL, name TEXT NOT NULL,
-                media TEXT, delay_seconds INTEGER NOT NULL, schedule_at INTEGER, device_ids TEXT NOT NULL,
-                status TEXT NOT NULL, pause_reason TEXT, waiting_reason TEXT, waiting_until INTEGER,
-                total INTEGER NOT NULL, created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER)",
-                // status: pending → queued (handed to a device) → sent | delivered | read | failed.
-                "CREATE TABLE IF NOT EXISTS contacts (
-                seq INTEGER PRIMARY KEY, phone TEXT NOT NULL, name TEXT, text TEXT NOT NULL, status TEXT NOT NULL,
-                checked INTEGER NOT NULL DEFAULT 0, message_id TEXT, device_id TEXT, error_code TEXT,
-                updated_at INTEGER)",
-                "CREATE INDEX IF NOT EXISTS contacts_status ON contacts (status, seq)",
-                // The last send outcomes (1 = failed), for the failure-rate breaker.
-                "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, failed INTEGER NOT NULL)",
-            ],
-        );
+        migrate(&state, "campaign", &MIGRATIONS);
         Self { state, env }
     }
 

@@ -12,7 +12,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::app::{AppOp, ONLINE};
 use super::autoreplies::{AutoReply, Recorded};
 use super::retention;
-use super::{create_schema, int, legacy_call, legacy_serve, number, rows, to_json, APPS, CAMPAIGNS};
+use super::{int, legacy_call, legacy_serve, migrate, number, rows, to_json, APPS, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
@@ -23,6 +23,7 @@ use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
 use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
+use crate::domain::schema::Migration;
 use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::runtime::{config, iso, now_ms, required_config};
 
@@ -207,6 +208,35 @@ struct PendingAppOp {
     op: String,
 }
 
+/// Oldest first; append, never edit (see `domain::schema`).
+const MIGRATIONS: [Migration; 2] = [
+    Migration::Sql(&[
+        "CREATE TABLE IF NOT EXISTS device (
+            one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
+            status TEXT NOT NULL, qr TEXT, pair_phone TEXT, pair_code TEXT, phone TEXT, disconnect_reason TEXT,
+            deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_seen_at INTEGER,
+            last_dispatch_at INTEGER NOT NULL DEFAULT 0)",
+        "CREATE TABLE IF NOT EXISTS messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL,
+            recipient TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, external_id TEXT,
+            error_code TEXT, error_reason TEXT, trace_id TEXT NOT NULL, meta TEXT, created_at INTEGER NOT NULL,
+            sent_at INTEGER, delivered_at INTEGER, read_at INTEGER, failed_at INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0,
+            priority INTEGER NOT NULL DEFAULT 1, sensitive INTEGER NOT NULL DEFAULT 0)",
+        "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, priority, seq)",
+        "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS app_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS campaign_messages (
+            message_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, contact INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS campaign_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, campaign_id TEXT NOT NULL, op TEXT NOT NULL)",
+        // Message ids this device answered it never stored (`Withdraw`): refused from then on.
+        "CREATE TABLE IF NOT EXISTS withdrawn (message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+    ]),
+    // Added on every construction by releases from before versioning.
+    Migration::AddColumns(&[("messages", "expires_at", "INTEGER")]),
+];
+
 #[durable_object]
 pub struct DeviceObject {
     state: State,
@@ -215,34 +245,7 @@ pub struct DeviceObject {
 
 impl DurableObject for DeviceObject {
     fn new(state: State, env: Env) -> Self {
-        create_schema(
-            &state,
-            &[
-                "CREATE TABLE IF NOT EXISTS device (
-                one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
-                status TEXT NOT NULL, qr TEXT, pair_phone TEXT, pair_code TEXT, phone TEXT, disconnect_reason TEXT,
-                deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_seen_at INTEGER,
-                last_dispatch_at INTEGER NOT NULL DEFAULT 0)",
-                "CREATE TABLE IF NOT EXISTS messages (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL,
-                recipient TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL, external_id TEXT,
-                error_code TEXT, error_reason TEXT, trace_id TEXT NOT NULL, meta TEXT, created_at INTEGER NOT NULL,
-                sent_at INTEGER, delivered_at INTEGER, read_at INTEGER, failed_at INTEGER,
-                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0,
-                priority INTEGER NOT NULL DEFAULT 1, sensitive INTEGER NOT NULL DEFAULT 0)",
-                "CREATE INDEX IF NOT EXISTS messages_due ON messages (status, priority, seq)",
-                "CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS app_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS campaign_messages (
-                message_id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, contact INTEGER NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS campaign_outbox (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, campaign_id TEXT NOT NULL, op TEXT NOT NULL)",
-                // Message ids this device answered it never stored (`Withdraw`): refused from then on.
-                "CREATE TABLE IF NOT EXISTS withdrawn (message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
-            ],
-        );
-        // Added after the first release; fails harmlessly once the column exists.
-        let _ = state.storage().sql().exec("ALTER TABLE messages ADD COLUMN expires_at INTEGER", None);
+        migrate(&state, "device", &MIGRATIONS);
         Self { state, env }
     }
 

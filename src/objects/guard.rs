@@ -5,10 +5,16 @@
 
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{create_schema, int, number, serve};
+use super::{int, migrate, number, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ratelimit::{count_failure, Throttle};
+use crate::domain::schema::Migration;
 use crate::protocol::guard::{AuthFailed, Guard, GuardHandler};
+
+/// Oldest first; append, never edit (see `domain::schema`).
+const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
+    "CREATE TABLE IF NOT EXISTS budget (one INTEGER PRIMARY KEY CHECK (one = 1), tat INTEGER NOT NULL)",
+])];
 
 #[durable_object]
 pub struct GuardObject {
@@ -17,10 +23,7 @@ pub struct GuardObject {
 
 impl DurableObject for GuardObject {
     fn new(state: State, _env: Env) -> Self {
-        create_schema(
-            &state,
-            &["CREATE TABLE IF NOT EXISTS budget (one INTEGER PRIMARY KEY CHECK (one = 1), tat INTEGER NOT NULL)"],
-        );
+        migrate(&state, "guard", &MIGRATIONS);
         Self { state }
     }
 

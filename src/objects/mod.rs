@@ -18,6 +18,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
 
 use crate::domain::error::ApiError;
+use crate::domain::schema::{self, Migration, Newer};
 use crate::protocol::{self, Object, Operation};
 
 pub const APPS: &str = "APPS";
@@ -105,13 +106,52 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(ApiError::internal)
 }
 
-/// Creates an object's tables on first use; statements are `IF NOT EXISTS`, so this is cheap
-/// on every later construction.
-pub fn create_schema(state: &State, ddl: &[&str]) {
-    let sql = state.storage().sql();
-    for statement in ddl {
-        sql.exec(statement, None).expect("schema statements are valid");
+/// Brings an object's storage up to date with `migrations` (see `domain::schema`): each one not
+/// yet applied runs once, in order, and its number is recorded with it. A migration that fails
+/// is a bug of this release: the object stops (its error is logged) rather than run on a schema
+/// it does not know.
+pub fn migrate(state: &State, object: &str, migrations: &[Migration]) {
+    if let Err(e) = try_migrate(&state.storage().sql(), migrations) {
+        worker::console_error!("{object} storage: {e}");
+        panic!("{object} storage cannot be migrated: {e}");
     }
+}
+
+fn try_migrate(sql: &worker::SqlStorage, migrations: &[Migration]) -> Result<(), ApiError> {
+    sql.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), applied INTEGER NOT NULL)",
+        None,
+    )?;
+    let applied = number(sql, "SELECT applied AS n FROM schema_version", vec![])?.unwrap_or(0);
+    let pending = match schema::pending(applied as u32, migrations) {
+        Ok(pending) => pending,
+        Err(Newer { applied, known }) => {
+            worker::console_warn!("storage migrated by a newer release ({applied} of {known} known): left as it is");
+            return Ok(());
+        }
+    };
+    for (number_applied, migration) in pending {
+        match migration {
+            Migration::Sql(statements) => {
+                for statement in statements {
+                    sql.exec(statement, None)?;
+                }
+            }
+            Migration::AddColumns(columns) => {
+                for (table, column, definition) in columns {
+                    let has = "SELECT COUNT(*) AS n FROM pragma_table_info(?) WHERE name = ?";
+                    if number(sql, has, vec![(*table).into(), (*column).into()])?.unwrap_or(0) == 0 {
+                        sql.exec(&schema::add_column(table, column, definition), None)?;
+                    }
+                }
+            }
+        }
+        sql.exec(
+            "INSERT INTO schema_version (one, applied) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET applied = excluded.applied",
+            vec![int(number_applied.into())],
+        )?;
+    }
+    Ok(())
 }
 
 /// Milliseconds and counters as SQL integers.

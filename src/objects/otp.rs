@@ -6,10 +6,11 @@ use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::app::AppOp;
-use super::{create_schema, int, legacy_call, rows, serve, APPS};
+use super::{int, legacy_call, migrate, rows, serve, APPS};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, OtpEnded, What};
 use crate::domain::otp::{next_wake, Session, SessionState, Throttle, Verdict, Wake, KEEP_MS};
+use crate::domain::schema::Migration;
 use crate::protocol::otp::{
     CancelSession, Otp, OtpHandler, SessionAccepted, StartSession, Started, Verified, VerifyCode,
 };
@@ -40,6 +41,15 @@ const VERIFIED: &str = SessionState::Verified.as_str();
 const SUPERSEDED: &str = SessionState::Superseded.as_str();
 const EXPIRED: &str = SessionState::Expired.as_str();
 
+/// Oldest first; append, never edit (see `domain::schema`).
+const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
+    "CREATE TABLE IF NOT EXISTS sessions (
+                session_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, phone TEXT NOT NULL, code_hash TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, expires_at INTEGER NOT NULL,
+                created_at INTEGER NOT NULL, verified_at INTEGER, event_recorded INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS sends (session_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+])];
+
 #[durable_object]
 pub struct OtpObject {
     state: State,
@@ -48,16 +58,7 @@ pub struct OtpObject {
 
 impl DurableObject for OtpObject {
     fn new(state: State, env: Env) -> Self {
-        create_schema(
-            &state,
-            &[
-                "CREATE TABLE IF NOT EXISTS sessions (
-                    session_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, phone TEXT NOT NULL, code_hash TEXT,
-                    attempts INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, expires_at INTEGER NOT NULL,
-                    created_at INTEGER NOT NULL, verified_at INTEGER, event_recorded INTEGER NOT NULL DEFAULT 0)",
-                "CREATE TABLE IF NOT EXISTS sends (session_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
-            ],
-        );
+        migrate(&state, "otp", &MIGRATIONS);
         Self { state, env }
     }
 

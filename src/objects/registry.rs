@@ -4,11 +4,17 @@
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{create_schema, int, number, rows, serve};
+use super::{int, migrate, number, rows, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ids::AppId;
 use crate::domain::paging;
+use crate::domain::schema::Migration;
 use crate::protocol::registry::{AddApp, AppPage, HasApp, ListApps, Registry, RegistryHandler, PAGE_SIZE};
+
+/// Oldest first; append, never edit (see `domain::schema`).
+const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
+    "CREATE TABLE IF NOT EXISTS apps (app_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
+])];
 
 #[durable_object]
 pub struct RegistryObject {
@@ -17,10 +23,7 @@ pub struct RegistryObject {
 
 impl DurableObject for RegistryObject {
     fn new(state: State, _env: Env) -> Self {
-        create_schema(
-            &state,
-            &["CREATE TABLE IF NOT EXISTS apps (app_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)"],
-        );
+        migrate(&state, "registry", &MIGRATIONS);
         Self { state }
     }
 
