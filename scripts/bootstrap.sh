@@ -45,7 +45,7 @@ npm_tools_current() {
     if (installed !== version) process.exit(1) }'
 }
 if ! npm_tools_current || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm tools (wrangler, esbuild, redoc, axe-core) from package-lock.json"
+  say "installing npm tools (wrangler, esbuild, binaryen, redoc, axe-core) from package-lock.json"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
