@@ -9,6 +9,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+// Wasm only while it re-exports the object's own `AppOp` (the objects are Wasm only).
+#[cfg(target_arch = "wasm32")]
 pub mod app;
 pub mod campaign;
 pub mod guard;
