@@ -2,6 +2,7 @@
 //! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
 
 pub mod loginwa;
+pub mod loginwa_access;
 pub mod loginwa_campaigns;
 pub mod loginwa_otp;
 pub mod routes;

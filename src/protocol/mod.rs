@@ -9,6 +9,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod access;
 pub mod app;
 pub mod campaign;
 pub mod guard;
