@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
 use super::access;
-use super::audience::{self, AudienceCall, Governor};
+use super::audience::{self, Governor};
 use super::autoreplies::{self, AutoReplyCall, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
@@ -22,6 +22,7 @@ use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
 use crate::domain::schema::Migration;
 use crate::protocol::access::AllowListOp;
+use crate::protocol::audience::AudienceOp;
 use crate::runtime::{iso, month_of, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,9 +128,7 @@ pub enum AppOp {
         call: AutoReplyCall,
         scope: Option<DeviceId>,
     },
-    Audience {
-        call: AudienceCall,
-    },
+    Audience(AudienceOp),
     /// Recorded events, oldest first, after sequence number `after`.
     Events {
         after: i64,
@@ -261,12 +260,7 @@ impl From<IdempotencyRow> for Stored {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reservation {
-    pub device_id: DeviceId,
-    pub message_id: MessageId,
-    pub quota_remaining: i64,
-}
+pub use crate::protocol::app::Reservation;
 
 pub const DEFAULT_COUNTRY_CODE: &str = "62";
 /// Who the audit trail names for operator API calls.
@@ -447,7 +441,7 @@ impl AppObject {
                 to_json(&self.keys()?)
             }
             AppOp::AutoReplies { call, scope } => self.auto_replies(call, scope.as_ref()),
-            AppOp::Audience { call } => self.audience(call),
+            AppOp::Audience(op) => legacy_answer(&op.dispatch(self).await),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(
                     "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
