@@ -3,6 +3,7 @@
 
 pub mod loginwa;
 pub mod loginwa_access;
+pub mod loginwa_autoreplies;
 pub mod loginwa_campaigns;
 pub mod loginwa_otp;
 pub mod routes;

@@ -9,7 +9,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 
 use super::access;
 use super::audience::{self, Governor};
-use super::autoreplies::{self, AutoReplyCall, Recorded};
+use super::autoreplies::{self, Recorded};
 use super::retention;
 use super::webhooks::{self, WebhookCall};
 use super::{int, legacy_serve, number, rows, to_json};
@@ -23,6 +23,7 @@ use crate::domain::ratelimit::{self, Gcra};
 use crate::domain::schema::Migration;
 use crate::protocol::access::AllowListOp;
 use crate::protocol::audience::AudienceOp;
+use crate::protocol::autoreplies::AutoReplyOp;
 use crate::runtime::{iso, month_of, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,11 +124,7 @@ pub enum AppOp {
         call: WebhookCall,
         scope: Option<DeviceId>,
     },
-    /// `scope`: as for webhooks.
-    AutoReplies {
-        call: AutoReplyCall,
-        scope: Option<DeviceId>,
-    },
+    AutoReplies(AutoReplyOp),
     Audience(AudienceOp),
     /// Recorded events, oldest first, after sequence number `after`.
     Events {
@@ -440,7 +437,7 @@ impl AppObject {
                 self.app()?;
                 to_json(&self.keys()?)
             }
-            AppOp::AutoReplies { call, scope } => self.auto_replies(call, scope.as_ref()),
+            AppOp::AutoReplies(op) => legacy_answer(&op.dispatch(self).await),
             AppOp::Audience(op) => legacy_answer(&op.dispatch(self).await),
             AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
                 self.sql().exec(

@@ -13,6 +13,7 @@ pub use crate::objects::app::AppOp;
 pub enum AppOp {
     AllowList(super::access::AllowListOp),
     Audience(super::audience::AudienceOp),
+    AutoReplies(super::autoreplies::AutoReplyOp),
 }
 
 use serde::{Deserialize, Serialize};

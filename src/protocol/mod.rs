@@ -12,6 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 pub mod access;
 pub mod app;
 pub mod audience;
+pub mod autoreplies;
 pub mod campaign;
 pub mod guard;
 pub mod otp;
