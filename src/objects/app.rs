@@ -11,7 +11,7 @@ use super::access;
 use super::audience::{self, Governor};
 use super::autoreplies::{self, Recorded};
 use super::retention;
-use super::webhooks::{self, WebhookCall};
+use super::webhooks;
 use super::{int, legacy_serve, number, rows, to_json};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
@@ -24,6 +24,7 @@ use crate::domain::schema::Migration;
 use crate::protocol::access::AllowListOp;
 use crate::protocol::audience::AudienceOp;
 use crate::protocol::autoreplies::AutoReplyOp;
+use crate::protocol::webhooks::WebhookOp;
 use crate::runtime::{iso, month_of, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,11 +120,7 @@ pub enum AppOp {
     Record {
         event: Event,
     },
-    /// `scope`: the device of a device-scoped key, which sees only that device's endpoints.
-    Webhooks {
-        call: WebhookCall,
-        scope: Option<DeviceId>,
-    },
+    Webhooks(WebhookOp),
     AutoReplies(AutoReplyOp),
     Audience(AudienceOp),
     /// Recorded events, oldest first, after sequence number `after`.
@@ -427,7 +424,7 @@ impl AppObject {
             _ => {}
         }
         match op {
-            AppOp::Webhooks { call, scope } => self.webhooks(call, scope.as_ref()).await,
+            AppOp::Webhooks(op) => legacy_answer(&op.dispatch(self).await),
             AppOp::AllowList(op) => legacy_answer(&op.dispatch(self).await),
             AppOp::Audit => {
                 self.app()?;

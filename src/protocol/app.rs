@@ -14,6 +14,7 @@ pub enum AppOp {
     AllowList(super::access::AllowListOp),
     Audience(super::audience::AudienceOp),
     AutoReplies(super::autoreplies::AutoReplyOp),
+    Webhooks(super::webhooks::WebhookOp),
 }
 
 use serde::{Deserialize, Serialize};

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod otp;
 pub mod registry;
 pub mod sender;
+pub mod webhooks;
 
 /// A Durable Object namespace and the operations its objects decode.
 pub trait Object {
