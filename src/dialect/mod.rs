@@ -2,8 +2,11 @@
 //! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
 
 pub mod loginwa;
+pub mod loginwa_access;
+pub mod loginwa_autoreplies;
 pub mod loginwa_campaigns;
 pub mod loginwa_otp;
+pub mod loginwa_webhooks;
 pub mod routes;
 pub mod spwp;
 

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::app::{AppOp, Reservation};
-use super::audience::{AudienceCall, Pick};
+use super::app::AppOp;
 use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{int, legacy_call, migrate, number, rows, serve, APPS, DEVICES};
+use super::{call, int, legacy_call, migrate, number, rows, serve, APPS, DEVICES};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -26,6 +25,7 @@ use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::domain::template::Template;
+use crate::protocol::audience::{Pick, PickSender, ReserveContact, UnindexCampaign};
 use crate::protocol::campaign::{
     Campaign, CampaignHandler, CampaignMedia, CampaignSpec, CampaignView, ContactOutcome, ContactPage, ContactView,
     CreateCampaign, DeleteCampaign, Deleted, GetCampaign, ListContacts, PauseCampaign, ResumeCampaign, SendCampaign,
@@ -189,8 +189,8 @@ impl CampaignHandler for CampaignObject {
     async fn send(&self, SendCampaign { app_id, now }: SendCampaign) -> Result<CampaignView, ApiError> {
         let campaign = self.campaign_of(&app_id)?;
         let to = self.allowed(&campaign, Action::Send)?;
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        if let Pick::NoDevice = self.app_call::<Pick>(&campaign, AppOp::Audience { call: pick }).await? {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: None, now };
+        if let Pick::NoDevice = call(&self.env, campaign.app_id.as_str(), pick).await? {
             return Err(ApiError::NoDeviceAvailable);
         }
         self.set_status(to, None, now)?;
@@ -217,8 +217,7 @@ impl CampaignHandler for CampaignObject {
     async fn delete(&self, DeleteCampaign { app_id }: DeleteCampaign) -> Result<Deleted, ApiError> {
         let campaign = self.campaign_of(&app_id)?;
         self.allowed(&campaign, Action::Delete)?;
-        let unindex = AudienceCall::Unindex { campaign_id: campaign.id.clone() };
-        self.app_call::<Value>(&campaign, AppOp::Audience { call: unindex }).await?;
+        call(&self.env, campaign.app_id.as_str(), UnindexCampaign { campaign_id: campaign.id.clone() }).await?;
         self.state.storage().delete_alarm().await?;
         for table in ["contacts", "outcomes", "campaign"] {
             self.sql().exec(&format!("DELETE FROM {table}"), None)?;
@@ -475,8 +474,8 @@ impl CampaignObject {
         if contact.checked == 0 {
             return self.check_numbers(&campaign).await;
         }
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: Some(contact.phone.clone()), now };
-        let device_id = match self.app_call::<Pick>(&campaign, AppOp::Audience { call: pick }).await? {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: Some(contact.phone.clone()), now };
+        let device_id = match call(&self.env, campaign.app_id.as_str(), pick).await? {
             Pick::Device { device_id } => device_id,
             Pick::OptedOut => {
                 self.fail_contact(contact.seq, "opted_out")?;
@@ -489,13 +488,13 @@ impl CampaignObject {
                 return self.alarm_at(until).await;
             }
         };
-        let reserve = AudienceCall::Reserve {
+        let reserve = ReserveContact {
             device_id,
             reference: format!("{}:{}", campaign.id, contact.seq),
             period: month_of(now),
             now,
         };
-        let reservation = match self.app_call::<Reservation>(&campaign, AppOp::Audience { call: reserve }).await {
+        let reservation = match call(&self.env, campaign.app_id.as_str(), reserve).await {
             Ok(reservation) => reservation,
             Err(ApiError::QuotaExceeded) => return self.auto_pause(&campaign, PauseReason::QuotaUsedUp).await,
             Err(ApiError::DeviceNotConnected) => return self.alarm_at(now + self.pace_ms()).await,
@@ -544,8 +543,8 @@ impl CampaignObject {
             "SELECT * FROM contacts WHERE status = ? AND checked = 0 ORDER BY seq LIMIT ?",
             vec![stored(ContactStatus::Pending), CHECK_BATCH.into()],
         )?)?;
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        let Pick::Device { device_id } = self.app_call::<Pick>(campaign, AppOp::Audience { call: pick }).await? else {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: None, now };
+        let Pick::Device { device_id } = call(&self.env, campaign.app_id.as_str(), pick).await? else {
             return self.auto_pause(campaign, PauseReason::NoDevice).await;
         };
         let request = CheckRequest { phones: batch.iter().map(|c| c.phone.clone()).collect() };

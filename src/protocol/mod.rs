@@ -9,14 +9,16 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-// Wasm only while it re-exports the object's own `AppOp` (the objects are Wasm only).
-#[cfg(target_arch = "wasm32")]
+pub mod access;
 pub mod app;
+pub mod audience;
+pub mod autoreplies;
 pub mod campaign;
 pub mod guard;
 pub mod otp;
 pub mod registry;
 pub mod sender;
+pub mod webhooks;
 
 /// A Durable Object namespace and the operations its objects decode.
 pub trait Object {
