@@ -9,8 +9,11 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+// Native builds lack `objects`, where the app's operations still live (until they move here).
+#[cfg(target_arch = "wasm32")]
 pub mod app;
 pub mod campaign;
+pub mod device;
 pub mod guard;
 pub mod otp;
 pub mod registry;
