@@ -10,8 +10,7 @@ use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
 use super::app::AppOp;
-use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{call, int, legacy_call, migrate, number, rows, serve, APPS, DEVICES};
+use super::{call, int, legacy_call, migrate, number, rows, serve, APPS};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -31,6 +30,7 @@ use crate::protocol::campaign::{
     CreateCampaign, DeleteCampaign, Deleted, GetCampaign, ListContacts, PauseCampaign, ResumeCampaign, SendCampaign,
     Waiting, CONTACTS_PAGE,
 };
+use crate::protocol::device::{CampaignRef, Enqueue, NewMessage};
 use crate::runtime::{config, month_of, now_ms};
 
 /// Contacts checked against WhatsApp per bridge call.
@@ -517,9 +517,7 @@ impl CampaignObject {
             campaign: Some(CampaignRef { campaign_id: campaign.id.to_string(), contact: contact.seq }),
             now,
         };
-        // TODO(protocol): DeviceOp
-        let enqueue = DeviceOp::Enqueue { message };
-        legacy_call::<_, MessageView>(&self.env, DEVICES, reservation.device_id.as_str(), &enqueue).await?;
+        call(&self.env, reservation.device_id.as_str(), Enqueue { message }).await?;
         // An outcome may already have overtaken this (it sets the message id too).
         self.sql().exec(
             "UPDATE contacts SET status = ?, message_id = ?, device_id = ?, updated_at = ? WHERE seq = ? AND status = ?",

@@ -22,8 +22,6 @@ use crate::domain::schema::{self, Migration, Newer};
 use crate::protocol::{self, Object, Operation};
 
 pub const APPS: &str = "APPS";
-pub const DEVICES: &str = "DEVICES";
-pub const CAMPAIGNS: &str = "CAMPAIGNS";
 
 /// Runs `op` on the object named `name` in the namespace its protocol binds it to, and
 /// answers what that protocol says it answers.

@@ -14,6 +14,7 @@ pub mod app;
 pub mod audience;
 pub mod autoreplies;
 pub mod campaign;
+pub mod device;
 pub mod guard;
 pub mod otp;
 pub mod registry;
