@@ -11,9 +11,9 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, Tenant};
 use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
-use crate::objects::{legacy_call, APPS};
+use crate::objects::{legacy_call, to_json, APPS};
+use crate::protocol::app::{self, AppOp, Tenant};
 use crate::runtime::now_ms;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: AutoReplies<'_>) -> Outcome {
@@ -27,7 +27,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Aut
         }
         AutoReplies::Delete { id } => (200, AutoReplyCall::Delete { id: id.to_string() }),
     };
-    let op = AppOp::AutoReplies { call: auto_reply_call, scope: tenant.device_scope.clone() };
+    let op =
+        AppOp::AutoReplies(app::AutoReplies { call: to_json(&auto_reply_call)?, scope: tenant.device_scope.clone() });
     let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
     Ok(Reply::json(status, answer))
 }

@@ -20,9 +20,9 @@ use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, AppView, DeviceEntry, Tenant};
 use crate::objects::audience::{AudienceCall, PAGE_SIZE};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::{call, legacy_call, to_json, APPS};
+use crate::protocol::app::{AppOp, AppView, Audience, DeviceEntry, Get, ListDevices, Tenant};
 use crate::protocol::campaign::{
     CampaignMedia, CampaignSpec, CampaignView, ContactSpec, CreateCampaign, DeleteCampaign, GetCampaign, ListContacts,
     PauseCampaign, ResumeCampaign, SendCampaign,
@@ -105,7 +105,8 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         ids: Vec<String>,
     }
     let page = ctx.page()?;
-    let index = AppOp::Audience { call: AudienceCall::Page { page, scope: tenant.device_scope.clone() } };
+    let index =
+        AppOp::Audience(Audience { call: to_json(&AudienceCall::Page { page, scope: tenant.device_scope.clone() })? });
     let listed: Page = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     let views = join_all(listed.ids.iter().map(|id| call(ctx.env, id, GetCampaign { app_id: tenant.app_id.clone() })))
         .await
@@ -255,7 +256,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         check_template(message, &listed.contacts, &mut listed.errors);
     }
     if !device_ids.is_empty() {
-        let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+        let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
         let own: HashSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
         if let Some(stranger) = device_ids.iter().find(|d| !own.contains(d.as_str())) {
             f.fail(
@@ -279,7 +280,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     };
 
     let period = month_of(now);
-    let app: AppView = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Get { period }).await?;
+    let app: AppView = call(ctx.env, tenant.app_id.as_str(), Get { period }).await?;
     let required = listed.contacts.len() as i64;
     if required > app.quota_remaining {
         return Err(ApiError::QuotaInsufficient { required, remaining: app.quota_remaining });
@@ -310,7 +311,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     };
     let view = call(ctx.env, campaign_id.as_str(), CreateCampaign { spec }).await?;
     let device_id = scope::sole_device(&device_ids).cloned();
-    let index = AppOp::Audience { call: AudienceCall::Index { campaign_id, device_id, now } };
+    let index = AppOp::Audience(Audience { call: to_json(&AudienceCall::Index { campaign_id, device_id, now })? });
     legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
     ok(201, loginwa_campaigns::campaign(&view, iso))
 }
@@ -349,5 +350,14 @@ pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: 
             (200, AudienceCall::RemoveOptOut { phone })
         }
     };
-    ok(status, legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Audience { call: audience_call }).await?)
+    ok(
+        status,
+        legacy_call(
+            ctx.env,
+            APPS,
+            tenant.app_id.as_str(),
+            &AppOp::Audience(Audience { call: to_json(&audience_call)? }),
+        )
+        .await?,
+    )
 }

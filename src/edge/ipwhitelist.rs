@@ -10,8 +10,8 @@ use crate::dialect::routes::loginwa::IpWhitelist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
 use crate::objects::access::AllowListCall;
-use crate::objects::app::{AppOp, Tenant};
-use crate::objects::{legacy_call, APPS};
+use crate::objects::{legacy_call, to_json, APPS};
+use crate::protocol::app::{AllowList, AppOp, Tenant};
 use crate::runtime::now_ms;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpWhitelist<'_>) -> Outcome {
@@ -39,7 +39,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpW
         }
         IpWhitelist::Remove { id } => (200, AllowListCall::Remove { id: id.to_string(), now }),
     };
-    let op = AppOp::AllowList { call: allow_list_call, actor: tenant.key_id.clone() };
+    let op = AppOp::AllowList(AllowList { call: to_json(&allow_list_call)?, actor: tenant.key_id.clone() });
     let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
     Ok(Reply::json(status, answer))
 }

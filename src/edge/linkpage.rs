@@ -14,9 +14,9 @@ use crate::domain::ids::{AppId, DeviceId};
 use crate::domain::links;
 use crate::domain::qr;
 use crate::domain::validate::Fields;
-use crate::objects::app::ONLINE;
 use crate::objects::device::{DeviceOp, DeviceView};
 use crate::objects::{legacy_call, DEVICES};
+use crate::protocol::app::ONLINE;
 use crate::runtime::{config, iso, now_ms, required_config};
 
 fn key(ctx: &Ctx<'_>) -> Result<String, ApiError> {

@@ -18,9 +18,9 @@ use crate::domain::phone::Recipient;
 use crate::domain::qr;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
-use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
 use crate::objects::device::{DeviceOp, DeviceView};
-use crate::objects::{legacy_call, APPS, DEVICES};
+use crate::objects::{call, legacy_call, DEVICES};
+use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant, ONLINE};
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outcome {
@@ -94,7 +94,7 @@ fn device_json(d: &DeviceView) -> Value {
 }
 
 async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
-    let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+    let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
     let devices: Vec<Value> = devices
         .iter()
         .filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)))
@@ -121,8 +121,8 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     f.finish()?;
     let device_id = DeviceId::generate();
     let now = now_ms();
-    let register = AppOp::AddDevice { device_id: device_id.clone(), label: label.clone(), now };
-    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
+    let register = AddDevice { device_id: device_id.clone(), label: label.clone(), now };
+    call(ctx.env, tenant.app_id.as_str(), register).await?;
     let create =
         DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
     let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &create).await?;

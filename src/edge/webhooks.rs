@@ -11,9 +11,9 @@ use crate::domain::events::EventName;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
-use crate::objects::app::{AppOp, Tenant};
 use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
-use crate::objects::{legacy_call, APPS};
+use crate::objects::{legacy_call, to_json, APPS};
+use crate::protocol::app::{self, AppOp, Tenant};
 use crate::runtime::{egress, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
@@ -55,7 +55,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Web
 }
 
 async fn call_webhooks(ctx: &Ctx<'_>, tenant: &Tenant, webhook_call: WebhookCall) -> Result<Value, ApiError> {
-    let op = AppOp::Webhooks { call: webhook_call, scope: tenant.device_scope.clone() };
+    let op = AppOp::Webhooks(app::Webhooks { call: to_json(&webhook_call)?, scope: tenant.device_scope.clone() });
     legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await
 }
 

@@ -12,6 +12,7 @@ use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::events::{AutoReplyNote, AutoReplyOutcome, Event, Incoming, What};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::scope;
+use crate::protocol::app::AutoReply;
 use crate::runtime::{iso, month_of};
 
 pub const MAX_RULES: i64 = 100;
@@ -57,22 +58,6 @@ pub enum AutoReplyCall {
     Get { id: String },
     Update { id: String, patch: RulePatch, now: u64 },
     Delete { id: String },
-}
-
-/// A reply to queue on the device that received the message; its quota is already reserved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AutoReply {
-    pub message_id: String,
-    pub rule_id: String,
-    /// The sender's number, digits only.
-    pub to: String,
-    pub text: String,
-}
-
-/// What recording an event answers to the device that reported it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Recorded {
-    pub auto_reply: Option<AutoReply>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::app::{AppOp, Reservation};
 use super::audience::{AudienceCall, Pick};
 use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{int, legacy_call, migrate, number, rows, serve, APPS, DEVICES};
+use super::{call, int, legacy_call, migrate, number, rows, serve, to_json, APPS, DEVICES};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -26,6 +25,7 @@ use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::domain::template::Template;
+use crate::protocol::app::{AppOp, Audience, Record, Reservation};
 use crate::protocol::campaign::{
     Campaign, CampaignHandler, CampaignMedia, CampaignSpec, CampaignView, ContactOutcome, ContactPage, ContactView,
     CreateCampaign, DeleteCampaign, Deleted, GetCampaign, ListContacts, PauseCampaign, ResumeCampaign, SendCampaign,
@@ -190,7 +190,9 @@ impl CampaignHandler for CampaignObject {
         let campaign = self.campaign_of(&app_id)?;
         let to = self.allowed(&campaign, Action::Send)?;
         let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        if let Pick::NoDevice = self.app_call::<Pick>(&campaign, AppOp::Audience { call: pick }).await? {
+        if let Pick::NoDevice =
+            self.app_call::<Pick>(&campaign, AppOp::Audience(Audience { call: to_json(&pick)? })).await?
+        {
             return Err(ApiError::NoDeviceAvailable);
         }
         self.set_status(to, None, now)?;
@@ -218,7 +220,7 @@ impl CampaignHandler for CampaignObject {
         let campaign = self.campaign_of(&app_id)?;
         self.allowed(&campaign, Action::Delete)?;
         let unindex = AudienceCall::Unindex { campaign_id: campaign.id.clone() };
-        self.app_call::<Value>(&campaign, AppOp::Audience { call: unindex }).await?;
+        self.app_call::<Value>(&campaign, AppOp::Audience(Audience { call: to_json(&unindex)? })).await?;
         self.state.storage().delete_alarm().await?;
         for table in ["contacts", "outcomes", "campaign"] {
             self.sql().exec(&format!("DELETE FROM {table}"), None)?;
@@ -388,14 +390,14 @@ impl CampaignObject {
         Ok(())
     }
 
-    // TODO(protocol): AppOp
+    // The audience facet still answers JSON, until it is declared on the protocol.
     async fn app_call<T: serde::de::DeserializeOwned>(&self, campaign: &CampaignRow, op: AppOp) -> Result<T, ApiError> {
         legacy_call(&self.env, APPS, campaign.app_id.as_str(), &op).await
     }
 
     async fn record(&self, campaign: &CampaignRow, what: What) -> Result<(), ApiError> {
         let event = Event::new(None, now_ms(), what);
-        self.app_call::<Value>(campaign, AppOp::Record { event }).await.map(drop)
+        call(&self.env, campaign.app_id.as_str(), Record { event }).await.map(drop)
     }
 
     /// The governor stops the campaign and says why.
@@ -476,7 +478,10 @@ impl CampaignObject {
             return self.check_numbers(&campaign).await;
         }
         let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: Some(contact.phone.clone()), now };
-        let device_id = match self.app_call::<Pick>(&campaign, AppOp::Audience { call: pick }).await? {
+        let device_id = match self
+            .app_call::<Pick>(&campaign, AppOp::Audience(Audience { call: to_json(&pick)? }))
+            .await?
+        {
             Pick::Device { device_id } => device_id,
             Pick::OptedOut => {
                 self.fail_contact(contact.seq, "opted_out")?;
@@ -495,12 +500,14 @@ impl CampaignObject {
             period: month_of(now),
             now,
         };
-        let reservation = match self.app_call::<Reservation>(&campaign, AppOp::Audience { call: reserve }).await {
-            Ok(reservation) => reservation,
-            Err(ApiError::QuotaExceeded) => return self.auto_pause(&campaign, PauseReason::QuotaUsedUp).await,
-            Err(ApiError::DeviceNotConnected) => return self.alarm_at(now + self.pace_ms()).await,
-            Err(e) => return Err(e),
-        };
+        let reservation =
+            match self.app_call::<Reservation>(&campaign, AppOp::Audience(Audience { call: to_json(&reserve)? })).await
+            {
+                Ok(reservation) => reservation,
+                Err(ApiError::QuotaExceeded) => return self.auto_pause(&campaign, PauseReason::QuotaUsedUp).await,
+                Err(ApiError::DeviceNotConnected) => return self.alarm_at(now + self.pace_ms()).await,
+                Err(e) => return Err(e),
+            };
         self.sql().exec("UPDATE campaign SET waiting_until = NULL, waiting_reason = NULL", None)?;
         let content = match campaign.media() {
             Some(CampaignMedia { kind, media }) => Content::Media { kind, media, caption: Some(contact.text.clone()) },
@@ -545,7 +552,9 @@ impl CampaignObject {
             vec![stored(ContactStatus::Pending), CHECK_BATCH.into()],
         )?)?;
         let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        let Pick::Device { device_id } = self.app_call::<Pick>(campaign, AppOp::Audience { call: pick }).await? else {
+        let Pick::Device { device_id } =
+            self.app_call::<Pick>(campaign, AppOp::Audience(Audience { call: to_json(&pick)? })).await?
+        else {
             return self.auto_pause(campaign, PauseReason::NoDevice).await;
         };
         let request = CheckRequest { phones: batch.iter().map(|c| c.phone.clone()).collect() };

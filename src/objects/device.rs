@@ -9,10 +9,8 @@ use wagate_contract::wire::{
 };
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::app::{AppOp, ONLINE};
-use super::autoreplies::{AutoReply, Recorded};
 use super::retention;
-use super::{int, legacy_call, legacy_serve, migrate, number, rows, to_json, APPS, CAMPAIGNS};
+use super::{call, int, legacy_call, legacy_serve, migrate, number, rows, to_json, CAMPAIGNS};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
@@ -24,6 +22,8 @@ use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
+use crate::protocol::app::AutoReply;
+use crate::protocol::app::{self, AppOp, ONLINE};
 use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::runtime::{config, iso, now_ms, required_config};
 
@@ -519,8 +519,8 @@ impl DeviceObject {
             ],
         )?;
         let event = Event::new(Some(device_id.clone()), at, what);
-        let op = AppOp::DeviceChanged { device_id, status: name.to_owned(), phone, event };
-        let mut follow_ups = vec![FollowUp::App(op)];
+        let op = app::DeviceChanged { device_id, status: name.to_owned(), phone, event };
+        let mut follow_ups = vec![FollowUp::App(op.into())];
         if name != QR_WAITING {
             // Online: send what waited. Offline: start the clock on what now waits.
             follow_ups.push(FollowUp::DrainQueue);
@@ -598,7 +598,7 @@ impl DeviceObject {
                     auto_reply: None,
                 }));
                 let event = Event::new(Some(device_id), at, what);
-                Ok(vec![FollowUp::App(AppOp::Record { event })])
+                Ok(vec![FollowUp::App(app::Record { event }.into())])
             }
         }
     }
@@ -681,7 +681,7 @@ impl DeviceObject {
             trace_id: updated.trace_id,
         };
         let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
-        let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(Some(device_id), at, what) })];
+        let mut follow_ups = vec![FollowUp::App(app::Record { event: Event::new(Some(device_id), at, what) }.into())];
         let campaign = rows::<CampaignRef>(self.sql().exec(
             "SELECT campaign_id, contact FROM campaign_messages WHERE message_id = ?",
             vec![id.as_str().into()],
@@ -696,7 +696,7 @@ impl DeviceObject {
             follow_ups.push(FollowUp::Campaign { campaign_id, op });
         }
         if next == MessageStatus::Failed {
-            follow_ups.push(FollowUp::App(AppOp::Refund { message_id: id }));
+            follow_ups.push(FollowUp::App(app::Refund { message_id: id }.into()));
         }
         Ok(follow_ups)
     }
@@ -736,10 +736,14 @@ impl DeviceObject {
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
                 let op: AppOp = serde_json::from_slice(pending.op.as_bytes()).map_err(ApiError::internal)?;
-                let answer = legacy_call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                let reply = match op {
+                    AppOp::Record(op) => call(&self.env, &app_id, op).await?.auto_reply,
+                    AppOp::DeviceChanged(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOp::RemoveDevice(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOp::Refund(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    other => return Err(ApiError::internal(format!("not an outbox operation: {other:?}"))),
+                };
                 // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
-                let recorded: Option<Recorded> = serde_json::from_value(answer).ok();
-                let reply = recorded.and_then(|r| r.auto_reply);
                 let replied = reply.is_some();
                 if let Some(reply) = reply {
                     self.queue_auto_reply(&app_id, reply)?;
@@ -815,7 +819,7 @@ impl DeviceObject {
             logged_out: true,
         });
         let event = Event::new(Some(device_id.clone()), now, what);
-        follow_ups.push(FollowUp::App(AppOp::RemoveDevice { device_id, event }));
+        follow_ups.push(FollowUp::App(app::RemoveDevice { device_id, event }.into()));
         self.follow_up(follow_ups).await
     }
 
