@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::domain::campaign::{estimated_duration_secs, humanize_secs};
 use crate::domain::events::ProgressReport;
 use crate::domain::paging;
+use crate::protocol::audience::OptOut;
 use crate::protocol::campaign::{CampaignView, ContactPage, Deleted, CONTACTS_PAGE};
 
 /// Every broadcast answer, errors aside.
@@ -52,6 +53,22 @@ pub fn contacts(p: &ContactPage) -> Value {
 
 pub fn deleted(d: &Deleted) -> Value {
     json!({"id": d.id, "deleted": true})
+}
+
+/// The app's opt-out list (`/api/v1/opt-outs`), newest first.
+pub fn opt_outs(list: &[OptOut], iso: impl Fn(u64) -> String) -> Value {
+    let shown: Vec<Value> =
+        list.iter().map(|o| json!({"phone": o.phone, "source": o.source, "created_at": iso(o.created_at)})).collect();
+    json!({"opt_outs": shown, "count": shown.len()})
+}
+
+pub fn opted_out(phone: &str) -> Value {
+    json!({"phone": phone})
+}
+
+/// A removal from the opt-out list.
+pub fn opt_in() -> Value {
+    json!({"success": true})
 }
 
 /// Laravel's paginator, as the reference pages its lists.

@@ -3,8 +3,11 @@
 
 pub mod admin;
 pub mod loginwa;
+pub mod loginwa_access;
+pub mod loginwa_autoreplies;
 pub mod loginwa_campaigns;
 pub mod loginwa_otp;
+pub mod loginwa_webhooks;
 pub mod routes;
 pub mod spwp;
 

@@ -49,12 +49,51 @@ pub fn allows<'a>(entries: impl IntoIterator<Item = &'a IpNet>, ip: IpAddr) -> b
     entries.into_iter().any(|net| net.contains(&ip))
 }
 
+/// Whether a request whose `CF-Connecting-IP` is `header` may go on: always while the list is
+/// not enforced; once it is, only from an address a stored entry covers (a missing or garbled
+/// header never passes, and an entry that no longer parses covers nothing).
+pub fn admits<'a>(restricted: bool, stored: impl IntoIterator<Item = &'a str>, header: Option<&str>) -> bool {
+    if !restricted {
+        return true;
+    }
+    let nets: Vec<IpNet> = stored.into_iter().filter_map(|e| parse_entry(e).ok()).collect();
+    client_ip(header).is_some_and(|addr| allows(&nets, addr))
+}
+
+/// Enforcement cannot start over an empty list: it would lock every key out but the list's own
+/// endpoints.
+pub fn may_restrict(enabled: bool, has_entries: bool) -> Result<(), String> {
+    match enabled && !has_entries {
+        true => Err("cannot be enabled while the whitelist is empty: add an IP first".into()),
+        false => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
         client_ip(Some(s)).unwrap()
+    }
+
+    #[test]
+    fn an_enforced_list_admits_only_what_its_entries_cover() {
+        assert!(admits(false, [], None), "not enforced: anyone");
+        assert!(admits(true, ["203.0.113.0/24"], Some("203.0.113.9")));
+        assert!(admits(true, ["203.0.113.0/24"], Some(" ::ffff:203.0.113.9 ")), "mapped IPv4 is the IPv4");
+        assert!(!admits(true, ["203.0.113.0/24"], Some("198.51.100.1")));
+        assert!(!admits(true, ["203.0.113.0/24"], None), "no header, no entry");
+        assert!(!admits(true, ["203.0.113.0/24"], Some("203.0.113.9, 10.0.0.1")), "a list is not an address");
+        assert!(!admits(true, ["garbage", "10.0.0.1/8"], Some("10.0.0.1")), "unparsable entries cover nothing");
+        assert!(!admits(true, [], Some("10.0.0.1")));
+    }
+
+    #[test]
+    fn enforcement_needs_an_entry_but_can_always_be_lifted() {
+        assert!(may_restrict(true, false).is_err());
+        assert!(may_restrict(true, true).is_ok());
+        assert!(may_restrict(false, false).is_ok());
     }
 
     #[test]

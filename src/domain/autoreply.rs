@@ -149,9 +149,57 @@ pub fn reply_template(text: &str) -> Result<Template, TemplateError> {
     Template::parse(text, |name| REPLY_VARIABLES.contains(&name))
 }
 
+/// What can be checked of a rule once its fields parse: its pattern under its match kind, and
+/// its reply's placeholders. Each problem names its field.
+pub fn problems(kind: MatchKind, pattern: &str, reply: &str) -> Vec<(&'static str, String)> {
+    [
+        Matcher::new(kind, pattern).err().map(|reason| ("pattern", reason)),
+        reply_template(reply).err().map(|e| ("reply", e.to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The first of `rules` (in precedence order) whose pattern matches `text`; a stored pattern
+/// that no longer compiles matches nothing, rather than stopping the rules after it.
+pub fn first_match<'a>(rules: impl IntoIterator<Item = (MatchKind, &'a str)>, text: &str) -> Option<usize> {
+    rules.into_iter().position(|(kind, pattern)| Matcher::new(kind, pattern).is_ok_and(|m| m.matches(text)))
+}
+
+/// Picks among a reply's alternatives by the event it answers, so that a retried recording of
+/// the same event says the same.
+pub fn seed(event_id: &str) -> u64 {
+    event_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_rule_that_matches_answers_and_a_broken_one_is_passed_over() {
+        let rules = [(MatchKind::Regex, "(unclosed"), (MatchKind::Exact, "harga"), (MatchKind::Contains, "HARGA")];
+        assert_eq!(first_match(rules, "  Harga "), Some(1), "case and surrounding space do not matter");
+        assert_eq!(first_match(rules, "berapa harga?"), Some(2));
+        assert_eq!(first_match(rules, "halo"), None);
+        assert_eq!(first_match([], "harga"), None);
+    }
+
+    #[test]
+    fn a_rule_names_each_field_at_fault() {
+        assert!(problems(MatchKind::Exact, "hi", "Hello {name}").is_empty());
+        let found = problems(MatchKind::Regex, "(unclosed", "Hello {nama}");
+        assert_eq!(found.iter().map(|(field, _)| *field).collect::<Vec<_>>(), ["pattern", "reply"]);
+        assert!(problems(MatchKind::Exact, "(unclosed", "ok").is_empty(), "only a regex is compiled as one");
+    }
+
+    #[test]
+    fn the_seed_is_the_events_own() {
+        assert_eq!(seed("evt_1"), seed("evt_1"));
+        assert_ne!(seed("evt_1"), seed("evt_2"));
+        assert_eq!(seed(""), 0);
+    }
 
     #[test]
     fn exact_and_contains_ignore_case() {

@@ -375,6 +375,35 @@ impl WarmUp {
     }
 }
 
+/// What a number sent of its campaign traffic on the warm-up day it last sent on (nothing for
+/// a number that never came online here: it starts warming up now).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub linked_at: Option<u64>,
+    pub day: Option<i64>,
+    pub count: Option<i64>,
+}
+
+impl WarmUp {
+    /// The first of `numbers` (in the order they take turns) still under today's cap, or else
+    /// when the earliest of them gets its next day's allowance.
+    pub fn first_allowed(&self, numbers: &[Sent], now_ms: u64) -> Result<usize, u64> {
+        let mut next_allowance = u64::MAX;
+        for (index, sent) in numbers.iter().enumerate() {
+            let linked_at = sent.linked_at.unwrap_or(now_ms);
+            let today = Self::day(linked_at, now_ms) as i64;
+            let sent_today = if sent.day == Some(today) { sent.count.unwrap_or(0) as u64 } else { 0 };
+            match self.daily_cap(linked_at, now_ms) {
+                Some(cap) if sent_today >= cap => {
+                    next_allowance = next_allowance.min(Self::next_day_start_ms(linked_at, now_ms));
+                }
+                _ => return Ok(index),
+            }
+        }
+        Err(next_allowance)
+    }
+}
+
 /// Recent send outcomes looked at, the fewest that may trip, and the failure share that does.
 pub const FAILURE_WINDOW: usize = 20;
 pub const FAILURE_MIN_SAMPLES: usize = 10;
@@ -604,5 +633,33 @@ mod tests {
         for said in ["don't stop", "stopwatch", "", "!!!"] {
             assert!(!is_opt_out(said, &keywords), "{said}");
         }
+    }
+
+    #[test]
+    fn the_first_number_under_its_cap_sends_else_the_earliest_new_day() {
+        let warm_up = WarmUp { first_day_cap: 10, growth_percent: 100, uncapped_after: 1000 };
+        let now = 3 * DAY_MS + 5;
+        // Linked at 0: day 3, cap 80. Linked at 1 h: day 2, cap 40.
+        let full = Sent { linked_at: Some(0), day: Some(3), count: Some(80) };
+        let other_full = Sent { linked_at: Some(3_600_000), day: Some(2), count: Some(40) };
+        assert_eq!(warm_up.first_allowed(&[full, other_full], now), Err(3 * DAY_MS + 3_600_000));
+        let yesterday = Sent { day: Some(2), ..full };
+        assert_eq!(warm_up.first_allowed(&[full, yesterday], now), Ok(1), "yesterday's count is spent");
+        assert_eq!(warm_up.first_allowed(&[full, Sent::default()], now), Ok(1), "a new number starts at day 0");
+        let old = Sent { linked_at: Some(0), day: Some(30), count: Some(1_000_000) };
+        assert_eq!(warm_up.first_allowed(&[old], 30 * DAY_MS), Ok(0), "uncapped once past the ceiling");
+        assert_eq!(warm_up.first_allowed(&[], now), Err(u64::MAX));
+    }
+
+    #[test]
+    fn opt_out_keywords_ignore_case_and_surrounding_space_only() {
+        let keywords: Vec<String> = DEFAULT_OPT_OUT_KEYWORDS.iter().map(|k| k.to_string()).collect();
+        for said in ["stop all", "  STOP ALL \n", "Stop Promo!", "\tunsubscribe"] {
+            assert!(is_opt_out(said, &keywords), "{said:?}");
+        }
+        for said in ["stop  all", "stopall", "s t o p", "STOP ALL PLEASE"] {
+            assert!(!is_opt_out(said, &keywords), "{said:?}");
+        }
+        assert!(is_opt_out("Halt", &[" halt ".into()]), "a keyword as the operator typed it");
     }
 }

@@ -4,6 +4,7 @@ pub mod allowlist;
 pub mod autoreply;
 pub mod body;
 pub mod campaign;
+pub mod delivery;
 pub mod device;
 pub mod egress;
 pub mod error;

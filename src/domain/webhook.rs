@@ -184,6 +184,25 @@ fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
     })
 }
 
+/// The body of the test delivery an endpoint's owner asks for (`webhook.test`, in every format).
+pub fn test_body(webhook_id: &str, timestamp: String) -> String {
+    #[derive(Serialize)]
+    struct TestData<'a> {
+        message: &'a str,
+        webhook_id: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Test<'a> {
+        data: TestData<'a>,
+        event: &'a str,
+        timestamp: String,
+        r#type: &'a str,
+    }
+    let data = TestData { message: "This is a test event from wagate", webhook_id };
+    let test = Test { data, event: "webhook.test", timestamp, r#type: "webhook.test" };
+    serde_json::to_string(&test).expect("a test body always encodes")
+}
+
 /// The body a delivery of `event` carries, fixed once for the delivery's life, and the event
 /// name its headers carry; `None` when the format has no name for the event. `iso` formats a
 /// time in ms.
@@ -275,6 +294,15 @@ mod tests {
     use serde_json::Value;
 
     const DEVICE: &str = "dev_0123456789abcdef";
+
+    #[test]
+    fn the_test_body_is_as_receivers_got_it() {
+        // Keys sorted, as `json!` wrote them before (its maps are sorted).
+        assert_eq!(
+            test_body("wh_1", "2026-01-01T00:00:00.000Z".into()),
+            r#"{"data":{"message":"This is a test event from wagate","webhook_id":"wh_1"},"event":"webhook.test","timestamp":"2026-01-01T00:00:00.000Z","type":"webhook.test"}"#
+        );
+    }
     const MESSAGE: &str = "msg_0123456789abcdef0123456789abcdef";
 
     fn device() -> DeviceId {

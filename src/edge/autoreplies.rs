@@ -5,32 +5,40 @@ use serde_json::{Map, Value};
 use worker::Request;
 
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_autoreplies;
 use crate::dialect::routes::loginwa::AutoReplies;
 use crate::domain::autoreply::{MatchKind, PATTERN_MAX_CHARS};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
-use crate::objects::autoreplies::{AutoReplyCall, RulePatch, RuleSpec};
-use crate::objects::{legacy_call, to_json, APPS};
-use crate::protocol::app::{self, AppOp, Tenant};
-use crate::runtime::now_ms;
+use crate::protocol::app::Tenant;
+use crate::objects::call;
+use crate::protocol::autoreplies::{CreateRule, DeleteRule, GetRule, ListRules, RulePatch, RuleSpec, UpdateRule};
+use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: AutoReplies<'_>) -> Outcome {
-    let now = now_ms();
-    let (status, auto_reply_call) = match route {
-        AutoReplies::List => (200, AutoReplyCall::List),
-        AutoReplies::Create => (201, AutoReplyCall::Create { spec: spec(&json_body(req).await?, tenant)?, now }),
-        AutoReplies::Get { id } => (200, AutoReplyCall::Get { id: id.to_string() }),
-        AutoReplies::Update { id } => {
-            (200, AutoReplyCall::Update { id: id.to_string(), patch: patch(&json_body(req).await?, tenant)?, now })
+    let (env, app, now) = (ctx.env, tenant.app_id.as_str(), now_ms());
+    let scope = tenant.device_scope.clone();
+    let (status, body) = match route {
+        AutoReplies::List => (200, loginwa_autoreplies::rules(&call(env, app, ListRules { scope }).await?, iso)),
+        AutoReplies::Create => {
+            let create = CreateRule { scope, spec: spec(&json_body(req).await?, tenant)?, now };
+            (201, loginwa_autoreplies::rule(&call(env, app, create).await?, iso))
         }
-        AutoReplies::Delete { id } => (200, AutoReplyCall::Delete { id: id.to_string() }),
+        AutoReplies::Get { id } => {
+            (200, loginwa_autoreplies::rule(&call(env, app, GetRule { scope, id: id.to_string() }).await?, iso))
+        }
+        AutoReplies::Update { id } => {
+            let update = UpdateRule { scope, id: id.to_string(), patch: patch(&json_body(req).await?, tenant)?, now };
+            (200, loginwa_autoreplies::rule(&call(env, app, update).await?, iso))
+        }
+        AutoReplies::Delete { id } => {
+            call(env, app, DeleteRule { scope, id: id.to_string() }).await?;
+            (200, loginwa_autoreplies::deleted())
+        }
     };
-    let op =
-        AppOp::AutoReplies(app::AutoReplies { call: to_json(&auto_reply_call)?, scope: tenant.device_scope.clone() });
-    let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
-    Ok(Reply::json(status, answer))
+    Ok(Reply::json(status, body))
 }
 
 fn match_kind(f: &mut Fields<'_>, required: bool) -> Option<MatchKind> {

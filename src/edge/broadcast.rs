@@ -20,9 +20,9 @@ use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
-use crate::objects::audience::{AudienceCall, PAGE_SIZE};
-use crate::objects::{call, legacy_call, to_json, APPS};
-use crate::protocol::app::{AppOp, AppView, Audience, DeviceEntry, Get, ListDevices, Tenant};
+use crate::objects::call;
+use crate::protocol::app::{AppView, DeviceEntry, Get, ListDevices, Tenant};
+use crate::protocol::audience::{AddOptOut, IndexCampaign, ListCampaigns, ListOptOuts, RemoveOptOut, PAGE_SIZE};
 use crate::protocol::campaign::{
     CampaignMedia, CampaignSpec, CampaignView, ContactSpec, CreateCampaign, DeleteCampaign, GetCampaign, ListContacts,
     PauseCampaign, ResumeCampaign, SendCampaign,
@@ -99,19 +99,14 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route:
 }
 
 async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        total: i64,
-        ids: Vec<String>,
-    }
     let page = ctx.page()?;
-    let index =
-        AppOp::Audience(Audience { call: to_json(&AudienceCall::Page { page, scope: tenant.device_scope.clone() })? });
-    let listed: Page = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
-    let views = join_all(listed.ids.iter().map(|id| call(ctx.env, id, GetCampaign { app_id: tenant.app_id.clone() })))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    let index = ListCampaigns { page, scope: tenant.device_scope.clone() };
+    let listed = call(ctx.env, tenant.app_id.as_str(), index).await?;
+    let views =
+        join_all(listed.ids.iter().map(|id| call(ctx.env, id.as_str(), GetCampaign { app_id: tenant.app_id.clone() })))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
     ok(200, loginwa_campaigns::campaigns(page, PAGE_SIZE, listed.total, &views, iso))
 }
 
@@ -311,8 +306,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     };
     let view = call(ctx.env, campaign_id.as_str(), CreateCampaign { spec }).await?;
     let device_id = scope::sole_device(&device_ids).cloned();
-    let index = AppOp::Audience(Audience { call: to_json(&AudienceCall::Index { campaign_id, device_id, now })? });
-    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &index).await?;
+    call(ctx.env, tenant.app_id.as_str(), IndexCampaign { campaign_id, device_id, now }).await?;
     ok(201, loginwa_campaigns::campaign(&view, iso))
 }
 
@@ -332,32 +326,25 @@ fn device_ids(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<Devic
 
 /// `GET/POST /api/v1/opt-outs`, `DELETE /api/v1/opt-outs/{phone}`.
 pub async fn opt_outs(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: OptOuts<'_>) -> Outcome {
-    let (status, audience_call) = match route {
-        OptOuts::List => (200, AudienceCall::OptOuts),
+    let (env, app) = (ctx.env, tenant.app_id.as_str());
+    match route {
+        OptOuts::List => ok(200, loginwa_campaigns::opt_outs(&call(env, app, ListOptOuts {}).await?, iso)),
         OptOuts::Add => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let phone = f.phone_number("phone", true, Some(&tenant.default_country_code));
             f.finish()?;
             let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
-            (201, AudienceCall::AddOptOut { phone, now: now_ms() })
+            let phone = call(env, app, AddOptOut { phone, now: now_ms() }).await?;
+            ok(201, loginwa_campaigns::opted_out(&phone))
         }
         OptOuts::Remove { phone } => {
             let phone = match Recipient::parse(phone, Some(&tenant.default_country_code)) {
                 Ok(Recipient::Phone(digits)) => digits,
                 _ => return Err(ApiError::not_found("opt-out")),
             };
-            (200, AudienceCall::RemoveOptOut { phone })
+            call(env, app, RemoveOptOut { phone }).await?;
+            ok(200, loginwa_campaigns::opt_in())
         }
-    };
-    ok(
-        status,
-        legacy_call(
-            ctx.env,
-            APPS,
-            tenant.app_id.as_str(),
-            &AppOp::Audience(Audience { call: to_json(&audience_call)? }),
-        )
-        .await?,
-    )
+    }
 }

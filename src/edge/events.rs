@@ -1,6 +1,6 @@
 //! Events the bridge posts back: verified, then applied by the device's object.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wagate_contract::signing::{Presented, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use wagate_contract::wire::{BridgeEvent, EVENTS_PATH};
 use worker::Request;
@@ -8,8 +8,8 @@ use worker::Request;
 use super::{raw_body, Ctx, Outcome, Reply};
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
-use crate::objects::device::DeviceOp;
-use crate::objects::{legacy_call, DEVICES};
+use crate::objects::call;
+use crate::protocol::device::ApplyEvent;
 use crate::runtime::{now_ms, required_config};
 
 /// Unsigned or stale posts are refused from their headers alone, before the body is read; the
@@ -27,12 +27,6 @@ pub async fn receive(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
     let Some(device_id) = DeviceId::parse(&event.device_id) else {
         return Ok(Reply::json(202, json!({"status": "ignored"})));
     };
-    legacy_call::<_, Value>(
-        ctx.env,
-        DEVICES,
-        device_id.as_str(),
-        &DeviceOp::Event { event, origin: ctx.origin.clone() },
-    )
-    .await?;
+    call(ctx.env, device_id.as_str(), ApplyEvent { event, origin: ctx.origin.clone() }).await?;
     Ok(Reply::json(200, json!({"status": "applied"})))
 }

@@ -2,22 +2,25 @@
 //! wagate's addition. These endpoints skip the check they manage, so a client can always fix
 //! its list.
 
-use serde_json::Value;
 use worker::Request;
 
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_access;
 use crate::dialect::routes::loginwa::IpWhitelist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
-use crate::objects::access::AllowListCall;
-use crate::objects::{legacy_call, to_json, APPS};
-use crate::protocol::app::{AllowList, AppOp, Tenant};
-use crate::runtime::now_ms;
+use crate::protocol::app::Tenant;
+use crate::objects::call;
+use crate::protocol::access::{AllowIp, DisallowIp, ListAllowed, Restrict};
+use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpWhitelist<'_>) -> Outcome {
-    let now = now_ms();
-    let (status, allow_list_call) = match route {
-        IpWhitelist::List => (200, AllowListCall::List),
+    let (env, app, now) = (ctx.env, tenant.app_id.as_str(), now_ms());
+    let actor = tenant.key_id.clone();
+    match route {
+        IpWhitelist::List => {
+            Ok(Reply::json(200, loginwa_access::allow_list(&call(env, app, ListAllowed { actor }).await?, iso)))
+        }
         IpWhitelist::Add => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
@@ -25,7 +28,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpW
             let label = f.string("label", false, 1, 100);
             f.finish()?;
             let ip_address = ip_address.ok_or_else(|| ApiError::internal("validated fields missing"))?;
-            (201, AllowListCall::Add { ip_address, label, now })
+            let added = call(env, app, AllowIp { actor, ip_address, label, now }).await?;
+            Ok(Reply::json(201, loginwa_access::entry(&added, iso)))
         }
         IpWhitelist::Restrict => {
             let body = json_body(req).await?;
@@ -35,11 +39,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpW
                 f.fail("enabled", Rule::Required);
             }
             f.finish()?;
-            (200, AllowListCall::Restrict { enabled: enabled.unwrap_or_default(), now })
+            let list = call(env, app, Restrict { actor, enabled: enabled.unwrap_or_default(), now }).await?;
+            Ok(Reply::json(200, loginwa_access::allow_list(&list, iso)))
         }
-        IpWhitelist::Remove { id } => (200, AllowListCall::Remove { id: id.to_string(), now }),
-    };
-    let op = AppOp::AllowList(AllowList { call: to_json(&allow_list_call)?, actor: tenant.key_id.clone() });
-    let answer: Value = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await?;
-    Ok(Reply::json(status, answer))
+        IpWhitelist::Remove { id } => {
+            call(env, app, DisallowIp { actor, id: id.to_string(), now }).await?;
+            Ok(Reply::json(200, loginwa_access::success()))
+        }
+    }
 }

@@ -9,14 +9,14 @@ use worker::Request;
 use super::{json_body, Ctx, Outcome, Reply};
 use crate::dialect::routes::loginwa::LinkAction;
 use crate::dialect::routes::RouteError;
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, DeviceId};
 use crate::domain::links;
 use crate::domain::qr;
 use crate::domain::validate::Fields;
-use crate::objects::device::{DeviceOp, DeviceView};
-use crate::objects::{legacy_call, DEVICES};
-use crate::protocol::app::ONLINE;
+use crate::objects::call;
+use crate::protocol::device::{DeviceView, GetDevice, RefreshQr};
 use crate::runtime::{config, iso, now_ms, required_config};
 
 fn key(ctx: &Ctx<'_>) -> Result<String, ApiError> {
@@ -46,14 +46,14 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<Li
     let token = ctx.query::<TokenQuery>()?.token;
     let app_id = links::verify_device_token(key(ctx)?.as_bytes(), &device_id, &token, now_ms() / 1000)
         .map_err(|e| ApiError::Forbidden { code: "invalid_link".into(), message: e.to_string() })?;
-    let get = DeviceOp::Get { app_id: app_id.clone() };
+    let get = || GetDevice { app_id: app_id.clone() };
     match action? {
         LinkAction::Page => {
-            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            let device = call(ctx.env, device_id.as_str(), get()).await?;
             Ok(Reply::json(200, page_json(&device)))
         }
         LinkAction::Qr => {
-            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &get).await?;
+            let device = call(ctx.env, device_id.as_str(), get()).await?;
             let qr =
                 device.qr.ok_or_else(|| ApiError::Conflict { message: "There is no QR code to scan now".into() })?;
             Ok(Reply::bytes("image/svg+xml", qr::svg(&qr).map_err(ApiError::internal)?.into_bytes()))
@@ -63,8 +63,8 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<Li
             let mut f = Fields::new(&body);
             let phone = f.phone_number("phone", true, None);
             f.finish()?;
-            let refresh = DeviceOp::RefreshQr { app_id, pair_phone: phone };
-            let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &refresh).await?;
+            let refresh = RefreshQr { app_id, pair_phone: phone };
+            let device = call(ctx.env, device_id.as_str(), refresh).await?;
             Ok(Reply::json(200, page_json(&device)))
         }
     }
@@ -74,7 +74,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<Li
 fn page_json(device: &DeviceView) -> Value {
     json!({
         "device_id": device.device_id, "label": device.label, "status": device.status,
-        "connected": device.status == ONLINE, "phone_number": device.phone,
+        "connected": device.status == DeviceStatus::Online, "phone_number": device.phone,
         "has_qr": device.qr.is_some(), "qr_code": device.qr, "pair_code": device.pair_code,
     })
 }

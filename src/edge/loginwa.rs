@@ -10,6 +10,7 @@ use super::{
     Outcome, Reply,
 };
 use crate::dialect::routes::loginwa::{Keyed, LoginWa};
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -18,9 +19,10 @@ use crate::domain::phone::Recipient;
 use crate::domain::qr;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
-use crate::objects::device::{DeviceOp, DeviceView};
-use crate::objects::{call, legacy_call, DEVICES};
+use crate::objects::call;
 use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant, ONLINE};
+use crate::protocol::device::{CreateDevice, DeleteDevice, Device, DeviceView, GetDevice, RefreshQr};
+use crate::protocol::Operation;
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outcome {
@@ -41,26 +43,26 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outc
         Keyed::ListDevices => list_devices(ctx, &tenant).await,
         Keyed::CreateDevice => create_device(req, ctx, &tenant).await,
         Keyed::GetDevice { id } => {
-            let device = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
             Ok(Reply::json(200, device_json(&device)))
         }
         Keyed::DeleteDevice { id } => {
-            let _: Value = device(ctx, &tenant, id, DeviceOp::Delete { app_id: tenant.app_id.clone() }).await?;
+            device(ctx, &tenant, id, DeleteDevice { app_id: tenant.app_id.clone() }).await?;
             Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
         }
         Keyed::LinkToken { id } => {
-            let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
             linkpage::issue(ctx, &tenant.app_id, &device).await
         }
         Keyed::RefreshQr { id } => {
-            let refresh = DeviceOp::RefreshQr { app_id: tenant.app_id.clone(), pair_phone: None };
+            let refresh = RefreshQr { app_id: tenant.app_id.clone(), pair_phone: None };
             let device = device(ctx, &tenant, id, refresh).await?;
             Ok(Reply::json(202, pairing_json(ctx, &device)))
         }
         Keyed::DeviceQr { id, picture } => {
-            let device: DeviceView = device(ctx, &tenant, id, DeviceOp::Get { app_id: tenant.app_id.clone() }).await?;
+            let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
             let qr = device.qr.ok_or_else(|| ApiError::Conflict {
-                message: format!("The device is {}; there is no QR code to scan", device.status),
+                message: format!("The device is {}; there is no QR code to scan", device.status.as_str()),
             })?;
             let unrenderable = |e: qr::QrError| ApiError::internal(e);
             Ok(if picture == "qr.svg" {
@@ -84,7 +86,7 @@ fn device_json(d: &DeviceView) -> Value {
         "label": d.label,
         "status": d.status,
         "phone_number": d.phone,
-        "is_online": d.status == ONLINE,
+        "is_online": d.status == DeviceStatus::Online,
         "qr_code": d.qr,
         "pair_code": d.pair_code,
         "disconnect_reason": d.disconnect_reason,
@@ -123,9 +125,8 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     let now = now_ms();
     let register = AddDevice { device_id: device_id.clone(), label: label.clone(), now };
     call(ctx.env, tenant.app_id.as_str(), register).await?;
-    let create =
-        DeviceOp::Create { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
-    let device: DeviceView = legacy_call(ctx.env, DEVICES, device_id.as_str(), &create).await?;
+    let create = CreateDevice { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
+    let device = call(ctx.env, device_id.as_str(), create).await?;
     Ok(Reply::json(202, pairing_json(ctx, &device)))
 }
 
@@ -145,17 +146,17 @@ fn pairing_json(ctx: &Ctx<'_>, device: &DeviceView) -> Value {
 }
 
 /// Runs `op` on the device `id` of this tenant (a device-scoped key sees only its own device).
-async fn device<T: serde::de::DeserializeOwned>(
+async fn device<O: Operation<Object = Device>>(
     ctx: &Ctx<'_>,
     tenant: &Tenant,
     id: &str,
-    op: DeviceOp,
-) -> Result<T, ApiError> {
+    op: O,
+) -> Result<O::Answer, ApiError> {
     let device_id = DeviceId::parse(id).ok_or_else(|| ApiError::not_found("device"))?;
     if !scope::visible(tenant.device_scope.as_ref(), Some(device_id.as_str())) {
         return Err(ApiError::not_found("device"));
     }
-    legacy_call(ctx.env, DEVICES, device_id.as_str(), &op).await
+    call(ctx.env, device_id.as_str(), op).await
 }
 
 async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {

@@ -15,9 +15,9 @@ use crate::domain::ids::{trace_id, DeviceId, MessageId};
 use crate::domain::message::Priority;
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
-use crate::objects::device::{DeviceOp, MessageView, NewMessage};
-use crate::objects::{call, legacy_call, DEVICES};
+use crate::objects::call;
 use crate::protocol::app::{Refund, Reservation, ReserveSend, Tenant};
+use crate::protocol::device::{Enqueue, GetMessage, MessageView, NewMessage, Withdraw};
 use crate::runtime::{month_of, now_ms};
 
 pub struct Outgoing {
@@ -76,7 +76,7 @@ pub async fn enqueue(
         Delay::from(Duration::from_millis(ms)).await;
     }
     let device = reservation.device_id.as_str();
-    let mut enqueued = legacy_call::<_, MessageView>(ctx.env, DEVICES, device, &DeviceOp::Enqueue { message }).await;
+    let mut enqueued = call(ctx.env, device, Enqueue { message }).await;
     if enqueued.is_ok() && matches!(ctx.fault, Fault::EnqueueAnswerLost | Fault::DeviceLostAfterEnqueue) {
         enqueued = Err(ApiError::internal("injected fault: the device's answer was lost"));
     }
@@ -85,10 +85,10 @@ pub async fn enqueue(
     // The device may have stored the message before its answer went missing: only its word that
     // it holds nothing gives the unit back. Without that word the charge stays, and a retry under
     // the same Idempotency-Key re-drives this message id, which the queue takes once.
-    let withdraw = DeviceOp::Withdraw { app_id: tenant.app_id.clone(), message_id: reservation.message_id.clone() };
+    let withdraw = Withdraw { app_id: tenant.app_id.clone(), message_id: reservation.message_id.clone() };
     let held = match ctx.fault {
         Fault::DeviceLostAfterEnqueue => Err(ApiError::internal("injected fault: the device is unreachable")),
-        _ => legacy_call::<_, Option<MessageView>>(ctx.env, DEVICES, device, &withdraw).await,
+        _ => call(ctx.env, device, withdraw).await,
     };
     match held {
         Ok(Some(message)) => Ok(accepted(message)),
@@ -115,6 +115,6 @@ pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageV
     if !scope::visible(tenant.device_scope.as_ref(), Some(device.as_str())) {
         return Err(ApiError::not_found("message"));
     }
-    let op = DeviceOp::GetMessage { app_id: tenant.app_id.clone(), message_id };
-    legacy_call(ctx.env, DEVICES, device.as_str(), &op).await
+    let op = GetMessage { app_id: tenant.app_id.clone(), message_id };
+    call(ctx.env, device.as_str(), op).await
 }

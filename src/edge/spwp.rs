@@ -20,8 +20,8 @@ use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::call;
-use crate::objects::device::MessageView;
 use crate::protocol::app::{PickDevice, Tenant};
+use crate::protocol::device::MessageView;
 use crate::runtime::iso;
 
 const CAPTION_MAX_CHARS: usize = 1024;

@@ -5,58 +5,79 @@ use serde_json::{Map, Value};
 use worker::Request;
 
 use super::{date_time, json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_webhooks;
 use crate::dialect::routes::loginwa::Webhooks;
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
-use crate::objects::webhooks::{EndpointPatch, EndpointSpec, WebhookCall};
-use crate::objects::{legacy_call, to_json, APPS};
-use crate::protocol::app::{self, AppOp, Tenant};
-use crate::runtime::{egress, now_ms};
+use crate::protocol::app::Tenant;
+use crate::objects::call;
+use crate::protocol::webhooks::{
+    CreateEndpoint, DeleteEndpoint, EndpointPatch, EndpointSpec, GetEndpoint, ListDeliveries, ListEndpoints,
+    RegenerateSecret, Replay, TestEndpoint, UpdateEndpoint,
+};
+use crate::runtime::{egress, iso, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Webhooks<'_>) -> Outcome {
-    let now = now_ms();
+    let (env, app, now) = (ctx.env, tenant.app_id.as_str(), now_ms());
+    let scope = tenant.device_scope.clone();
     let id = |s: &str| s.to_owned();
-    let (status, call) = match route {
-        Webhooks::List => (200, WebhookCall::List),
-        Webhooks::Create => (201, WebhookCall::Create { spec: spec(&json_body(req).await?, ctx, tenant)?, now }),
-        Webhooks::Get { id: wh } => (200, WebhookCall::Get { id: id(wh) }),
-        Webhooks::Update { id: wh } => {
-            (200, WebhookCall::Update { id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now })
+    let (status, body) = match route {
+        Webhooks::List => (200, loginwa_webhooks::endpoints(&call(env, app, ListEndpoints { scope }).await?, iso)),
+        Webhooks::Create => {
+            let create = CreateEndpoint { scope, spec: spec(&json_body(req).await?, ctx, tenant)?, now };
+            (201, loginwa_webhooks::created(&call(env, app, create).await?, iso))
         }
-        Webhooks::Delete { id: wh } => (200, WebhookCall::Delete { id: id(wh) }),
-        Webhooks::Test { id: wh } => (200, WebhookCall::Test { id: id(wh), now }),
-        Webhooks::RegenerateSecret { id: wh } => (200, WebhookCall::RegenerateSecret { id: id(wh), now }),
+        Webhooks::Get { id: wh } => {
+            (200, loginwa_webhooks::endpoint(&call(env, app, GetEndpoint { scope, id: id(wh) }).await?, iso))
+        }
+        Webhooks::Update { id: wh } => {
+            let update = UpdateEndpoint { scope, id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now };
+            (200, loginwa_webhooks::endpoint(&call(env, app, update).await?, iso))
+        }
+        Webhooks::Delete { id: wh } => {
+            call(env, app, DeleteEndpoint { scope, id: id(wh) }).await?;
+            (200, loginwa_webhooks::deleted())
+        }
+        Webhooks::Test { id: wh } => {
+            (200, loginwa_webhooks::test_queued(&call(env, app, TestEndpoint { scope, id: id(wh), now }).await?))
+        }
+        Webhooks::RegenerateSecret { id: wh } => {
+            let rotated = call(env, app, RegenerateSecret { scope, id: id(wh), now }).await?;
+            (200, loginwa_webhooks::rotated(&rotated, iso))
+        }
         Webhooks::Deliveries { id: wh } => {
             let query: DeliveryQuery = ctx.query()?;
-            if query.status.as_deref().is_some_and(|s| !["pending", "succeeded", "failed"].contains(&s)) {
-                let reason = "must be one of pending, succeeded, failed".into();
-                return Err(ApiError::field("status", Rule::Invalid { reason }));
-            }
-            (200, WebhookCall::Deliveries { id: id(wh), status: query.status })
+            let status = match query.status.as_deref() {
+                None => None,
+                Some(name @ ("pending" | "succeeded" | "failed")) => DeliveryStatus::parse(name),
+                Some(_) => {
+                    let reason = "must be one of pending, succeeded, failed".into();
+                    return Err(ApiError::field("status", Rule::Invalid { reason }));
+                }
+            };
+            let listed = call(env, app, ListDeliveries { scope, id: id(wh), status }).await?;
+            (200, loginwa_webhooks::deliveries(&listed, iso))
         }
         Webhooks::ReplayDelivery { id: wh, delivery } => {
-            (200, WebhookCall::Replay { id: id(wh), delivery_id: Some(id(delivery)), since: None, now })
+            let replay = Replay { scope, id: id(wh), delivery_id: Some(id(delivery)), since: None, now };
+            (200, loginwa_webhooks::replayed(&call(env, app, replay).await?))
         }
         Webhooks::Replay { id: wh } => {
             let body = json_body(req).await?;
             let mut f = Fields::new(&body);
             let since = date_time(&mut f, "since", true);
             f.finish()?;
-            (200, WebhookCall::Replay { id: id(wh), delivery_id: None, since, now })
+            let replay = Replay { scope, id: id(wh), delivery_id: None, since, now };
+            (200, loginwa_webhooks::replayed(&call(env, app, replay).await?))
         }
     };
-    let answer: Value = call_webhooks(ctx, tenant, call).await?;
-    Ok(Reply::json(status, answer))
-}
-
-async fn call_webhooks(ctx: &Ctx<'_>, tenant: &Tenant, webhook_call: WebhookCall) -> Result<Value, ApiError> {
-    let op = AppOp::Webhooks(app::Webhooks { call: to_json(&webhook_call)?, scope: tenant.device_scope.clone() });
-    legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &op).await
+    Ok(Reply::json(status, body))
 }
 
 #[derive(serde::Deserialize)]

@@ -546,10 +546,6 @@ impl AppHandler for AppObject {
         self.audit_trail()
     }
 
-    async fn allow_list_call(&self, op: AllowList) -> Result<serde_json::Value, ApiError> {
-        self.allow_list(facet_call(op.call)?, &format!("key:{}", op.actor))
-    }
-
     async fn revoke_key(&self, op: RevokeKey) -> Result<(), ApiError> {
         let RevokeKey { key_id, now } = op;
         let exists =
@@ -616,18 +612,6 @@ impl AppHandler for AppObject {
             self.wake_deliveries().await?;
         }
         Ok(Recorded { auto_reply })
-    }
-
-    async fn webhook_call(&self, op: Webhooks) -> Result<serde_json::Value, ApiError> {
-        self.webhooks(facet_call(op.call)?, op.scope.as_ref()).await
-    }
-
-    async fn auto_reply_call(&self, op: AutoReplies) -> Result<serde_json::Value, ApiError> {
-        self.auto_replies(facet_call(op.call)?, op.scope.as_ref())
-    }
-
-    async fn audience_call(&self, op: Audience) -> Result<serde_json::Value, ApiError> {
-        self.audience(facet_call(op.call)?)
     }
 
     async fn events(&self, op: Events) -> Result<Vec<RecordedEvent>, ApiError> {
@@ -724,7 +708,3 @@ impl AppHandler for AppObject {
     }
 }
 
-/// A facet's own operation, as its pass-through carries it.
-fn facet_call<T: serde::de::DeserializeOwned>(call: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(call).map_err(|e| ApiError::internal(format!("undecodable operation: {e}")))
-}

@@ -2,18 +2,20 @@
 //! that matches (highest `priority` first, then oldest) reserves quota for a reply from the
 //! device that received the message. The device queues the reply on its normal paced path.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 
 use super::app::AppObject;
 use super::{int, number, rows};
-use crate::domain::autoreply::{self, reply_template, MatchKind, Matcher, SentReply, HOUR_MS};
+use crate::domain::autoreply::{self, reply_template, MatchKind, SentReply, HOUR_MS};
 use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::events::{AutoReplyNote, AutoReplyOutcome, Event, Incoming, What};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::scope;
 use crate::protocol::app::AutoReply;
-use crate::runtime::{iso, month_of};
+use crate::protocol::autoreplies::{
+    AutoReplyHandler, CreateRule, DeleteRule, GetRule, ListRules, RuleView, UpdateRule,
+};
+use crate::runtime::month_of;
 
 pub const MAX_RULES: i64 = 100;
 
@@ -29,36 +31,6 @@ pub const SCHEMA: [&str; 5] = [
     "CREATE INDEX IF NOT EXISTS auto_reply_log_sender ON auto_reply_log (sender, at)",
     "CREATE TABLE IF NOT EXISTS auto_reply_senders (sender TEXT PRIMARY KEY, quick_answers INTEGER NOT NULL)",
 ];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RuleSpec {
-    pub match_kind: MatchKind,
-    pub pattern: String,
-    pub reply: String,
-    pub device_id: Option<DeviceId>,
-    pub active: bool,
-    pub priority: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RulePatch {
-    pub match_kind: Option<MatchKind>,
-    pub pattern: Option<String>,
-    pub reply: Option<String>,
-    pub device_id: Option<DeviceId>,
-    pub active: Option<bool>,
-    pub priority: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "call", rename_all = "snake_case")]
-pub enum AutoReplyCall {
-    List,
-    Create { spec: RuleSpec, now: u64 },
-    Get { id: String },
-    Update { id: String, patch: RulePatch, now: u64 },
-    Delete { id: String },
-}
 
 #[derive(Debug, Clone, Deserialize)]
 struct RuleRow {
@@ -80,26 +52,29 @@ impl RuleRow {
         MatchKind::parse(&self.match_kind).unwrap_or(MatchKind::Exact)
     }
 
-    fn json(&self) -> Value {
-        json!({
-            "id": self.id, "match": self.match_kind, "pattern": self.pattern, "reply": self.reply,
-            "device_id": self.device_id, "active": self.active != 0, "priority": self.priority, "hits": self.hits,
-            "last_matched_at": self.last_matched_at.map(iso), "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-        })
+    fn view(self) -> RuleView {
+        RuleView {
+            match_kind: self.kind(),
+            id: self.id,
+            pattern: self.pattern,
+            reply: self.reply,
+            device_id: self.device_id,
+            active: self.active != 0,
+            priority: self.priority,
+            hits: self.hits,
+            last_matched_at: self.last_matched_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
 }
 
-/// Checks what the object alone can: the pattern under its match kind, the reply's variables.
+/// A rule the object will not store, with each field at fault.
 fn check(kind: MatchKind, pattern: &str, reply: &str) -> Result<(), ApiError> {
-    let invalid = |field: &str, reason: String| FieldError { field: field.to_owned(), rule: Rule::Invalid { reason } };
-    let errors: Vec<FieldError> = [
-        Matcher::new(kind, pattern).err().map(|reason| invalid("pattern", reason)),
-        reply_template(reply).err().map(|e| invalid("reply", e.to_string())),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let errors: Vec<FieldError> = autoreply::problems(kind, pattern, reply)
+        .into_iter()
+        .map(|(field, reason)| FieldError { field: field.to_owned(), rule: Rule::Invalid { reason } })
+        .collect();
     match errors.is_empty() {
         true => Ok(()),
         false => Err(ApiError::Validation { errors }),
@@ -123,82 +98,12 @@ impl AppObject {
             .ok_or_else(|| ApiError::not_found("auto-reply"))
     }
 
-    /// `scope`: a device-scoped key sees and changes only its device's rules.
-    pub(super) fn auto_replies(&self, call: AutoReplyCall, scope: Option<&DeviceId>) -> Result<Value, ApiError> {
-        let rule = |id: &str| {
-            self.rule(id).and_then(|r| match scope::visible(scope, r.device_id.as_deref()) {
-                true => Ok(r),
-                false => Err(ApiError::not_found("auto-reply")),
-            })
-        };
-        match call {
-            AutoReplyCall::List => {
-                let all = rows::<RuleRow>(
-                    self.sql().exec("SELECT * FROM auto_replies ORDER BY priority DESC, created_at, id", None)?,
-                )?;
-                let all: Vec<RuleRow> =
-                    all.into_iter().filter(|r| scope::visible(scope, r.device_id.as_deref())).collect();
-                Ok(json!({"auto_replies": all.iter().map(RuleRow::json).collect::<Vec<_>>()}))
-            }
-            AutoReplyCall::Create { spec, now } => {
-                if number(&self.sql(), "SELECT COUNT(*) AS n FROM auto_replies", vec![])?.unwrap_or(0) >= MAX_RULES {
-                    let reason = format!("cannot be added: an app may have at most {MAX_RULES} auto-reply rules");
-                    return Err(ApiError::field("pattern", Rule::Invalid { reason }));
-                }
-                check(spec.match_kind, &spec.pattern, &spec.reply)?;
-                let id = format!("ar_{}", random_hex(8));
-                let kind = serde_json::to_value(spec.match_kind).map_err(ApiError::internal)?;
-                self.sql().exec(
-                    "INSERT INTO auto_replies
-                     (id, match_kind, pattern, reply, device_id, active, priority, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        id.as_str().into(),
-                        kind.as_str().unwrap_or_default().into(),
-                        spec.pattern.into(),
-                        spec.reply.into(),
-                        spec.device_id.map(|d| d.to_string()).into(),
-                        int(spec.active as u64),
-                        spec.priority.into(),
-                        int(now),
-                        int(now),
-                    ],
-                )?;
-                Ok(self.rule(&id)?.json())
-            }
-            AutoReplyCall::Get { id } => Ok(rule(&id)?.json()),
-            AutoReplyCall::Update { id, patch, now } => {
-                let current = rule(&id)?;
-                let kind = patch.match_kind.unwrap_or(current.kind());
-                check(
-                    kind,
-                    patch.pattern.as_deref().unwrap_or(&current.pattern),
-                    patch.reply.as_deref().unwrap_or(&current.reply),
-                )?;
-                let kind = serde_json::to_value(kind).map_err(ApiError::internal)?;
-                self.sql().exec(
-                    "UPDATE auto_replies SET match_kind = ?, pattern = COALESCE(?, pattern), reply = COALESCE(?, reply),
-                     device_id = COALESCE(?, device_id), active = COALESCE(?, active),
-                     priority = COALESCE(?, priority), updated_at = ? WHERE id = ?",
-                    vec![
-                        kind.as_str().unwrap_or_default().into(),
-                        patch.pattern.into(),
-                        patch.reply.into(),
-                        patch.device_id.map(|d| d.to_string()).into(),
-                        patch.active.map(|a| a as i64).into(),
-                        patch.priority.into(),
-                        int(now),
-                        id.as_str().into(),
-                    ],
-                )?;
-                Ok(rule(&id)?.json())
-            }
-            AutoReplyCall::Delete { id } => {
-                rule(&id)?;
-                self.sql().exec("DELETE FROM auto_replies WHERE id = ?", vec![id.into()])?;
-                Ok(json!({"success": true}))
-            }
-        }
+    /// The rule `id`, if `scope` (a device-scoped key's device) may see it.
+    fn visible_rule(&self, id: &str, scope: Option<&DeviceId>) -> Result<RuleRow, ApiError> {
+        self.rule(id).and_then(|r| match scope::visible(scope, r.device_id.as_deref()) {
+            true => Ok(r),
+            false => Err(ApiError::not_found("auto-reply")),
+        })
     }
 
     /// The reply an earlier recording of this event queued, for a retried recording.
@@ -253,12 +158,13 @@ impl AppObject {
         ) else {
             return Ok(None); // nothing a rule can read, or no number to answer
         };
-        let rules = rows::<RuleRow>(self.sql().exec(
+        let mut rules = rows::<RuleRow>(self.sql().exec(
             "SELECT * FROM auto_replies WHERE active = 1 AND (device_id IS NULL OR device_id = ?)
              ORDER BY priority DESC, created_at, id",
             vec![device_id.as_str().into()],
         )?)?;
-        let Some(rule) = rules.into_iter().find(|r| Matcher::new(r.kind(), &r.pattern).is_ok_and(|m| m.matches(&text)))
+        let Some(rule) = autoreply::first_match(rules.iter().map(|r| (r.kind(), r.pattern.as_str())), &text)
+            .map(|chosen| rules.swap_remove(chosen))
         else {
             return Ok(None);
         };
@@ -269,9 +175,8 @@ impl AppObject {
             "message" => Some(text.clone()),
             _ => None,
         };
-        // The event decides among a reply's alternatives, so a retried recording says the same.
-        let seed = event_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
-        let reply_text = reply_template(&rule.reply).map_err(ApiError::internal)?.render(value, seed);
+        let reply_text =
+            reply_template(&rule.reply).map_err(ApiError::internal)?.render(value, autoreply::seed(&event_id));
         let to = from;
         self.sql().exec(
             "UPDATE auto_replies SET hits = hits + 1, last_matched_at = ? WHERE id = ?",
@@ -300,5 +205,88 @@ impl AppObject {
             vec![event_id.as_str().into(), serde_json::to_string(&reply).map_err(ApiError::internal)?.into()],
         )?;
         Ok(Some(reply))
+    }
+}
+
+impl AutoReplyHandler for AppObject {
+    async fn list_rules(&self, ListRules { scope }: ListRules) -> Result<Vec<RuleView>, ApiError> {
+        let all = rows::<RuleRow>(
+            self.sql().exec("SELECT * FROM auto_replies ORDER BY priority DESC, created_at, id", None)?,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter(|r| scope::visible(scope.as_ref(), r.device_id.as_deref()))
+            .map(RuleRow::view)
+            .collect())
+    }
+
+    async fn create_rule(&self, CreateRule { spec, now, .. }: CreateRule) -> Result<RuleView, ApiError> {
+        // The edge has already bound a scoped key's rule to its device.
+        if number(&self.sql(), "SELECT COUNT(*) AS n FROM auto_replies", vec![])?.unwrap_or(0) >= MAX_RULES {
+            let reason = format!("cannot be added: an app may have at most {MAX_RULES} auto-reply rules");
+            return Err(ApiError::field("pattern", Rule::Invalid { reason }));
+        }
+        check(spec.match_kind, &spec.pattern, &spec.reply)?;
+        let id = format!("ar_{}", random_hex(8));
+        self.sql().exec(
+            "INSERT INTO auto_replies
+             (id, match_kind, pattern, reply, device_id, active, priority, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            vec![
+                id.as_str().into(),
+                kind_name(spec.match_kind)?.into(),
+                spec.pattern.into(),
+                spec.reply.into(),
+                spec.device_id.map(|d| d.to_string()).into(),
+                int(spec.active as u64),
+                spec.priority.into(),
+                int(now),
+            ],
+        )?;
+        Ok(self.rule(&id)?.view())
+    }
+
+    async fn get_rule(&self, GetRule { scope, id }: GetRule) -> Result<RuleView, ApiError> {
+        Ok(self.visible_rule(&id, scope.as_ref())?.view())
+    }
+
+    async fn update_rule(&self, UpdateRule { scope, id, patch, now }: UpdateRule) -> Result<RuleView, ApiError> {
+        let current = self.visible_rule(&id, scope.as_ref())?;
+        let kind = patch.match_kind.unwrap_or(current.kind());
+        check(
+            kind,
+            patch.pattern.as_deref().unwrap_or(&current.pattern),
+            patch.reply.as_deref().unwrap_or(&current.reply),
+        )?;
+        self.sql().exec(
+            "UPDATE auto_replies SET match_kind = ?1, pattern = COALESCE(?2, pattern), reply = COALESCE(?3, reply),
+             device_id = COALESCE(?4, device_id), active = COALESCE(?5, active),
+             priority = COALESCE(?6, priority), updated_at = ?7 WHERE id = ?8",
+            vec![
+                kind_name(kind)?.into(),
+                patch.pattern.into(),
+                patch.reply.into(),
+                patch.device_id.map(|d| d.to_string()).into(),
+                patch.active.map(|a| a as i64).into(),
+                patch.priority.into(),
+                int(now),
+                id.as_str().into(),
+            ],
+        )?;
+        Ok(self.rule(&id)?.view())
+    }
+
+    async fn delete_rule(&self, DeleteRule { scope, id }: DeleteRule) -> Result<(), ApiError> {
+        self.visible_rule(&id, scope.as_ref())?;
+        self.sql().exec("DELETE FROM auto_replies WHERE id = ?", vec![id.into()])?;
+        Ok(())
+    }
+}
+
+/// A match kind as stored: its wire name.
+fn kind_name(kind: MatchKind) -> Result<String, ApiError> {
+    match serde_json::to_value(kind).map_err(ApiError::internal)? {
+        serde_json::Value::String(name) => Ok(name),
+        _ => Err(ApiError::internal("a match kind is named by a string")),
     }
 }

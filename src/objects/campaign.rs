@@ -5,13 +5,11 @@
 //! crash sends nothing twice.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::audience::{AudienceCall, Pick};
-use super::device::{CampaignRef, DeviceOp, MessageView, NewMessage};
-use super::{call, int, legacy_call, migrate, number, rows, serve, to_json, APPS, DEVICES};
+use super::{call, int, migrate, number, rows, serve};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -25,12 +23,14 @@ use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::domain::template::Template;
-use crate::protocol::app::{AppOp, Audience, Record, Reservation};
+use crate::protocol::app::Record;
+use crate::protocol::audience::{Pick, PickSender, ReserveContact, UnindexCampaign};
 use crate::protocol::campaign::{
     Campaign, CampaignHandler, CampaignMedia, CampaignSpec, CampaignView, ContactOutcome, ContactPage, ContactView,
     CreateCampaign, DeleteCampaign, Deleted, GetCampaign, ListContacts, PauseCampaign, ResumeCampaign, SendCampaign,
     Waiting, CONTACTS_PAGE,
 };
+use crate::protocol::device::{CampaignRef, Enqueue, NewMessage};
 use crate::runtime::{config, month_of, now_ms};
 
 /// Contacts checked against WhatsApp per bridge call.
@@ -189,10 +189,8 @@ impl CampaignHandler for CampaignObject {
     async fn send(&self, SendCampaign { app_id, now }: SendCampaign) -> Result<CampaignView, ApiError> {
         let campaign = self.campaign_of(&app_id)?;
         let to = self.allowed(&campaign, Action::Send)?;
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        if let Pick::NoDevice =
-            self.app_call::<Pick>(&campaign, AppOp::Audience(Audience { call: to_json(&pick)? })).await?
-        {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: None, now };
+        if let Pick::NoDevice = call(&self.env, campaign.app_id.as_str(), pick).await? {
             return Err(ApiError::NoDeviceAvailable);
         }
         self.set_status(to, None, now)?;
@@ -219,8 +217,7 @@ impl CampaignHandler for CampaignObject {
     async fn delete(&self, DeleteCampaign { app_id }: DeleteCampaign) -> Result<Deleted, ApiError> {
         let campaign = self.campaign_of(&app_id)?;
         self.allowed(&campaign, Action::Delete)?;
-        let unindex = AudienceCall::Unindex { campaign_id: campaign.id.clone() };
-        self.app_call::<Value>(&campaign, AppOp::Audience(Audience { call: to_json(&unindex)? })).await?;
+        call(&self.env, campaign.app_id.as_str(), UnindexCampaign { campaign_id: campaign.id.clone() }).await?;
         self.state.storage().delete_alarm().await?;
         for table in ["contacts", "outcomes", "campaign"] {
             self.sql().exec(&format!("DELETE FROM {table}"), None)?;
@@ -390,11 +387,6 @@ impl CampaignObject {
         Ok(())
     }
 
-    // The audience facet still answers JSON, until it is declared on the protocol.
-    async fn app_call<T: serde::de::DeserializeOwned>(&self, campaign: &CampaignRow, op: AppOp) -> Result<T, ApiError> {
-        legacy_call(&self.env, APPS, campaign.app_id.as_str(), &op).await
-    }
-
     async fn record(&self, campaign: &CampaignRow, what: What) -> Result<(), ApiError> {
         let event = Event::new(None, now_ms(), what);
         call(&self.env, campaign.app_id.as_str(), Record { event }).await.map(drop)
@@ -477,11 +469,8 @@ impl CampaignObject {
         if contact.checked == 0 {
             return self.check_numbers(&campaign).await;
         }
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: Some(contact.phone.clone()), now };
-        let device_id = match self
-            .app_call::<Pick>(&campaign, AppOp::Audience(Audience { call: to_json(&pick)? }))
-            .await?
-        {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: Some(contact.phone.clone()), now };
+        let device_id = match call(&self.env, campaign.app_id.as_str(), pick).await? {
             Pick::Device { device_id } => device_id,
             Pick::OptedOut => {
                 self.fail_contact(contact.seq, "opted_out")?;
@@ -494,20 +483,18 @@ impl CampaignObject {
                 return self.alarm_at(until).await;
             }
         };
-        let reserve = AudienceCall::Reserve {
+        let reserve = ReserveContact {
             device_id,
             reference: format!("{}:{}", campaign.id, contact.seq),
             period: month_of(now),
             now,
         };
-        let reservation =
-            match self.app_call::<Reservation>(&campaign, AppOp::Audience(Audience { call: to_json(&reserve)? })).await
-            {
-                Ok(reservation) => reservation,
-                Err(ApiError::QuotaExceeded) => return self.auto_pause(&campaign, PauseReason::QuotaUsedUp).await,
-                Err(ApiError::DeviceNotConnected) => return self.alarm_at(now + self.pace_ms()).await,
-                Err(e) => return Err(e),
-            };
+        let reservation = match call(&self.env, campaign.app_id.as_str(), reserve).await {
+            Ok(reservation) => reservation,
+            Err(ApiError::QuotaExceeded) => return self.auto_pause(&campaign, PauseReason::QuotaUsedUp).await,
+            Err(ApiError::DeviceNotConnected) => return self.alarm_at(now + self.pace_ms()).await,
+            Err(e) => return Err(e),
+        };
         self.sql().exec("UPDATE campaign SET waiting_until = NULL, waiting_reason = NULL", None)?;
         let content = match campaign.media() {
             Some(CampaignMedia { kind, media }) => Content::Media { kind, media, caption: Some(contact.text.clone()) },
@@ -525,9 +512,7 @@ impl CampaignObject {
             campaign: Some(CampaignRef { campaign_id: campaign.id.to_string(), contact: contact.seq }),
             now,
         };
-        // TODO(protocol): DeviceOp
-        let enqueue = DeviceOp::Enqueue { message };
-        legacy_call::<_, MessageView>(&self.env, DEVICES, reservation.device_id.as_str(), &enqueue).await?;
+        call(&self.env, reservation.device_id.as_str(), Enqueue { message }).await?;
         // An outcome may already have overtaken this (it sets the message id too).
         self.sql().exec(
             "UPDATE contacts SET status = ?, message_id = ?, device_id = ?, updated_at = ? WHERE seq = ? AND status = ?",
@@ -551,10 +536,8 @@ impl CampaignObject {
             "SELECT * FROM contacts WHERE status = ? AND checked = 0 ORDER BY seq LIMIT ?",
             vec![stored(ContactStatus::Pending), CHECK_BATCH.into()],
         )?)?;
-        let pick = AudienceCall::Pick { device_ids: campaign.device_ids(), phone: None, now };
-        let Pick::Device { device_id } =
-            self.app_call::<Pick>(campaign, AppOp::Audience(Audience { call: to_json(&pick)? })).await?
-        else {
+        let pick = PickSender { device_ids: campaign.device_ids(), phone: None, now };
+        let Pick::Device { device_id } = call(&self.env, campaign.app_id.as_str(), pick).await? else {
             return self.auto_pause(campaign, PauseReason::NoDevice).await;
         };
         let request = CheckRequest { phones: batch.iter().map(|c| c.phone.clone()).collect() };

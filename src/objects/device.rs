@@ -1,7 +1,7 @@
 //! One Durable Object per linked WhatsApp number: its pairing state, its
 //! messages, and the paced send queue that alarms drain into the bridge.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use wagate_contract::wire::{
     device_path, error_code, send_path, BridgeEvent, Content, EventKind, LinkRequest, LinkResponse, MediaRef,
@@ -10,9 +10,9 @@ use wagate_contract::wire::{
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::retention;
-use super::{call, int, legacy_call, legacy_serve, migrate, number, rows, to_json, CAMPAIGNS};
+use super::{call, int, migrate, number, rows, serve};
 use crate::bridge::{Bridge, CallError};
-use crate::domain::device::DeviceStatus;
+use crate::domain::device::{self, DeviceStatus, Signal};
 use crate::domain::error::ApiError;
 use crate::domain::events::{
     DeviceConnected, DeviceDisconnected, Event, InboundMedia, Incoming, MessageProgress, QrReady, What,
@@ -23,13 +23,13 @@ use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::protocol::app::AutoReply;
-use crate::protocol::app::{self, AppOp, ONLINE};
+use crate::protocol::app::{self, AppOp};
 use crate::protocol::campaign::{CampaignOp, ContactOutcome};
+use crate::protocol::device::{
+    ApplyEvent, CampaignRef, CreateDevice, DeleteDevice, Device, DeviceHandler, DeviceView, Enqueue, GetDevice,
+    GetMessage, MessageView, NewMessage, RefreshQr, Withdraw,
+};
 use crate::runtime::{config, iso, now_ms, required_config};
-
-pub const REGISTERING: &str = "registering";
-pub const QR_WAITING: &str = "qr_waiting";
-pub const OFFLINE: &str = "offline";
 
 /// How long a send attempt may stay unanswered before it is tried again
 /// (the bridge's journal makes the retry harmless).
@@ -44,110 +44,12 @@ const WITHHELD_TEXT: &str = "[one-time code withheld]";
 const DEFAULT_QUEUE_EXPIRY_MS: u64 = 24 * 60 * 60 * 1000;
 const RETRY_MAX_MS: u64 = 60_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewMessage {
-    pub message_id: MessageId,
-    pub app_id: AppId,
-    pub recipient: Recipient,
-    pub content: Content,
-    pub trace_id: String,
-    pub meta: Option<serde_json::Value>,
-    pub priority: Priority,
-    /// A one-time code valid until then: its text is withheld once WhatsApp has it, and it is
-    /// never sent after this (it ends FAILED `expired` instead: a late code is worthless).
-    pub code_expires_at: Option<u64>,
-    /// The campaign contact this message is for, told of the message's progress.
-    #[serde(default)]
-    pub campaign: Option<CampaignRef>,
-    pub now: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CampaignRef {
-    pub campaign_id: String,
-    pub contact: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum DeviceOp {
-    Create {
-        device_id: DeviceId,
-        app_id: AppId,
-        label: Option<String>,
-        pair_phone: Option<String>,
-        now: u64,
-    },
-    Get {
-        app_id: AppId,
-    },
-    /// A fresh pairing session, for a device waiting for a scan or unlinked.
-    RefreshQr {
-        app_id: AppId,
-        /// Pair by code for this number instead of by QR.
-        pair_phone: Option<String>,
-    },
-    /// Logs the device out of WhatsApp and retires it; its messages stay readable.
-    Delete {
-        app_id: AppId,
-    },
-    Enqueue {
-        message: NewMessage,
-    },
-    /// Asked after an `Enqueue` whose answer was lost: the message if it is held. If it is not,
-    /// it never will be (a late `Enqueue` of it is refused), so its quota can go back.
-    Withdraw {
-        app_id: AppId,
-        message_id: MessageId,
-    },
-    GetMessage {
-        app_id: AppId,
-        message_id: MessageId,
-    },
-    Event {
-        event: BridgeEvent,
-        /// Where clients reach the API tier, for the download links of inbound media.
-        origin: String,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceView {
-    pub device_id: String,
-    pub label: Option<String>,
-    pub status: String,
-    pub qr: Option<String>,
-    pub pair_code: Option<String>,
-    pub phone: Option<String>,
-    pub disconnect_reason: Option<String>,
-    pub created_at: u64,
-    pub last_seen_at: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MessageView {
-    pub id: String,
-    pub device_id: String,
-    pub recipient: Recipient,
-    pub content: Content,
-    pub status: MessageStatus,
-    pub external_id: Option<String>,
-    pub error_code: Option<String>,
-    pub error_reason: Option<String>,
-    pub trace_id: String,
-    pub created_at: u64,
-    pub sent_at: Option<u64>,
-    pub delivered_at: Option<u64>,
-    pub read_at: Option<u64>,
-    pub failed_at: Option<u64>,
-}
-
 #[derive(Deserialize)]
 struct DeviceRow {
     device_id: String,
     app_id: String,
     label: Option<String>,
-    status: String,
+    status: DeviceStatus,
     qr: Option<String>,
     pair_phone: Option<String>,
     pair_code: Option<String>,
@@ -250,7 +152,7 @@ impl DurableObject for DeviceObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        legacy_serve(req, |op: DeviceOp| self.handle(op)).await
+        serve::<Device, _>(req, |op| op.dispatch(self)).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -261,78 +163,84 @@ impl DurableObject for DeviceObject {
     }
 }
 
+impl DeviceHandler for DeviceObject {
+    async fn create(&self, op: CreateDevice) -> Result<DeviceView, ApiError> {
+        let CreateDevice { device_id, app_id, label, pair_phone, now } = op;
+        self.sql().exec(
+            "INSERT INTO device (one, device_id, app_id, label, status, pair_phone, created_at)
+             VALUES (1, ?, ?, ?, ?, ?, ?)",
+            vec![
+                device_id.as_str().into(),
+                app_id.as_str().into(),
+                label.into(),
+                DeviceStatus::Registering.as_str().into(),
+                pair_phone.into(),
+                int(now),
+            ],
+        )?;
+        // Pairing starts now if the bridge answers; otherwise the alarm keeps trying.
+        if let Err(e) = self.link().await {
+            worker::console_warn!("linking {device_id} deferred: {e:?}");
+            self.state.storage().set_alarm(RETRY_BASE_MS as i64).await?;
+        }
+        self.view(&app_id)
+    }
+
+    async fn get(&self, GetDevice { app_id }: GetDevice) -> Result<DeviceView, ApiError> {
+        self.view(&app_id)
+    }
+
+    async fn refresh_qr(&self, RefreshQr { app_id, pair_phone }: RefreshQr) -> Result<DeviceView, ApiError> {
+        if self.device_of(&app_id)?.status == DeviceStatus::Online {
+            return Err(ApiError::Conflict { message: "The device is connected; there is no QR to refresh".into() });
+        }
+        if let Some(phone) = pair_phone {
+            self.sql().exec("UPDATE device SET pair_phone = ?, pair_code = NULL", vec![phone.into()])?;
+        }
+        self.link().await?;
+        self.view(&app_id)
+    }
+
+    async fn delete(&self, DeleteDevice { app_id }: DeleteDevice) -> Result<(), ApiError> {
+        self.retire(&app_id).await
+    }
+
+    async fn enqueue(&self, Enqueue { message }: Enqueue) -> Result<MessageView, ApiError> {
+        self.device_of(&message.app_id)?;
+        let withdrawn = "SELECT COUNT(*) AS n FROM withdrawn WHERE message_id = ?";
+        if number(&self.sql(), withdrawn, vec![message.message_id.as_str().into()])?.unwrap_or(0) > 0 {
+            return Err(ApiError::Conflict { message: "This message was withdrawn; send it again".into() });
+        }
+        self.insert_message(&message)?;
+        self.wake().await?;
+        self.message(&message.app_id, &message.message_id)
+    }
+
+    async fn withdraw(&self, Withdraw { app_id, message_id }: Withdraw) -> Result<Option<MessageView>, ApiError> {
+        if self.message_row(&message_id)?.is_some_and(|m| m.app_id == app_id.as_str()) {
+            self.wake().await?; // the failed enqueue may not have set the alarm
+            return Ok(Some(self.message(&app_id, &message_id)?));
+        }
+        self.sql().exec(
+            "INSERT OR IGNORE INTO withdrawn (message_id, at) VALUES (?, ?)",
+            vec![message_id.as_str().into(), int(now_ms())],
+        )?;
+        Ok(None)
+    }
+
+    async fn get_message(&self, GetMessage { app_id, message_id }: GetMessage) -> Result<MessageView, ApiError> {
+        self.message(&app_id, &message_id)
+    }
+
+    async fn event(&self, ApplyEvent { event, origin }: ApplyEvent) -> Result<(), ApiError> {
+        let follow_ups = self.apply(event, &origin)?;
+        self.follow_up(follow_ups).await
+    }
+}
+
 impl DeviceObject {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
-    }
-
-    async fn handle(&self, op: DeviceOp) -> Result<serde_json::Value, ApiError> {
-        match op {
-            DeviceOp::Create { device_id, app_id, label, pair_phone, now } => {
-                self.sql().exec(
-                    "INSERT INTO device (one, device_id, app_id, label, status, pair_phone, created_at)
-                     VALUES (1, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        device_id.as_str().into(),
-                        app_id.as_str().into(),
-                        label.into(),
-                        REGISTERING.into(),
-                        pair_phone.into(),
-                        int(now),
-                    ],
-                )?;
-                // Pairing starts now if the bridge answers; otherwise the alarm keeps trying.
-                if let Err(e) = self.link().await {
-                    worker::console_warn!("linking {device_id} deferred: {e:?}");
-                    self.state.storage().set_alarm(RETRY_BASE_MS as i64).await?;
-                }
-                to_json(&self.view(&app_id)?)
-            }
-            DeviceOp::Get { app_id } => to_json(&self.view(&app_id)?),
-            DeviceOp::RefreshQr { app_id, pair_phone } => {
-                if self.device_of(&app_id)?.status == ONLINE {
-                    return Err(ApiError::Conflict {
-                        message: "The device is connected; there is no QR to refresh".into(),
-                    });
-                }
-                if let Some(phone) = pair_phone {
-                    self.sql().exec("UPDATE device SET pair_phone = ?, pair_code = NULL", vec![phone.into()])?;
-                }
-                self.link().await?;
-                to_json(&self.view(&app_id)?)
-            }
-            DeviceOp::Delete { app_id } => {
-                self.delete(&app_id).await?;
-                Ok(serde_json::Value::Null)
-            }
-            DeviceOp::Enqueue { message } => {
-                self.device_of(&message.app_id)?;
-                let withdrawn = "SELECT COUNT(*) AS n FROM withdrawn WHERE message_id = ?";
-                if number(&self.sql(), withdrawn, vec![message.message_id.as_str().into()])?.unwrap_or(0) > 0 {
-                    return Err(ApiError::Conflict { message: "This message was withdrawn; send it again".into() });
-                }
-                self.insert_message(&message)?;
-                self.wake().await?;
-                to_json(&self.message(&message.app_id, &message.message_id)?)
-            }
-            DeviceOp::Withdraw { app_id, message_id } => {
-                if self.message_row(&message_id)?.is_some_and(|m| m.app_id == app_id.as_str()) {
-                    self.wake().await?; // the failed enqueue may not have set the alarm
-                    return to_json(&Some(self.message(&app_id, &message_id)?));
-                }
-                self.sql().exec(
-                    "INSERT OR IGNORE INTO withdrawn (message_id, at) VALUES (?, ?)",
-                    vec![message_id.as_str().into(), int(now_ms())],
-                )?;
-                to_json(&None::<MessageView>)
-            }
-            DeviceOp::GetMessage { app_id, message_id } => to_json(&self.message(&app_id, &message_id)?),
-            DeviceOp::Event { event, origin } => {
-                let follow_ups = self.apply(event, &origin)?;
-                self.follow_up(follow_ups).await?;
-                Ok(serde_json::Value::Null)
-            }
-        }
     }
 
     /// Queues a message; a retried insert of the same id changes nothing.
@@ -473,59 +381,67 @@ impl DeviceObject {
         self.follow_up(follow_ups).await
     }
 
-    /// Records a new pairing/connection state and the event it makes.
+    /// Records a new pairing/connection state, if `domain::device::transition` makes one of
+    /// it, and the follow-ups it asks for.
     fn set_status(&self, status: Status, at: u64) -> Result<Vec<FollowUp>, ApiError> {
         let device = self.device()?;
+        let current = if device.deleted != 0 { DeviceStatus::Deleted } else { device.status };
+        let signal = match status {
+            Status::WaitingForScan { .. } => Signal::QrShown,
+            Status::Online { .. } => Signal::Connected,
+            Status::Offline { .. } => Signal::Disconnected,
+        };
+        let Some(transition) = device::transition(current, signal) else { return Ok(vec![]) };
         let device_id = self.device_id(&device)?;
-        let (name, qr, phone, reason, what) = match status {
+        let next = transition.status;
+        let (qr, phone, reason, what) = match status {
             Status::WaitingForScan { qr } => {
-                let what = What::DeviceQrReady(QrReady {
-                    device_id: device_id.clone(),
-                    status: DeviceStatus::QrWaiting,
-                    qr_code: qr.clone(),
-                });
-                (QR_WAITING, Some(qr), None, None, what)
+                let what =
+                    What::DeviceQrReady(QrReady { device_id: device_id.clone(), status: next, qr_code: qr.clone() });
+                (Some(qr), None, None, what)
             }
             Status::Online { phone } => {
                 let what = What::DeviceConnected(DeviceConnected {
                     device_id: device_id.clone(),
-                    status: DeviceStatus::Online,
+                    status: next,
                     phone_number: phone.clone(),
                 });
-                (ONLINE, None, Some(phone), None, what)
+                (None, Some(phone), None, what)
             }
             Status::Offline { reason, logged_out } => {
                 let what = What::DeviceDisconnected(DeviceDisconnected {
                     device_id: device_id.clone(),
-                    status: DeviceStatus::Offline,
+                    status: next,
                     phone_number: device.phone.clone(),
                     reason: reason.clone(),
                     logged_out,
                 });
-                (OFFLINE, None, None, Some(reason), what)
+                (None, None, Some(reason), what)
             }
         };
         // A pair code belongs to one pairing session: it goes once the device links or drops.
         self.sql().exec(
-            "UPDATE device SET status = ?, qr = ?, phone = COALESCE(?, phone), disconnect_reason = ?,
-             last_seen_at = ?, pair_code = CASE WHEN ? THEN pair_code END",
+            "UPDATE device SET status = ?1, qr = ?2, phone = COALESCE(?3, phone), disconnect_reason = ?4,
+             last_seen_at = ?5, pair_code = CASE WHEN ?6 THEN pair_code END",
             vec![
-                name.into(),
+                next.as_str().into(),
                 qr.into(),
                 phone.clone().into(),
                 reason.into(),
                 int(at),
-                int((name == QR_WAITING) as u64),
+                int((next == DeviceStatus::QrWaiting) as u64),
             ],
         )?;
-        let event = Event::new(Some(device_id.clone()), at, what);
-        let op = app::DeviceChanged { device_id, status: name.to_owned(), phone, event };
-        let mut follow_ups = vec![FollowUp::App(op.into())];
-        if name != QR_WAITING {
-            // Online: send what waited. Offline: start the clock on what now waits.
-            follow_ups.push(FollowUp::DrainQueue);
-        }
-        Ok(follow_ups)
+        let mut announce = Some((what, phone));
+        let follow_ups = transition.follow_ups.iter().filter_map(|follow_up| match follow_up {
+            device::FollowUp::Announce => announce.take().map(|(what, phone)| {
+                let event = Event::new(Some(device_id.clone()), at, what);
+                let op = app::DeviceChanged { device_id: device_id.clone(), status: next.as_str().to_owned(), phone, event };
+                FollowUp::App(op.into())
+            }),
+            device::FollowUp::DrainQueue => Some(FollowUp::DrainQueue),
+        });
+        Ok(follow_ups.collect())
     }
 
     /// Applies a bridge event once; a redelivered event id is acknowledged and ignored.
@@ -544,12 +460,7 @@ impl DeviceObject {
         )?;
         let at = event.at_ms;
         match event.kind {
-            EventKind::QrUpdated { qr } => {
-                if self.device()?.status == ONLINE {
-                    return Ok(vec![]);
-                }
-                self.set_status(Status::WaitingForScan { qr }, at)
-            }
+            EventKind::QrUpdated { qr } => self.set_status(Status::WaitingForScan { qr }, at),
             EventKind::PairCode { code } => {
                 self.sql().exec("UPDATE device SET pair_code = ?", vec![code.into()])?;
                 Ok(vec![])
@@ -780,8 +691,10 @@ impl DeviceObject {
             let pending =
                 rows::<Pending>(self.sql().exec("SELECT * FROM campaign_outbox ORDER BY seq LIMIT 1", None)?)?;
             let Some(pending) = pending.into_iter().next() else { return Ok(()) };
-            let op: CampaignOp = serde_json::from_str(&pending.op).map_err(ApiError::internal)?;
-            match legacy_call::<_, serde_json::Value>(&self.env, CAMPAIGNS, &pending.campaign_id, &op).await {
+            let CampaignOp::Outcome(outcome) = serde_json::from_str(&pending.op).map_err(ApiError::internal)? else {
+                return Err(ApiError::internal("the campaign outbox holds an operation other than an outcome"));
+            };
+            match call(&self.env, &pending.campaign_id, outcome).await {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -791,7 +704,7 @@ impl DeviceObject {
 
     /// Logs out at the bridge first: if that fails the device stays, and the client can retry.
     /// Messages still waiting end FAILED with a reason rather than vanishing with the device.
-    async fn delete(&self, app_id: &AppId) -> Result<(), ApiError> {
+    async fn retire(&self, app_id: &AppId) -> Result<(), ApiError> {
         let device = self.device_of(app_id)?;
         match Bridge::from_env(&self.env)?.delete(&device_path(&device.device_id)).await {
             Ok(()) => {}
@@ -808,8 +721,10 @@ impl DeviceObject {
             let failure = Some(("device_deleted".to_owned(), "the sending device was deleted".to_owned()));
             follow_ups.extend(self.advance(&message.id, MessageStatus::Failed, "failed_at", now, None, failure)?);
         }
-        self.sql()
-            .exec("UPDATE device SET deleted = 1, status = ?, qr = NULL, pair_code = NULL", vec![OFFLINE.into()])?;
+        self.sql().exec(
+            "UPDATE device SET deleted = 1, status = ?, qr = NULL, pair_code = NULL",
+            vec![DeviceStatus::Offline.as_str().into()],
+        )?;
         let device_id = self.device_id(&device)?;
         let what = What::DeviceDisconnected(DeviceDisconnected {
             device_id: device_id.clone(),
@@ -853,7 +768,7 @@ impl DeviceObject {
             worker::console_error!("trimming history: {e}");
         }
         let device = self.device()?;
-        if device.status == REGISTERING {
+        if device.status == DeviceStatus::Registering {
             if let Err(e) = self.link().await {
                 worker::console_warn!("linking {} deferred: {e:?}", device.device_id);
                 self.state.storage().set_alarm(RETRY_BASE_MS as i64 * 5).await?;
@@ -862,7 +777,7 @@ impl DeviceObject {
         }
         let now = now_ms();
         self.expire_codes(now).await?;
-        if device.status != ONLINE {
+        if device.status != DeviceStatus::Online {
             // The Connected event wakes the queue again; until then messages wait, up to the expiry.
             return self.expire_waiting(now).await;
         }

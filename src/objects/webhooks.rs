@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 use worker::{Env, SqlStorage, State};
 
 use super::app::AppObject;
 use super::{call, int, number, rows};
+use crate::domain::delivery::{self, DeliveryStatus};
 use crate::domain::egress::Egress;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::{Event, EventName};
@@ -19,6 +19,11 @@ use crate::domain::scope;
 use crate::domain::secretbox;
 use crate::domain::webhook::{self, Format};
 use crate::protocol::sender::{Attempt, PostDelivery};
+use crate::protocol::webhooks::{
+    CreateEndpoint, CreatedEndpoint, DeleteEndpoint, DeliveryView, EndpointView, GetEndpoint, Health, ListDeliveries,
+    ListEndpoints, RegenerateSecret, Replay, Replayed, RotatedSecret, TestEndpoint, TestQueued, UpdateEndpoint,
+    WebhookHandler,
+};
 use crate::runtime::{config, egress, iso, next_month_start_ms, now_ms, required_config};
 
 pub const MAX_ENDPOINTS: i64 = 5;
@@ -27,45 +32,10 @@ const CANDIDATES: i64 = 100;
 const PER_ENDPOINT: i64 = 4;
 /// A claimed delivery is retried by a later alarm if its attempt has not settled by then.
 const LEASE_MS: u64 = super::sender::TIMEOUT_MS + 5_000;
-/// The old secret keeps signing alongside a regenerated one for this long.
-const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 /// An endpoint that has failed continuously for this long (5 days) is disabled.
 const DISABLE_AFTER_S: u64 = 5 * 24 * 60 * 60;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EndpointSpec {
-    pub url: String,
-    pub events: Vec<EventName>,
-    pub format: Format,
-    pub device_id: Option<String>,
-    pub retry_count: i64,
-    pub secret: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct EndpointPatch {
-    pub url: Option<String>,
-    pub events: Option<Vec<EventName>>,
-    pub active: Option<bool>,
-    pub secret: Option<String>,
-    pub retry_count: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "call", rename_all = "snake_case")]
-pub enum WebhookCall {
-    List,
-    Create { spec: EndpointSpec, now: u64 },
-    Get { id: String },
-    Update { id: String, patch: EndpointPatch, now: u64 },
-    Delete { id: String },
-    RegenerateSecret { id: String, now: u64 },
-    Test { id: String, now: u64 },
-    Deliveries { id: String, status: Option<String> },
-    Replay { id: String, delivery_id: Option<String>, since: Option<u64>, now: u64 },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct EndpointRow {
     id: String,
     url: String,
@@ -103,11 +73,10 @@ struct DeliveryRow {
     created_at: u64,
 }
 
-const PENDING: &str = "pending";
-/// Claimed by an attempt under way; listed as pending.
-const IN_FLIGHT: &str = "in_flight";
-pub(super) const SUCCEEDED: &str = "succeeded";
-pub(super) const FAILED: &str = "failed";
+const PENDING: &str = DeliveryStatus::Pending.as_str();
+const IN_FLIGHT: &str = DeliveryStatus::InFlight.as_str();
+pub(super) const SUCCEEDED: &str = DeliveryStatus::Succeeded.as_str();
+pub(super) const FAILED: &str = DeliveryStatus::Failed.as_str();
 
 pub const SCHEMA: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS webhooks (
@@ -131,28 +100,46 @@ fn format_name(format: Format) -> &'static str {
     }
 }
 
-fn endpoint_json(e: &EndpointRow) -> Value {
-    let events: Value = serde_json::from_str(&e.events).unwrap_or(Value::Array(vec![]));
-    json!({
-        "id": e.id, "url": e.url, "events": events, "format": e.format, "device_id": e.device_id,
-        "retry_count": e.retry_count, "active": e.active != 0, "disabled_reason": e.disabled_reason,
-        "created_at": iso(e.created_at),
-        "health": {
-            "attempts": e.attempts, "successes": e.successes, "failures": e.failures,
-            "consecutive_failures": e.consecutive_failures,
-            "last_success_at": e.last_success_at.map(iso), "last_failure_at": e.last_failure_at.map(iso),
-            "last_status_code": e.last_status,
-        },
-    })
+impl EndpointRow {
+    fn view(&self) -> EndpointView {
+        EndpointView {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: serde_json::from_str(&self.events).unwrap_or_default(),
+            format: Format::parse(&self.format).unwrap_or_default(),
+            device_id: self.device_id.clone(),
+            retry_count: self.retry_count,
+            active: self.active != 0,
+            disabled_reason: self.disabled_reason.clone(),
+            created_at: self.created_at,
+            health: Health {
+                attempts: self.attempts,
+                successes: self.successes,
+                failures: self.failures,
+                consecutive_failures: self.consecutive_failures,
+                last_success_at: self.last_success_at,
+                last_failure_at: self.last_failure_at,
+                last_status_code: self.last_status,
+            },
+        }
+    }
 }
 
-fn delivery_json(d: &DeliveryRow) -> Value {
-    let pending = d.status == PENDING || d.status == IN_FLIGHT;
-    json!({
-        "id": d.id, "event_id": d.event_id, "event": d.event_name, "status": if pending { PENDING } else { &d.status },
-        "attempts": d.attempts, "last_status_code": d.last_status, "last_error": d.last_error,
-        "created_at": iso(d.created_at), "next_attempt_at": pending.then(|| iso(d.next_attempt_at)),
-    })
+impl DeliveryRow {
+    fn view(self) -> DeliveryView {
+        DeliveryView {
+            // An unknown stored status is an attempt that never settled: pending.
+            status: DeliveryStatus::parse(&self.status).unwrap_or(DeliveryStatus::Pending),
+            id: self.id,
+            event_id: self.event_id,
+            event: self.event_name,
+            attempts: self.attempts,
+            last_status_code: self.last_status,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            next_attempt_at: self.next_attempt_at,
+        }
+    }
 }
 
 fn find_endpoint(sql: &SqlStorage, id: &str) -> Result<Option<EndpointRow>, ApiError> {
@@ -177,162 +164,12 @@ impl AppObject {
         find_endpoint(&self.sql(), id)?.ok_or_else(not_found)
     }
 
-    /// `scope`: a device-scoped key sees and changes only its device's endpoints.
-    pub(super) async fn webhooks(&self, call: WebhookCall, scope: Option<&DeviceId>) -> Result<Value, ApiError> {
-        let endpoint = |id: &str| {
-            self.endpoint(id).and_then(|e| match scope::visible(scope, e.device_id.as_deref()) {
-                true => Ok(e),
-                false => Err(not_found()),
-            })
-        };
-        match call {
-            WebhookCall::List => {
-                let all = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks ORDER BY created_at", None)?)?;
-                let all: Vec<EndpointRow> =
-                    all.into_iter().filter(|e| scope::visible(scope, e.device_id.as_deref())).collect();
-                let names: Vec<&str> = EventName::ALL.iter().map(|n| n.as_str()).collect();
-                Ok(json!({"webhooks": all.iter().map(endpoint_json).collect::<Vec<_>>(), "available_events": names}))
-            }
-            WebhookCall::Create { spec, now } => {
-                let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM webhooks", vec![])?;
-                if count.unwrap_or(0) >= MAX_ENDPOINTS {
-                    let reason = format!("cannot be added: an app may register at most {MAX_ENDPOINTS} webhooks");
-                    return Err(ApiError::field("url", Rule::Invalid { reason }));
-                }
-                let id = format!("wh_{}", random_hex(8));
-                let secret = spec.secret.clone().unwrap_or_else(|| webhook::new_secret(spec.format));
-                self.sql().exec(
-                    "INSERT INTO webhooks (id, url, events, format, device_id, secret, retry_count, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        id.as_str().into(),
-                        spec.url.into(),
-                        serde_json::to_string(&spec.events).map_err(ApiError::internal)?.into(),
-                        format_name(spec.format).into(),
-                        spec.device_id.into(),
-                        secretbox::seal(&self.key_material()?, &secret).into(),
-                        spec.retry_count.into(),
-                        int(now),
-                    ],
-                )?;
-                let mut view = endpoint_json(&endpoint(&id)?);
-                view["secret"] = secret.into();
-                Ok(view)
-            }
-            WebhookCall::Get { id } => Ok(endpoint_json(&endpoint(&id)?)),
-            WebhookCall::Update { id, patch, now } => {
-                let current = endpoint(&id)?;
-                let sealed =
-                    patch.secret.as_deref().map(|s| self.key_material().map(|k| secretbox::seal(&k, s))).transpose()?;
-                self.sql().exec(
-                    "UPDATE webhooks SET url = COALESCE(?, url), events = COALESCE(?, events),
-                     active = COALESCE(?, active), retry_count = COALESCE(?, retry_count),
-                     previous_secret = CASE WHEN ? IS NULL THEN previous_secret ELSE secret END,
-                     previous_until = CASE WHEN ? IS NULL THEN previous_until ELSE ? END,
-                     secret = COALESCE(?, secret),
-                     consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END,
-                     disabled_reason = CASE WHEN ? = 1 THEN NULL ELSE disabled_reason END
-                     WHERE id = ?",
-                    vec![
-                        patch.url.into(),
-                        patch.events.map(|e| serde_json::to_string(&e).unwrap_or_default()).into(),
-                        patch.active.map(|a| a as i64).into(),
-                        patch.retry_count.into(),
-                        sealed.clone().into(),
-                        sealed.clone().into(),
-                        int(now + ROTATION_GRACE_MS),
-                        sealed.into(),
-                        int(patch.active.is_some_and(|a| a) as u64),
-                        int(patch.active.is_some_and(|a| a) as u64),
-                        current.id.into(),
-                    ],
-                )?;
-                if patch.active == Some(true) {
-                    self.wake_deliveries().await?;
-                }
-                Ok(endpoint_json(&endpoint(&id)?))
-            }
-            WebhookCall::Delete { id } => {
-                endpoint(&id)?;
-                self.sql().exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
-                self.sql().exec("DELETE FROM deliveries WHERE webhook_id = ?", vec![id.into()])?;
-                Ok(json!({"success": true}))
-            }
-            WebhookCall::RegenerateSecret { id, now } => {
-                let current = endpoint(&id)?;
-                let format = Format::parse(&current.format).unwrap_or_default();
-                let secret = webhook::new_secret(format);
-                self.sql().exec(
-                    "UPDATE webhooks SET previous_secret = secret, previous_until = ?, secret = ? WHERE id = ?",
-                    vec![
-                        int(now + ROTATION_GRACE_MS),
-                        secretbox::seal(&self.key_material()?, &secret).into(),
-                        id.into(),
-                    ],
-                )?;
-                Ok(
-                    json!({"id": current.id, "secret": secret, "previous_secret_valid_until": iso(now + ROTATION_GRACE_MS)}),
-                )
-            }
-            WebhookCall::Test { id, now } => {
-                let endpoint = endpoint(&id)?;
-                let data = json!({"webhook_id": endpoint.id, "message": "This is a test event from wagate"});
-                let body =
-                    json!({"event": "webhook.test", "type": "webhook.test", "timestamp": iso(now), "data": data});
-                let delivery_id =
-                    self.insert_delivery(&endpoint.id, "evt_test", "webhook.test", &body.to_string(), now)?;
-                self.wake_deliveries().await?;
-                Ok(json!({"success": true, "delivery_id": delivery_id}))
-            }
-            WebhookCall::Deliveries { id, status } => {
-                endpoint(&id)?;
-                let listed = rows::<DeliveryRow>(self.sql().exec(
-                    "SELECT * FROM deliveries WHERE webhook_id = ? AND (? IS NULL OR status = ? OR (? = ? AND status = ?))
-                     ORDER BY created_at DESC, id LIMIT 100",
-                    vec![
-                        id.into(),
-                        status.clone().into(),
-                        status.clone().into(),
-                        status.into(),
-                        PENDING.into(),
-                        IN_FLIGHT.into(),
-                    ],
-                )?)?;
-                Ok(json!({"deliveries": listed.iter().map(delivery_json).collect::<Vec<_>>()}))
-            }
-            WebhookCall::Replay { id, delivery_id, since, now } => {
-                endpoint(&id)?;
-                // Replays keep their delivery id and body; only the schedule starts over.
-                let replayed = match (delivery_id, since) {
-                    (Some(delivery_id), _) => {
-                        let found = number(
-                            &self.sql(),
-                            "SELECT COUNT(*) AS n FROM deliveries WHERE id = ? AND webhook_id = ?",
-                            vec![delivery_id.as_str().into(), id.as_str().into()],
-                        )?;
-                        if found.unwrap_or(0) == 0 {
-                            return Err(ApiError::not_found("delivery"));
-                        }
-                        self.sql().exec(
-                            "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ? WHERE id = ?",
-                            vec![PENDING.into(), int(now), delivery_id.into()],
-                        )?;
-                        1
-                    }
-                    (None, since) => {
-                        let failed = number(&self.sql(), "SELECT COUNT(*) AS n FROM deliveries WHERE webhook_id = ? AND status = ? AND created_at >= ?", vec![id.as_str().into(), FAILED.into(), int(since.unwrap_or(0))],)?;
-                        self.sql().exec(
-                            "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ?
-                             WHERE webhook_id = ? AND status = ? AND created_at >= ?",
-                            vec![PENDING.into(), int(now), id.into(), FAILED.into(), int(since.unwrap_or(0))],
-                        )?;
-                        failed.unwrap_or(0)
-                    }
-                };
-                self.wake_deliveries().await?;
-                Ok(json!({"success": true, "replayed": replayed}))
-            }
-        }
+    /// The endpoint `id`, if `scope` (a device-scoped key's device) may see it.
+    fn visible_endpoint(&self, id: &str, scope: Option<&DeviceId>) -> Result<EndpointRow, ApiError> {
+        self.endpoint(id).and_then(|e| match scope::visible(scope, e.device_id.as_deref()) {
+            true => Ok(e),
+            false => Err(not_found()),
+        })
     }
 
     fn insert_delivery(
@@ -507,20 +344,13 @@ impl Courier {
         let Some(endpoint) = find_endpoint(&self.sql(), webhook_id)? else {
             return Ok(()); // deleted meanwhile, with its deliveries
         };
-        let (status, next_at) = match outcome.ok {
-            true => (SUCCEEDED, now),
-            // `retry_count` retries after the first attempt; then the delivery is kept as failed.
-            false if attempts > endpoint.retry_count => (FAILED, now),
-            false => {
-                let jitter = (u8::from_str_radix(&random_hex(1), 16).unwrap_or(128) as f64 / 127.5) - 1.0;
-                let delay = webhook::retry_delay_ms(attempts as u32, jitter) as f64 * self.retry_scale;
-                (PENDING, now + delay as u64)
-            }
-        };
+        let jitter = (u8::from_str_radix(&random_hex(1), 16).unwrap_or(128) as f64 / 127.5) - 1.0;
+        let (status, next_at) =
+            delivery::settle(outcome.ok, attempts, endpoint.retry_count, now, jitter, self.retry_scale);
         self.sql().exec(
             "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
             vec![
-                status.into(),
+                status.as_str().into(),
                 attempts.into(),
                 int(next_at),
                 outcome.status.map(i64::from).into(),
@@ -550,7 +380,7 @@ impl Courier {
         // An endpoint failing without a break for too long is switched off and says why; what
         // queued meanwhile stays pending and goes out once it is re-enabled.
         let since = endpoint.last_success_at.unwrap_or(endpoint.created_at);
-        if !outcome.ok && now.saturating_sub(since) >= self.disable_after_ms {
+        if delivery::disables(outcome.ok, since, now, self.disable_after_ms) {
             let reason = format!("disabled after failing continuously since {}", iso(since));
             self.sql().exec(
                 "UPDATE webhooks SET active = 0, disabled_reason = ? WHERE id = ?",
@@ -573,7 +403,7 @@ async fn attempt(env: &Env, key: &str, endpoint: &EndpointRow, delivery: &Delive
     let previous = endpoint
         .previous_secret
         .as_deref()
-        .filter(|_| endpoint.previous_until.is_some_and(|until| until > now))
+        .filter(|_| delivery::previous_signs(endpoint.previous_until, now))
         .and_then(|sealed| secretbox::open(key, sealed));
     let mut secrets = vec![secret.as_str()];
     secrets.extend(previous.as_deref());
@@ -584,4 +414,171 @@ async fn attempt(env: &Env, key: &str, endpoint: &EndpointRow, delivery: &Delive
         .collect();
     let post = PostDelivery { url: endpoint.url.clone(), headers, body: delivery.body.clone() };
     call(env, &endpoint.id, post).await.unwrap_or_else(|e| failed(format!("not sent: {e}")))
+}
+
+impl WebhookHandler for AppObject {
+    async fn list_endpoints(&self, ListEndpoints { scope }: ListEndpoints) -> Result<Vec<EndpointView>, ApiError> {
+        let all = rows::<EndpointRow>(self.sql().exec("SELECT * FROM webhooks ORDER BY created_at", None)?)?;
+        Ok(all
+            .iter()
+            .filter(|e| scope::visible(scope.as_ref(), e.device_id.as_deref()))
+            .map(EndpointRow::view)
+            .collect())
+    }
+
+    async fn create_endpoint(
+        &self,
+        CreateEndpoint { spec, now, .. }: CreateEndpoint,
+    ) -> Result<CreatedEndpoint, ApiError> {
+        // The edge has already bound a scoped key's endpoint to its device.
+        let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM webhooks", vec![])?;
+        if count.unwrap_or(0) >= MAX_ENDPOINTS {
+            let reason = format!("cannot be added: an app may register at most {MAX_ENDPOINTS} webhooks");
+            return Err(ApiError::field("url", Rule::Invalid { reason }));
+        }
+        let id = format!("wh_{}", random_hex(8));
+        let secret = spec.secret.clone().unwrap_or_else(|| webhook::new_secret(spec.format));
+        self.sql().exec(
+            "INSERT INTO webhooks (id, url, events, format, device_id, secret, retry_count, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            vec![
+                id.as_str().into(),
+                spec.url.into(),
+                serde_json::to_string(&spec.events).map_err(ApiError::internal)?.into(),
+                format_name(spec.format).into(),
+                spec.device_id.into(),
+                secretbox::seal(&self.key_material()?, &secret).into(),
+                spec.retry_count.into(),
+                int(now),
+            ],
+        )?;
+        Ok(CreatedEndpoint { endpoint: self.endpoint(&id)?.view(), secret })
+    }
+
+    async fn get_endpoint(&self, GetEndpoint { scope, id }: GetEndpoint) -> Result<EndpointView, ApiError> {
+        Ok(self.visible_endpoint(&id, scope.as_ref())?.view())
+    }
+
+    async fn update_endpoint(&self, op: UpdateEndpoint) -> Result<EndpointView, ApiError> {
+        let UpdateEndpoint { scope, id, patch, now } = op;
+        let current = self.visible_endpoint(&id, scope.as_ref())?;
+        let sealed =
+            patch.secret.as_deref().map(|s| self.key_material().map(|k| secretbox::seal(&k, s))).transpose()?;
+        let reenabled = patch.active == Some(true);
+        // A new secret keeps the replaced one signing through its grace; re-enabling starts the
+        // failure streak over.
+        self.sql().exec(
+            "UPDATE webhooks SET url = COALESCE(?1, url), events = COALESCE(?2, events),
+             active = COALESCE(?3, active), retry_count = COALESCE(?4, retry_count),
+             previous_secret = CASE WHEN ?5 IS NULL THEN previous_secret ELSE secret END,
+             previous_until = CASE WHEN ?5 IS NULL THEN previous_until ELSE ?6 END,
+             secret = COALESCE(?5, secret),
+             consecutive_failures = CASE WHEN ?7 = 1 THEN 0 ELSE consecutive_failures END,
+             disabled_reason = CASE WHEN ?7 = 1 THEN NULL ELSE disabled_reason END
+             WHERE id = ?8",
+            vec![
+                patch.url.into(),
+                patch.events.map(|e| serde_json::to_string(&e).unwrap_or_default()).into(),
+                patch.active.map(|a| a as i64).into(),
+                patch.retry_count.into(),
+                sealed.into(),
+                int(delivery::previous_until(now)),
+                int(reenabled as u64),
+                current.id.into(),
+            ],
+        )?;
+        if reenabled {
+            self.wake_deliveries().await?;
+        }
+        Ok(self.endpoint(&id)?.view())
+    }
+
+    async fn delete_endpoint(&self, DeleteEndpoint { scope, id }: DeleteEndpoint) -> Result<(), ApiError> {
+        self.visible_endpoint(&id, scope.as_ref())?;
+        self.sql().exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
+        self.sql().exec("DELETE FROM deliveries WHERE webhook_id = ?", vec![id.into()])?;
+        Ok(())
+    }
+
+    async fn regenerate_secret(&self, op: RegenerateSecret) -> Result<RotatedSecret, ApiError> {
+        let RegenerateSecret { scope, id, now } = op;
+        let current = self.visible_endpoint(&id, scope.as_ref())?;
+        let format = Format::parse(&current.format).unwrap_or_default();
+        let secret = webhook::new_secret(format);
+        let until = delivery::previous_until(now);
+        self.sql().exec(
+            "UPDATE webhooks SET previous_secret = secret, previous_until = ?, secret = ? WHERE id = ?",
+            vec![int(until), secretbox::seal(&self.key_material()?, &secret).into(), id.into()],
+        )?;
+        Ok(RotatedSecret { id: current.id, secret, previous_secret_valid_until: until })
+    }
+
+    async fn test_endpoint(&self, TestEndpoint { scope, id, now }: TestEndpoint) -> Result<TestQueued, ApiError> {
+        let endpoint = self.visible_endpoint(&id, scope.as_ref())?;
+        let body = webhook::test_body(&endpoint.id, iso(now));
+        let delivery_id = self.insert_delivery(&endpoint.id, "evt_test", "webhook.test", &body, now)?;
+        self.wake_deliveries().await?;
+        Ok(TestQueued { delivery_id })
+    }
+
+    async fn list_deliveries(&self, op: ListDeliveries) -> Result<Vec<DeliveryView>, ApiError> {
+        let ListDeliveries { scope, id, status } = op;
+        self.visible_endpoint(&id, scope.as_ref())?;
+        // Clients ask for pending ones, which includes those under way.
+        let status = status.map(DeliveryStatus::as_str);
+        let listed = rows::<DeliveryRow>(self.sql().exec(
+            "SELECT * FROM deliveries WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2 OR (?2 = ?3 AND status = ?4))
+             ORDER BY created_at DESC, id LIMIT 100",
+            vec![id.into(), status.into(), PENDING.into(), IN_FLIGHT.into()],
+        )?)?;
+        Ok(listed.into_iter().map(DeliveryRow::view).collect())
+    }
+
+    async fn replay(&self, Replay { scope, id, delivery_id, since, now }: Replay) -> Result<Replayed, ApiError> {
+        self.visible_endpoint(&id, scope.as_ref())?;
+        let replayed = match delivery_id {
+            // Only this endpoint's: another endpoint's delivery id is not found here.
+            Some(delivery_id) => {
+                let found = number(
+                    &self.sql(),
+                    "SELECT COUNT(*) AS n FROM deliveries WHERE id = ? AND webhook_id = ?",
+                    vec![delivery_id.as_str().into(), id.as_str().into()],
+                )?;
+                if found.unwrap_or(0) == 0 {
+                    return Err(ApiError::not_found("delivery"));
+                }
+                self.sql().exec(
+                    "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ? WHERE id = ?",
+                    vec![PENDING.into(), int(now), delivery_id.into()],
+                )?;
+                1
+            }
+            None => {
+                let failed = rows::<Failed>(self.sql().exec(
+                    "SELECT id, created_at FROM deliveries WHERE webhook_id = ? AND status = ?",
+                    vec![id.as_str().into(), FAILED.into()],
+                )?)?;
+                let chosen: Vec<&str> = failed
+                    .iter()
+                    .filter(|f| delivery::replays(DeliveryStatus::Failed, f.created_at, since))
+                    .map(|f| f.id.as_str())
+                    .collect();
+                let chosen_json = serde_json::to_string(&chosen).map_err(ApiError::internal)?;
+                self.sql().exec(
+                    "UPDATE deliveries SET status = ?, attempts = 0, next_attempt_at = ?
+                     WHERE id IN (SELECT value FROM json_each(?))",
+                    vec![PENDING.into(), int(now), chosen_json.into()],
+                )?;
+                chosen.len() as i64
+            }
+        };
+        self.wake_deliveries().await?;
+        Ok(Replayed { replayed })
+    }
+}
+
+#[derive(Deserialize)]
+struct Failed {
+    id: String,
+    created_at: u64,
 }

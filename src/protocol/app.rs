@@ -2,12 +2,15 @@
 //! device index, idempotency and the event log. What the edge and the other objects ask of it,
 //! and the views it answers with.
 //!
-//! The facets (webhooks, auto-replies, audience, allow-list) still pass through as one
-//! operation each, answered as JSON, until they are declared as `facet … of App via AppOp::…`:
-//! their `call` is the facet's own operation (declared beside the object) as JSON.
+//! Its facets (allow-list, audience, auto-replies, webhooks) are sub-protocols, each in its own
+//! file (`protocol::{access, audience, autoreplies, webhooks}`).
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{AllowListHandler, AllowListOp};
+use super::audience::{AudienceHandler, AudienceOp};
+use super::autoreplies::{AutoReplyHandler, AutoReplyOp};
+use super::webhooks::{WebhookHandler, WebhookOp};
 use crate::domain::autoreply::ReplyLimits;
 use crate::domain::campaign::{WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
 use crate::domain::events::Event;
@@ -23,7 +26,6 @@ crate::protocol! {
         AddKey(AddKey) -> () => add_key,
         ListKeys(ListKeys) -> Vec<KeyView> => list_keys,
         Audit(Audit) -> serde_json::Value => list_audit,
-        AllowList(AllowList) -> serde_json::Value => allow_list_call,
         RevokeKey(RevokeKey) -> () => revoke_key,
         Authenticate(Authenticate) -> Tenant => authenticate,
         AddDevice(AddDevice) -> () => add_device,
@@ -32,9 +34,6 @@ crate::protocol! {
         DeviceChanged(DeviceChanged) -> () => device_changed,
         RemoveDevice(RemoveDevice) -> () => remove_device,
         Record(Record) -> Recorded => record_event,
-        Webhooks(Webhooks) -> serde_json::Value => webhook_call,
-        AutoReplies(AutoReplies) -> serde_json::Value => auto_reply_call,
-        Audience(Audience) -> serde_json::Value => audience_call,
         Events(Events) -> Vec<RecordedEvent> => events,
         ListDevices(ListDevices) -> Vec<DeviceEntry> => list_devices,
         PickDevice(PickDevice) -> DeviceId => pick_device,
@@ -42,6 +41,12 @@ crate::protocol! {
         IdempotencyBegin(IdempotencyBegin) -> Decision => idempotency_begin,
         IdempotencyFinish(IdempotencyFinish) -> () => idempotency_finish,
         Refund(Refund) -> () => refund,
+    }
+    facets {
+        AllowList(AllowListOp: AllowListHandler),
+        Audience(AudienceOp: AudienceHandler),
+        AutoReplies(AutoReplyOp: AutoReplyHandler),
+        Webhooks(WebhookOp: WebhookHandler),
     }
 }
 
@@ -81,13 +86,6 @@ pub struct ListKeys {}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Audit {}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AllowList {
-    pub call: serde_json::Value,
-    /// The key making the change, for the audit trail.
-    pub actor: KeyId,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RevokeKey {
@@ -134,25 +132,6 @@ pub struct RemoveDevice {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
     pub event: Event,
-}
-
-/// `scope`: the device of a device-scoped key, which sees only that device's endpoints.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Webhooks {
-    pub call: serde_json::Value,
-    pub scope: Option<DeviceId>,
-}
-
-/// `scope`: as for webhooks.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AutoReplies {
-    pub call: serde_json::Value,
-    pub scope: Option<DeviceId>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Audience {
-    pub call: serde_json::Value,
 }
 
 /// Recorded events, oldest first, after sequence number `after`.
@@ -389,14 +368,9 @@ mod tests {
     }
 
     #[test]
-    fn operations_without_fields_and_facet_pass_throughs_keep_their_wire_form() {
+    fn operations_without_fields_keep_their_wire_form() {
         assert_eq!(serde_json::to_string(&AppOp::from(ListKeys {})).unwrap(), r#"{"op":"list_keys"}"#);
         assert!(matches!(serde_json::from_str(r#"{"op":"list_devices"}"#).unwrap(), AppOp::ListDevices(_)));
-        let webhooks = AppOp::from(Webhooks { call: serde_json::json!({"call": "list"}), scope: None });
-        assert_eq!(
-            serde_json::to_string(&webhooks).unwrap(),
-            r#"{"op":"webhooks","call":{"call":"list"},"scope":null}"#
-        );
         // A send from before idempotency keys decodes without one.
         let reserve: AppOp =
             serde_json::from_str(r#"{"op":"reserve_send","device_id":null,"period":"2026-01","now":1}"#).unwrap();

@@ -9,12 +9,17 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod access;
 pub mod app;
+pub mod audience;
+pub mod autoreplies;
 pub mod campaign;
+pub mod device;
 pub mod guard;
 pub mod otp;
 pub mod registry;
 pub mod sender;
+pub mod webhooks;
 
 /// A Durable Object namespace and the operations its objects decode.
 pub trait Object {
