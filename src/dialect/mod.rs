@@ -1,6 +1,7 @@
 //! The two public API dialects: how each one words errors and wraps results.
 //! Pure: handlers hand over an [`ApiError`] or a payload, these decide the bytes.
 
+pub mod admin;
 pub mod loginwa;
 pub mod loginwa_access;
 pub mod loginwa_autoreplies;

@@ -9,15 +9,15 @@ use super::{auth, date_time, json_body, Ctx, Outcome, Reply};
 use wagate_contract::wire::{replay_path, DeadLetters, Replayed, DEAD_LETTERS_PATH};
 
 use crate::bridge::{Bridge, CallError};
+use crate::dialect::admin as render;
 use crate::dialect::routes::admin::Admin;
 use crate::dialect::routes::{self, Method};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
-use crate::domain::paging;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, AppPatch, AppView, KeyView, Plan, RecordedEvent};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{AddKey, AppPatch, Audit, Create, Events, Get, ListKeys, Plan, RevokeKey, Update};
 use crate::protocol::registry::{self, AddApp, ListApps};
 use crate::runtime::{iso, month_of, now_ms, required_config};
 
@@ -38,12 +38,10 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: Method, rest: &[&st
         Admin::CreateKey { app: id } => create_key(req, ctx, &app_id(id)?).await,
         Admin::ListKeys { app: id } => {
             let app_id = app_id(id)?;
-            let keys: Vec<KeyView> = legacy_call(ctx.env, APPS, app_id.as_str(), &AppOp::ListKeys).await?;
-            Ok(Reply::json(200, json!({"keys": keys.iter().map(|k| key_json(&app_id, k)).collect::<Vec<_>>()})))
+            let keys = call(ctx.env, app_id.as_str(), ListKeys {}).await?;
+            Ok(Reply::json(200, render::keys(&app_id, &keys, now_ms(), &iso)))
         }
-        Admin::Audit { app: id } => {
-            Ok(Reply::json(200, legacy_call(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::Audit).await?))
-        }
+        Admin::Audit { app: id } => Ok(Reply::json(200, call(ctx.env, app_id(id)?.as_str(), Audit {}).await?)),
         Admin::Events { app: id } => {
             let page: EventsPage = ctx.query()?;
             let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100));
@@ -54,23 +52,12 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: Method, rest: &[&st
             if !(1..=1000).contains(&limit) {
                 return Err(ApiError::field("limit", Rule::Range { min: 1, max: 1000 }));
             }
-            let op = AppOp::Events { after, limit };
-            let events: Vec<RecordedEvent> = legacy_call(ctx.env, APPS, app_id(id)?.as_str(), &op).await?;
-            let events: Vec<Value> = events
-                .into_iter()
-                .map(|e| {
-                    let data = serde_json::from_str::<Value>(&e.data)
-                        .map_err(|err| ApiError::internal(format!("stored event {} is corrupt: {err}", e.id)))?;
-                    Ok(json!({"seq": e.seq, "id": e.id, "event": e.name, "device_id": e.device_id,
-                              "timestamp": iso(e.at), "data": data}))
-                })
-                .collect::<Result<_, ApiError>>()?;
-            Ok(Reply::json(200, json!({"events": events})))
+            let events = call(ctx.env, app_id(id)?.as_str(), Events { after, limit }).await?;
+            Ok(Reply::json(200, render::events(events, &iso)?))
         }
         Admin::RevokeKey { app: id, key } => {
             let key_id = KeyId::parse(key).ok_or_else(|| ApiError::not_found("key"))?;
-            legacy_call::<_, Value>(ctx.env, APPS, app_id(id)?.as_str(), &AppOp::RevokeKey { key_id, now: now_ms() })
-                .await?;
+            call(ctx.env, app_id(id)?.as_str(), RevokeKey { key_id, now: now_ms() }).await?;
             Ok(Reply::no_content())
         }
         Admin::DeadLetters => dead_letters(ctx).await,
@@ -132,16 +119,14 @@ async fn list_apps(ctx: &Ctx<'_>) -> Outcome {
     let listed = call(ctx.env, registry::NAME, ListApps { page }).await?;
     let period = month_of(now_ms());
     let views = join_all(listed.app_ids.iter().map(|id| {
-        let op = AppOp::Get { period: period.clone() };
-        async move { legacy_call::<_, AppView>(ctx.env, APPS, id.as_str(), &op).await }
+        let op = Get { period: period.clone() };
+        async move { call(ctx.env, id.as_str(), op).await }
     }))
     .await;
-    let apps: Vec<Value> = views.into_iter().map(|v| v.map(render)).collect::<Result<_, _>>()?;
-    Ok(Reply::json(
-        200,
-        json!({"apps": apps, "page": page, "per_page": registry::PAGE_SIZE, "total": listed.total,
-               "last_page": paging::last_page(listed.total, registry::PAGE_SIZE)}),
-    ))
+    let now = now_ms();
+    let apps: Vec<Value> =
+        views.into_iter().map(|v| v.map(|app| render::app(&app, now, &iso))).collect::<Result<_, _>>()?;
+    Ok(Reply::json(200, render::apps(apps, page, registry::PAGE_SIZE, listed.total)))
 }
 
 fn app_id(s: &str) -> Result<AppId, ApiError> {
@@ -162,7 +147,7 @@ async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
     let name = name.unwrap_or_default();
     let (app_id, key_id) = (AppId::generate(), KeyId::generate());
     let api_key = keys::generate(required_config(ctx.env, "KEY_SECRET")?.as_bytes(), &app_id, &key_id);
-    let op = AppOp::Create {
+    let op = Create {
         app_id: app_id.clone(),
         name: name.clone(),
         plan,
@@ -170,14 +155,14 @@ async fn create_app(req: &mut Request, ctx: &Ctx<'_>) -> Outcome {
         key_hash: keys::hash(&api_key),
         now: now_ms(),
     };
-    legacy_call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
+    call(ctx.env, app_id.as_str(), op).await?;
     call(ctx.env, registry::NAME, AddApp { app_id: app_id.clone(), name: name.clone(), now: now_ms() }).await?;
-    Ok(Reply::json(201, json!({"app_id": app_id, "api_key": api_key, "key_id": key_id})))
+    Ok(Reply::json(201, render::created_app(&app_id, &api_key, &key_id)))
 }
 
 async fn view(ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
-    let app: AppView = legacy_call(ctx.env, APPS, app_id.as_str(), &AppOp::Get { period: month_of(now_ms()) }).await?;
-    Ok(Reply::json(200, render(app)))
+    let app = call(ctx.env, app_id.as_str(), Get { period: month_of(now_ms()) }).await?;
+    Ok(Reply::json(200, render::app(&app, now_ms(), &iso)))
 }
 
 async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
@@ -214,9 +199,8 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         f.fail("default_country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
     }
     f.finish()?;
-    let op = AppOp::Update { patch, period: month_of(now_ms()) };
-    let app: AppView = legacy_call(ctx.env, APPS, app_id.as_str(), &op).await?;
-    Ok(Reply::json(200, render(app)))
+    let app = call(ctx.env, app_id.as_str(), Update { patch, period: month_of(now_ms()) }).await?;
+    Ok(Reply::json(200, render::app(&app, now_ms(), &iso)))
 }
 
 async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
@@ -230,60 +214,13 @@ async fn create_key(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome
     f.finish()?;
     let key_id = KeyId::generate();
     let api_key = keys::generate(required_config(ctx.env, "KEY_SECRET")?.as_bytes(), app_id, &key_id);
-    let op = AppOp::AddKey {
+    let op = AddKey {
         key_id: key_id.clone(),
         key_hash: keys::hash(&api_key),
         device_id: device_id.clone(),
         expires_at,
         now: now_ms(),
     };
-    legacy_call::<_, Value>(ctx.env, APPS, app_id.as_str(), &op).await?;
-    Ok(Reply::json(
-        201,
-        json!({"key_id": key_id, "api_key": api_key, "device_id": device_id, "expires_at": expires_at.map(iso)}),
-    ))
-}
-
-/// A key as the operator sees it: never the secret, only the part that identifies it.
-fn key_json(app_id: &AppId, k: &KeyView) -> Value {
-    let now = now_ms();
-    let state = match (k.revoked_at, k.expires_at) {
-        (Some(_), _) => "revoked",
-        (None, Some(at)) if at <= now => "expired",
-        _ => "active",
-    };
-    json!({
-        "key_id": k.key_id,
-        "prefix": KeyId::parse(&k.key_id).map(|id| keys::prefix(app_id, &id)),
-        "device_id": k.device_id,
-        "state": state,
-        "created_at": iso(k.created_at),
-        "last_used_at": k.last_used_at.map(iso),
-        "expires_at": k.expires_at.map(iso),
-        "revoked": k.revoked_at.is_some(),
-        "revoked_at": k.revoked_at.map(iso),
-    })
-}
-
-fn render(app: AppView) -> Value {
-    let keys: Vec<Value> = match AppId::parse(&app.app_id) {
-        Some(app_id) => app.keys.iter().map(|k| key_json(&app_id, k)).collect(),
-        None => vec![],
-    };
-    json!({
-        "app_id": app.app_id,
-        "name": app.name,
-        "plan": app.plan,
-        "quota": {
-            "period": app.quota_period,
-            "monthly_messages": app.plan.monthly_messages,
-            "used": app.quota_used,
-            "remaining": app.quota_remaining,
-        },
-        "suspended": app.suspended,
-        "default_country_code": app.default_country_code,
-        "governor": app.governor,
-        "keys": keys,
-        "created_at": iso(app.created_at),
-    })
+    call(ctx.env, app_id.as_str(), op).await?;
+    Ok(Reply::json(201, render::created_key(&key_id, &api_key, device_id.as_ref(), expires_at, &iso)))
 }

@@ -12,8 +12,8 @@ use crate::domain::allowlist::{budget_subject, client_ip};
 use crate::domain::error::ApiError;
 use crate::domain::keys;
 use crate::domain::scope;
-use crate::objects::app::{AppOp, LimitClass, Tenant};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{Authenticate, LimitClass, Tenant};
 use crate::protocol::guard::AuthFailed;
 use crate::protocol::registry::{self, HasApp};
 use crate::runtime::{config, now_ms, required_config};
@@ -64,9 +64,8 @@ async fn authenticate(req: &Request, ctx: &Ctx<'_>, ip: Option<String>, ip_exemp
         return Err(ApiError::Unauthorized);
     }
     let class = if ctx.meta.path.starts_with("/api/auth/") { LimitClass::Auth } else { LimitClass::Api };
-    let op =
-        AppOp::Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, ip, ip_exempt, now: now_ms() };
-    legacy_call::<_, Tenant>(ctx.env, APPS, parsed.app_id.as_str(), &op).await
+    let op = Authenticate { key_id: parsed.key_id, key_hash: keys::hash(key), class, ip, ip_exempt, now: now_ms() };
+    call(ctx.env, parsed.app_id.as_str(), op).await
 }
 
 /// The failed-authentication budget of one client address (an IPv6 client's whole /64): after

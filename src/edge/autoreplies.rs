@@ -12,7 +12,7 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
-use crate::objects::app::Tenant;
+use crate::protocol::app::Tenant;
 use crate::objects::call;
 use crate::protocol::autoreplies::{CreateRule, DeleteRule, GetRule, ListRules, RulePatch, RuleSpec, UpdateRule};
 use crate::runtime::{iso, now_ms};

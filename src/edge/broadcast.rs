@@ -20,8 +20,8 @@ use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::template::Template;
 use crate::domain::validate::Fields;
-use crate::objects::app::{AppOp, AppView, DeviceEntry, Tenant};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{AppView, DeviceEntry, Get, ListDevices, Tenant};
 use crate::protocol::audience::{AddOptOut, IndexCampaign, ListCampaigns, ListOptOuts, RemoveOptOut, PAGE_SIZE};
 use crate::protocol::campaign::{
     CampaignMedia, CampaignSpec, CampaignView, ContactSpec, CreateCampaign, DeleteCampaign, GetCampaign, ListContacts,
@@ -251,7 +251,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         check_template(message, &listed.contacts, &mut listed.errors);
     }
     if !device_ids.is_empty() {
-        let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+        let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
         let own: HashSet<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
         if let Some(stranger) = device_ids.iter().find(|d| !own.contains(d.as_str())) {
             f.fail(
@@ -275,7 +275,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     };
 
     let period = month_of(now);
-    let app: AppView = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::Get { period }).await?;
+    let app: AppView = call(ctx.env, tenant.app_id.as_str(), Get { period }).await?;
     let required = listed.contacts.len() as i64;
     if required > app.quota_remaining {
         return Err(ApiError::QuotaInsufficient { required, remaining: app.quota_remaining });

@@ -8,8 +8,8 @@ use worker::Request;
 use super::{Ctx, Outcome, Reply};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::idempotency::{fingerprint, Decision, SavedResponse, DEFAULT_LEASE_MS, MAX_KEY_CHARS};
-use crate::objects::app::{AppOp, Tenant};
-use crate::objects::{legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{IdempotencyBegin, IdempotencyFinish, Tenant};
 use crate::runtime::{config, now_ms};
 
 pub fn key(req: &Request) -> Result<Option<String>, ApiError> {
@@ -36,8 +36,8 @@ pub async fn once<F: Future<Output = Outcome>>(
     let app = tenant.app_id.as_str();
     let lease_ms = config(ctx.env, "IDEMPOTENCY_LEASE_MS").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_LEASE_MS);
     let fingerprint = fingerprint(&ctx.meta.path, body);
-    let begin = AppOp::IdempotencyBegin { key: key.clone(), fingerprint, now: now_ms(), lease_ms };
-    match legacy_call::<_, Decision>(ctx.env, APPS, app, &begin).await? {
+    let begin = IdempotencyBegin { key: key.clone(), fingerprint, now: now_ms(), lease_ms };
+    match call(ctx.env, app, begin).await? {
         Decision::Replay(saved) => {
             let body: Value = serde_json::from_str(&saved.body).map_err(ApiError::internal)?;
             Ok(Reply::json(saved.status, body).replayed())
@@ -51,7 +51,7 @@ pub async fn once<F: Future<Output = Outcome>>(
                 Ok(reply) => reply.saved(),
                 Err(_) => None,
             };
-            legacy_call::<_, Value>(ctx.env, APPS, app, &AppOp::IdempotencyFinish { key, response }).await?;
+            call(ctx.env, app, IdempotencyFinish { key, response }).await?;
             outcome
         }
     }

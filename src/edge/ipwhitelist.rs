@@ -9,7 +9,7 @@ use crate::dialect::loginwa_access;
 use crate::dialect::routes::loginwa::IpWhitelist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
-use crate::objects::app::Tenant;
+use crate::protocol::app::Tenant;
 use crate::objects::call;
 use crate::protocol::access::{AllowIp, DisallowIp, ListAllowed, Restrict};
 use crate::runtime::{iso, now_ms};

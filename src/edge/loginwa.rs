@@ -19,8 +19,8 @@ use crate::domain::phone::Recipient;
 use crate::domain::qr;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
-use crate::objects::app::{AppOp, DeviceEntry, Tenant, ONLINE};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant, ONLINE};
 use crate::protocol::device::{CreateDevice, DeleteDevice, Device, DeviceView, GetDevice, RefreshQr};
 use crate::protocol::Operation;
 use crate::runtime::{iso, now_ms};
@@ -96,7 +96,7 @@ fn device_json(d: &DeviceView) -> Value {
 }
 
 async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
-    let devices: Vec<DeviceEntry> = legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &AppOp::ListDevices).await?;
+    let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
     let devices: Vec<Value> = devices
         .iter()
         .filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)))
@@ -123,8 +123,8 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     f.finish()?;
     let device_id = DeviceId::generate();
     let now = now_ms();
-    let register = AppOp::AddDevice { device_id: device_id.clone(), label: label.clone(), now };
-    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &register).await?;
+    let register = AddDevice { device_id: device_id.clone(), label: label.clone(), now };
+    call(ctx.env, tenant.app_id.as_str(), register).await?;
     let create = CreateDevice { device_id: device_id.clone(), app_id: tenant.app_id.clone(), label, pair_phone, now };
     let device = call(ctx.env, device_id.as_str(), create).await?;
     Ok(Reply::json(202, pairing_json(ctx, &device)))

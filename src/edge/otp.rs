@@ -12,8 +12,8 @@ use crate::domain::message::Priority;
 use crate::domain::otp::{self, Verdict};
 use crate::domain::phone::Recipient;
 use crate::domain::validate::Fields;
-use crate::objects::app::Tenant;
 use crate::objects::call;
+use crate::protocol::app::Tenant;
 use crate::protocol::otp::{CancelSession, SessionAccepted, StartSession, Started, VerifyCode};
 use crate::runtime::{config, is_production, iso, now_ms, required_config};
 

@@ -15,8 +15,8 @@ use crate::domain::ids::{trace_id, DeviceId, MessageId};
 use crate::domain::message::Priority;
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
-use crate::objects::app::{AppOp, Reservation, Tenant};
-use crate::objects::{call, legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{Refund, Reservation, ReserveSend, Tenant};
 use crate::protocol::device::{Enqueue, GetMessage, MessageView, NewMessage, Withdraw};
 use crate::runtime::{month_of, now_ms};
 
@@ -48,8 +48,8 @@ pub async fn reserve(ctx: &Ctx<'_>, tenant: &Tenant, asked: Option<DeviceId>) ->
     let device_id = scope::device_for(tenant.device_scope.as_ref(), asked)?;
     let now = now_ms();
     let idempotency_key = ctx.idempotency_key.borrow().clone();
-    let reserve = AppOp::ReserveSend { device_id, period: month_of(now), now, idempotency_key };
-    legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &reserve).await
+    let reserve = ReserveSend { device_id, period: month_of(now), now, idempotency_key };
+    call(ctx.env, tenant.app_id.as_str(), reserve).await
 }
 
 /// Queues `out` under `reservation` (whose device it goes from); the quota unit goes back only
@@ -105,8 +105,8 @@ pub async fn enqueue(
 
 /// Gives a reservation's quota unit back: nothing was queued under it (a key bound to it lets go).
 pub async fn release(ctx: &Ctx<'_>, tenant: &Tenant, reservation: Reservation) -> Result<(), ApiError> {
-    let refund = AppOp::Refund { message_id: reservation.message_id };
-    legacy_call::<_, Value>(ctx.env, APPS, tenant.app_id.as_str(), &refund).await.map(drop)
+    let refund = Refund { message_id: reservation.message_id };
+    call(ctx.env, tenant.app_id.as_str(), refund).await
 }
 
 pub async fn lookup(ctx: &Ctx<'_>, tenant: &Tenant, id: &str) -> Result<MessageView, ApiError> {

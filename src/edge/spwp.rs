@@ -19,8 +19,8 @@ use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
-use crate::objects::app::{AppOp, Tenant};
-use crate::objects::{legacy_call, APPS};
+use crate::objects::call;
+use crate::protocol::app::{PickDevice, Tenant};
 use crate::protocol::device::MessageView;
 use crate::runtime::iso;
 
@@ -120,8 +120,8 @@ async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outco
     let not_connected = || {
         Ok(Reply::json(200, envelope(json!({"phone": phone, "exists": false, "reason": "NOT_CONNECTED"}), &ctx.meta)))
     };
-    let pick = AppOp::PickDevice { device_id: scope::device_for(tenant.device_scope.as_ref(), None)? };
-    let device: DeviceId = match legacy_call(ctx.env, APPS, tenant.app_id.as_str(), &pick).await {
+    let pick = PickDevice { device_id: scope::device_for(tenant.device_scope.as_ref(), None)? };
+    let device: DeviceId = match call(ctx.env, tenant.app_id.as_str(), pick).await {
         Ok(device) => device,
         Err(ApiError::NoDeviceAvailable | ApiError::DeviceNotConnected) => return not_connected(),
         Err(e) => return Err(e),

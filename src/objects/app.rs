@@ -4,15 +4,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::access;
-use super::audience::{self, Governor};
-use super::autoreplies::{self, Recorded};
-use super::retention;
-use super::webhooks;
-use super::{int, legacy_serve, number, rows, to_json};
+use super::{access, audience, autoreplies, retention, webhooks};
+use super::{int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
@@ -21,221 +17,15 @@ use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
 use crate::domain::schema::Migration;
-use crate::protocol::access::AllowListOp;
-use crate::protocol::audience::AudienceOp;
-use crate::protocol::autoreplies::AutoReplyOp;
-use crate::protocol::webhooks::WebhookOp;
+use crate::protocol::app::*;
+// The facets still name these as the object's own (until they are declared on the protocol).
+pub use crate::protocol::app::{Reservation, Tenant, ONLINE};
+use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
-    pub monthly_messages: i64,
-    pub api_rpm: i64,
-    pub auth_rpm: i64,
-    pub max_devices: i64,
-}
-
-/// Operator changes; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AppPatch {
-    pub suspended: Option<bool>,
-    pub monthly_messages: Option<i64>,
-    pub api_rpm: Option<i64>,
-    pub auth_rpm: Option<i64>,
-    pub max_devices: Option<i64>,
-    pub default_country_code: Option<String>,
-    /// Messages used this period, as the operator corrects it.
-    pub quota_used: Option<i64>,
-    /// The campaign governor: warm-up of new numbers, opt-out keywords.
-    pub warm_up_first_day_cap: Option<u64>,
-    pub warm_up_growth_percent: Option<u64>,
-    pub warm_up_uncapped_after: Option<u64>,
-    pub opt_out_keywords: Option<Vec<String>>,
-    /// Auto-reply rationing per sender: a rule's cooldown, replies per hour.
-    pub auto_reply_cooldown_s: Option<u64>,
-    pub auto_reply_hourly_cap: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum AppOp {
-    Create {
-        app_id: AppId,
-        name: String,
-        plan: Plan,
-        key_id: KeyId,
-        key_hash: String,
-        now: u64,
-    },
-    Get {
-        period: String,
-    },
-    Update {
-        patch: AppPatch,
-        period: String,
-    },
-    AddKey {
-        key_id: KeyId,
-        key_hash: String,
-        device_id: Option<DeviceId>,
-        /// After this the key stops working by itself.
-        expires_at: Option<u64>,
-        now: u64,
-    },
-    ListKeys,
-    Audit,
-    AllowList(AllowListOp),
-    RevokeKey {
-        key_id: KeyId,
-        now: u64,
-    },
-    /// Checks a key and counts the request against its per-minute limit for `class`.
-    Authenticate {
-        key_id: KeyId,
-        key_hash: String,
-        class: LimitClass,
-        /// The client's address (`CF-Connecting-IP`), checked against the allow-list.
-        ip: Option<String>,
-        /// The allow-list's own endpoints stay reachable, so a client can always fix its list.
-        ip_exempt: bool,
-        now: u64,
-    },
-    AddDevice {
-        device_id: DeviceId,
-        label: Option<String>,
-        now: u64,
-    },
-    /// A device's new status, mirrored here for auto-selection, and the event it makes.
-    DeviceChanged {
-        device_id: DeviceId,
-        status: String,
-        phone: Option<String>,
-        event: Event,
-    },
-    RemoveDevice {
-        device_id: DeviceId,
-        event: Event,
-    },
-    /// Records an event; an inbound message may get an auto-reply, answered as `Recorded`.
-    Record {
-        event: Event,
-    },
-    Webhooks(WebhookOp),
-    AutoReplies(AutoReplyOp),
-    Audience(AudienceOp),
-    /// Recorded events, oldest first, after sequence number `after`.
-    Events {
-        after: i64,
-        limit: i64,
-    },
-    ListDevices,
-    /// The device to act for: the one asked for if connected, else the least recently used online one.
-    PickDevice {
-        device_id: Option<DeviceId>,
-    },
-    /// Picks the sending device and reserves one unit of quota for a new message. Under an
-    /// `Idempotency-Key` the reservation is bound to the key: a later attempt under the same
-    /// key gets the same message id back, charged once.
-    ReserveSend {
-        device_id: Option<DeviceId>,
-        period: String,
-        now: u64,
-        #[serde(default)]
-        idempotency_key: Option<String>,
-    },
-    /// Claims an `Idempotency-Key` for a request, or says what became of its earlier use.
-    IdempotencyBegin {
-        key: String,
-        fingerprint: String,
-        now: u64,
-        lease_ms: u64,
-    },
-    /// Saves the answer to replay (`None`: the attempt failed; the key is free for a retry,
-    /// which re-drives the message id the key is bound to).
-    IdempotencyFinish {
-        key: String,
-        response: Option<SavedResponse>,
-    },
-    /// Gives back the unit of a message that failed or that its device confirmed it never
-    /// stored; idempotent per message. A key still waiting for its answer lets go of the id.
-    Refund {
-        message_id: MessageId,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyView {
-    pub key_id: String,
-    pub device_id: Option<String>,
-    pub created_at: u64,
-    pub revoked_at: Option<u64>,
-    pub last_used_at: Option<u64>,
-    pub expires_at: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppView {
-    pub app_id: String,
-    pub name: String,
-    pub plan: Plan,
-    pub suspended: bool,
-    pub default_country_code: String,
-    pub quota_period: String,
-    pub quota_used: i64,
-    pub quota_remaining: i64,
-    pub keys: Vec<KeyView>,
-    pub governor: Governor,
-    pub created_at: u64,
-}
-
-/// Who is calling, once a key checks out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tenant {
-    pub app_id: AppId,
-    pub key_id: KeyId,
-    /// A key bound to one WhatsApp account acts for that device only.
-    pub device_scope: Option<DeviceId>,
-    pub default_country_code: String,
-    /// Rate-limit headers for the response.
-    pub rate: RateHeaders,
-}
-
-/// Which per-minute limit a request counts against: `/api/auth/*` has its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitClass {
-    Api,
-    Auth,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RateHeaders(pub Vec<(String, String)>);
 
 #[derive(Deserialize)]
 struct Tat {
     tat: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceEntry {
-    pub device_id: String,
-    pub label: Option<String>,
-    pub status: String,
-    pub phone: Option<String>,
-    pub created_at: u64,
-    pub last_seen_at: Option<u64>,
-}
-
-/// An event as recorded, with its position in the app's event log; its body stays the JSON
-/// it was stored as (the listing shows it as it is).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordedEvent {
-    pub seq: i64,
-    pub id: String,
-    pub name: String,
-    pub device_id: Option<DeviceId>,
-    pub data: String,
-    pub at: u64,
 }
 
 #[derive(Deserialize)]
@@ -254,12 +44,8 @@ impl From<IdempotencyRow> for Stored {
     }
 }
 
-pub use crate::protocol::app::Reservation;
-
-pub const DEFAULT_COUNTRY_CODE: &str = "62";
 /// Who the audit trail names for operator API calls.
 const OPERATOR: &str = "operator";
-pub const ONLINE: &str = "online";
 
 #[durable_object]
 pub struct AppObject {
@@ -291,7 +77,22 @@ impl DurableObject for AppObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        legacy_serve(req, |op: AppOp| self.handle(op)).await
+        serve::<App, _>(req, |op| async move {
+            // Until the app is created the object has no tables: it answers nothing but the creation.
+            match &op {
+                AppOp::Create(_) => {
+                    migrate(&self.state);
+                    self.exists.set(true);
+                }
+                AppOp::Authenticate(_) if !self.exists.get() => {
+                    return protocol::encode::<()>(&Err(ApiError::Unauthorized))
+                }
+                _ if !self.exists.get() => return protocol::encode::<()>(&Err(ApiError::not_found("app"))),
+                _ => {}
+            }
+            op.dispatch(self).await
+        })
+        .await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -349,12 +150,6 @@ const MIGRATIONS: [Migration; 6] = [
     ]),
 ];
 
-/// A facet's typed answer read back as the JSON `handle` still answers with: the bridge while
-/// the app's own operations are untyped, removed at the merge, when `dispatch` serves them all.
-fn legacy_answer(encoded: &[u8]) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice::<Result<serde_json::Value, ApiError>>(encoded).map_err(ApiError::internal)?
-}
-
 /// Creates the app's tables, or brings those of an earlier release up to date.
 fn migrate(state: &State) {
     super::migrate(state, "app", &MIGRATIONS);
@@ -411,231 +206,6 @@ impl AppObject {
 
     pub(super) fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
-    }
-
-    async fn handle(&self, op: AppOp) -> Result<serde_json::Value, ApiError> {
-        match &op {
-            AppOp::Create { .. } => {
-                migrate(&self.state);
-                self.exists.set(true);
-            }
-            AppOp::Authenticate { .. } if !self.exists.get() => return Err(ApiError::Unauthorized),
-            _ if !self.exists.get() => return Err(ApiError::not_found("app")),
-            _ => {}
-        }
-        match op {
-            AppOp::Webhooks(op) => legacy_answer(&op.dispatch(self).await),
-            AppOp::AllowList(op) => legacy_answer(&op.dispatch(self).await),
-            AppOp::Audit => {
-                self.app()?;
-                self.audit_trail()
-            }
-            AppOp::ListKeys => {
-                self.app()?;
-                to_json(&self.keys()?)
-            }
-            AppOp::AutoReplies(op) => legacy_answer(&op.dispatch(self).await),
-            AppOp::Audience(op) => legacy_answer(&op.dispatch(self).await),
-            AppOp::Create { app_id, name, plan, key_id, key_hash, now } => {
-                self.sql().exec(
-                    "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
-                     VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    vec![
-                        app_id.as_str().into(),
-                        name.into(),
-                        plan.monthly_messages.into(),
-                        plan.api_rpm.into(),
-                        plan.auth_rpm.into(),
-                        plan.max_devices.into(),
-                        DEFAULT_COUNTRY_CODE.into(),
-                        int(now),
-                    ],
-                )?;
-                self.insert_key(&key_id, &key_hash, None, None, now)?;
-                self.audit(OPERATOR, "app.created", serde_json::json!({"key_id": key_id}), now)?;
-                self.wake_deliveries().await?; // arms the alarm that starts each month's quota
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::Get { period } => to_json(&self.view(&period)?),
-            AppOp::Update { patch, period } => {
-                self.app_in_period(&period)?;
-                let changes = serde_json::to_value(&patch).map_err(ApiError::internal)?;
-                // Checked before anything is written: an error must leave the app as it was.
-                let mut governor = self.governor()?;
-                let warm_up = &mut governor.warm_up;
-                warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(warm_up.first_day_cap);
-                warm_up.growth_percent = patch.warm_up_growth_percent.unwrap_or(warm_up.growth_percent);
-                warm_up.uncapped_after = patch.warm_up_uncapped_after.unwrap_or(warm_up.uncapped_after);
-                // A first day above the threshold would mean no warm-up at all, silently.
-                if warm_up.first_day_cap > warm_up.uncapped_after {
-                    let reason = format!("must be at least the first day's cap ({})", warm_up.first_day_cap);
-                    return Err(ApiError::field("warm_up_uncapped_after", Rule::Invalid { reason }));
-                }
-                governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
-                let limits = &mut governor.auto_reply;
-                limits.cooldown_secs = patch.auto_reply_cooldown_s.unwrap_or(limits.cooldown_secs);
-                limits.hourly_cap = patch.auto_reply_hourly_cap.unwrap_or(limits.hourly_cap);
-                let sets: [(&str, Option<SqlStorageValue>); 7] = [
-                    ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
-                    ("monthly_messages", patch.monthly_messages.map(Into::into)),
-                    ("api_rpm", patch.api_rpm.map(Into::into)),
-                    ("auth_rpm", patch.auth_rpm.map(Into::into)),
-                    ("max_devices", patch.max_devices.map(Into::into)),
-                    ("default_country_code", patch.default_country_code.map(Into::into)),
-                    ("quota_used", patch.quota_used.map(Into::into)),
-                ];
-                for (column, value) in sets {
-                    if let Some(value) = value {
-                        self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
-                    }
-                }
-                self.set_governor(&governor)?;
-                let changed: serde_json::Map<String, serde_json::Value> =
-                    changes.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
-                let action = match patch.suspended {
-                    Some(true) => "app.suspended",
-                    Some(false) => "app.unsuspended",
-                    None => "app.updated",
-                };
-                self.audit(OPERATOR, action, changed.into(), now_ms())?;
-                to_json(&self.view(&period)?)
-            }
-            AppOp::AddKey { key_id, key_hash, device_id, expires_at, now } => {
-                self.app()?;
-                if let Some(device) = &device_id {
-                    self.device_entry(device)?;
-                }
-                self.insert_key(&key_id, &key_hash, device_id.as_ref(), expires_at, now)?;
-                let detail = serde_json::json!({"key_id": key_id, "device_id": device_id, "expires_at": expires_at.map(iso)});
-                self.audit(OPERATOR, "key.created", detail, now)?;
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::RevokeKey { key_id, now } => {
-                let exists = number(&self.sql(), "SELECT COUNT(*) AS n FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?;
-                if exists.unwrap_or(0) == 0 {
-                    return Err(ApiError::not_found("key"));
-                }
-                self.sql().exec(
-                    "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
-                    vec![int(now), key_id.as_str().into()],
-                )?;
-                self.audit(OPERATOR, "key.revoked", serde_json::json!({"key_id": key_id}), now)?;
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::Authenticate { key_id, key_hash, class, ip, ip_exempt, now } => {
-                to_json(&self.authenticate(key_id, &key_hash, class, ip.as_deref(), ip_exempt, now)?)
-            }
-            AppOp::AddDevice { device_id, label, now } => {
-                let app = self.app()?;
-                let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM devices", vec![])?;
-                if count.unwrap_or(0) >= app.max_devices {
-                    return Err(ApiError::DeviceLimitReached { max_devices: app.max_devices });
-                }
-                self.sql().exec(
-                    "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",
-                    vec![device_id.as_str().into(), label.into(), int(now)],
-                )?;
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::DeviceChanged { device_id, status, phone, event } => {
-                self.note_linked(&device_id, &status, event.at_ms)?;
-                self.sql().exec(
-                    "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
-                    vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
-                )?;
-                if self.record(&event)? {
-                    self.wake_deliveries().await?;
-                }
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::RemoveDevice { device_id, event } => {
-                self.sql().exec("DELETE FROM devices WHERE device_id = ?", vec![device_id.as_str().into()])?;
-                if self.record(&event)? {
-                    self.wake_deliveries().await?;
-                }
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::Record { mut event } => {
-                if self.recorded(&event.id)? {
-                    return to_json(&Recorded { auto_reply: self.earlier_reply(&event.id)? });
-                }
-                self.note_opt_out(&event)?;
-                let auto_reply = self.auto_reply(&mut event)?;
-                if self.record(&event)? {
-                    self.wake_deliveries().await?;
-                }
-                to_json(&Recorded { auto_reply })
-            }
-            AppOp::Events { after, limit } => {
-                self.app()?;
-                to_json(&rows::<RecordedEvent>(self.sql().exec(
-                    "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                    vec![after.into(), limit.into()],
-                )?)?)
-            }
-            AppOp::ListDevices => to_json(&rows::<DeviceEntry>(self.sql().exec(
-                "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
-                None,
-            )?)?),
-            AppOp::ReserveSend { device_id, period, now, idempotency_key } => {
-                to_json(&self.reserve_send(device_id, &period, now, idempotency_key)?)
-            }
-            AppOp::PickDevice { device_id } => to_json(&self.pick(device_id)?),
-            AppOp::IdempotencyBegin { key, fingerprint, now, lease_ms } => {
-                self.sql().exec(
-                    "DELETE FROM idempotency WHERE created_at < ?",
-                    vec![int(now.saturating_sub(idempotency::RETENTION_MS))],
-                )?;
-                let stored = rows::<IdempotencyRow>(self.sql().exec(
-                    "SELECT fingerprint, status, body, created_at, leased_at FROM idempotency WHERE key = ?",
-                    vec![key.as_str().into()],
-                )?)?
-                .into_iter()
-                .next()
-                .map(Stored::from);
-                let decision = idempotency::decide(stored.as_ref(), &fingerprint, now, lease_ms);
-                if decision == Decision::Proceed {
-                    // A retry takes the lease over and keeps the key's message id.
-                    self.sql().exec(
-                        "INSERT INTO idempotency (key, fingerprint, created_at, leased_at) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (key) DO UPDATE SET leased_at = excluded.leased_at",
-                        vec![key.into(), fingerprint.into(), int(now), int(now)],
-                    )?;
-                }
-                to_json(&decision)
-            }
-            AppOp::IdempotencyFinish { key, response: Some(response) } => {
-                self.sql().exec(
-                    "UPDATE idempotency SET status = ?, body = ? WHERE key = ?",
-                    vec![int(response.status.into()), response.body.into(), key.into()],
-                )?;
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::IdempotencyFinish { key, response: None } => {
-                // A key that reserved nothing is forgotten; one bound to a message id keeps it
-                // (the device may hold the message) and only lets go of the lease.
-                let sql = self.sql();
-                sql.exec(
-                    "DELETE FROM idempotency WHERE key = ? AND status IS NULL AND message_id IS NULL",
-                    vec![key.as_str().into()],
-                )?;
-                sql.exec("UPDATE idempotency SET leased_at = NULL WHERE key = ? AND status IS NULL", vec![key.into()])?;
-                Ok(serde_json::Value::Null)
-            }
-            AppOp::Refund { message_id } => {
-                let found = number(&self.sql(), "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()],)?;
-                if found.unwrap_or(0) > 0 {
-                    self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
-                    self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
-                }
-                // A retry under the key then sends afresh: this id will never go out.
-                self.sql().exec(
-                    "UPDATE idempotency SET message_id = NULL WHERE message_id = ? AND status IS NULL",
-                    vec![message_id.as_str().into()],
-                )?;
-                Ok(serde_json::Value::Null)
-            }
-        }
     }
 
     /// Events are recorded in the app's object so that webhook fan-out (per app) can join
@@ -741,7 +311,7 @@ impl AppObject {
         })
     }
 
-    fn authenticate(
+    fn check_key(
         &self,
         key_id: KeyId,
         presented_hash: &str,
@@ -834,7 +404,7 @@ impl AppObject {
     }
 
     /// A send's reservation: the one its `Idempotency-Key` is bound to, else a new one, bound to it.
-    fn reserve_send(
+    fn reservation_for(
         &self,
         device_id: Option<DeviceId>,
         period: &str,
@@ -878,3 +448,263 @@ impl AppObject {
         Ok(Reservation { device_id, message_id, quota_remaining: app.monthly_messages - app.quota_used - 1 })
     }
 }
+
+impl AppHandler for AppObject {
+    async fn create(&self, op: app::Create) -> Result<(), ApiError> {
+        let app::Create { app_id, name, plan, key_id, key_hash, now } = op;
+        self.sql().exec(
+            "INSERT INTO app (one, app_id, name, monthly_messages, api_rpm, auth_rpm, max_devices, default_country_code, created_at)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            vec![
+                app_id.as_str().into(),
+                name.into(),
+                plan.monthly_messages.into(),
+                plan.api_rpm.into(),
+                plan.auth_rpm.into(),
+                plan.max_devices.into(),
+                DEFAULT_COUNTRY_CODE.into(),
+                int(now),
+            ],
+        )?;
+        self.insert_key(&key_id, &key_hash, None, None, now)?;
+        self.audit(OPERATOR, "app.created", serde_json::json!({"key_id": key_id}), now)?;
+        self.wake_deliveries().await // arms the alarm that starts each month's quota
+    }
+
+    async fn get(&self, op: Get) -> Result<AppView, ApiError> {
+        self.view(&op.period)
+    }
+
+    async fn update(&self, op: Update) -> Result<AppView, ApiError> {
+        let Update { patch, period } = op;
+        self.app_in_period(&period)?;
+        let changes = serde_json::to_value(&patch).map_err(ApiError::internal)?;
+        // Checked before anything is written: an error must leave the app as it was.
+        let mut governor = self.governor()?;
+        let warm_up = &mut governor.warm_up;
+        warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(warm_up.first_day_cap);
+        warm_up.growth_percent = patch.warm_up_growth_percent.unwrap_or(warm_up.growth_percent);
+        warm_up.uncapped_after = patch.warm_up_uncapped_after.unwrap_or(warm_up.uncapped_after);
+        // A first day above the threshold would mean no warm-up at all, silently.
+        if warm_up.first_day_cap > warm_up.uncapped_after {
+            let reason = format!("must be at least the first day's cap ({})", warm_up.first_day_cap);
+            return Err(ApiError::field("warm_up_uncapped_after", Rule::Invalid { reason }));
+        }
+        governor.opt_out_keywords = patch.opt_out_keywords.unwrap_or(governor.opt_out_keywords);
+        let limits = &mut governor.auto_reply;
+        limits.cooldown_secs = patch.auto_reply_cooldown_s.unwrap_or(limits.cooldown_secs);
+        limits.hourly_cap = patch.auto_reply_hourly_cap.unwrap_or(limits.hourly_cap);
+        let sets: [(&str, Option<SqlStorageValue>); 7] = [
+            ("suspended", patch.suspended.map(|b| SqlStorageValue::Integer(b as i64))),
+            ("monthly_messages", patch.monthly_messages.map(Into::into)),
+            ("api_rpm", patch.api_rpm.map(Into::into)),
+            ("auth_rpm", patch.auth_rpm.map(Into::into)),
+            ("max_devices", patch.max_devices.map(Into::into)),
+            ("default_country_code", patch.default_country_code.map(Into::into)),
+            ("quota_used", patch.quota_used.map(Into::into)),
+        ];
+        for (column, value) in sets {
+            if let Some(value) = value {
+                self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
+            }
+        }
+        self.set_governor(&governor)?;
+        let changed: serde_json::Map<String, serde_json::Value> = changes
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let action = match patch.suspended {
+            Some(true) => "app.suspended",
+            Some(false) => "app.unsuspended",
+            None => "app.updated",
+        };
+        self.audit(OPERATOR, action, changed.into(), now_ms())?;
+        self.view(&period)
+    }
+
+    async fn add_key(&self, op: AddKey) -> Result<(), ApiError> {
+        let AddKey { key_id, key_hash, device_id, expires_at, now } = op;
+        self.app()?;
+        if let Some(device) = &device_id {
+            self.device_entry(device)?;
+        }
+        self.insert_key(&key_id, &key_hash, device_id.as_ref(), expires_at, now)?;
+        let detail = serde_json::json!({"key_id": key_id, "device_id": device_id, "expires_at": expires_at.map(iso)});
+        self.audit(OPERATOR, "key.created", detail, now)
+    }
+
+    async fn list_keys(&self, _: ListKeys) -> Result<Vec<KeyView>, ApiError> {
+        self.app()?;
+        self.keys()
+    }
+
+    async fn list_audit(&self, _: Audit) -> Result<serde_json::Value, ApiError> {
+        self.app()?;
+        self.audit_trail()
+    }
+
+    async fn revoke_key(&self, op: RevokeKey) -> Result<(), ApiError> {
+        let RevokeKey { key_id, now } = op;
+        let exists =
+            number(&self.sql(), "SELECT COUNT(*) AS n FROM keys WHERE key_id = ?", vec![key_id.as_str().into()])?;
+        if exists.unwrap_or(0) == 0 {
+            return Err(ApiError::not_found("key"));
+        }
+        self.sql().exec(
+            "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
+            vec![int(now), key_id.as_str().into()],
+        )?;
+        self.audit(OPERATOR, "key.revoked", serde_json::json!({"key_id": key_id}), now)
+    }
+
+    async fn authenticate(&self, op: Authenticate) -> Result<Tenant, ApiError> {
+        let Authenticate { key_id, key_hash, class, ip, ip_exempt, now } = op;
+        self.check_key(key_id, &key_hash, class, ip.as_deref(), ip_exempt, now)
+    }
+
+    async fn add_device(&self, op: AddDevice) -> Result<(), ApiError> {
+        let AddDevice { device_id, label, now } = op;
+        let app = self.app()?;
+        let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM devices", vec![])?;
+        if count.unwrap_or(0) >= app.max_devices {
+            return Err(ApiError::DeviceLimitReached { max_devices: app.max_devices });
+        }
+        self.sql().exec(
+            "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",
+            vec![device_id.as_str().into(), label.into(), int(now)],
+        )?;
+        Ok(())
+    }
+
+    async fn device_changed(&self, op: DeviceChanged) -> Result<(), ApiError> {
+        let DeviceChanged { device_id, status, phone, event } = op;
+        self.note_linked(&device_id, &status, event.at_ms)?;
+        self.sql().exec(
+            "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
+            vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
+        )?;
+        if self.record(&event)? {
+            self.wake_deliveries().await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_device(&self, op: RemoveDevice) -> Result<(), ApiError> {
+        let RemoveDevice { device_id, event } = op;
+        self.sql().exec("DELETE FROM devices WHERE device_id = ?", vec![device_id.as_str().into()])?;
+        if self.record(&event)? {
+            self.wake_deliveries().await?;
+        }
+        Ok(())
+    }
+
+    async fn record_event(&self, op: Record) -> Result<Recorded, ApiError> {
+        let Record { mut event } = op;
+        if self.recorded(&event.id)? {
+            return Ok(Recorded { auto_reply: self.earlier_reply(&event.id)? });
+        }
+        self.note_opt_out(&event)?;
+        let auto_reply = self.auto_reply(&mut event)?;
+        if self.record(&event)? {
+            self.wake_deliveries().await?;
+        }
+        Ok(Recorded { auto_reply })
+    }
+
+    async fn events(&self, op: Events) -> Result<Vec<RecordedEvent>, ApiError> {
+        self.app()?;
+        rows::<RecordedEvent>(self.sql().exec(
+            "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![op.after.into(), op.limit.into()],
+        )?)
+    }
+
+    async fn list_devices(&self, _: ListDevices) -> Result<Vec<DeviceEntry>, ApiError> {
+        rows::<DeviceEntry>(self.sql().exec(
+            "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
+            None,
+        )?)
+    }
+
+    async fn pick_device(&self, op: PickDevice) -> Result<DeviceId, ApiError> {
+        self.pick(op.device_id)
+    }
+
+    async fn reserve_send(&self, op: ReserveSend) -> Result<Reservation, ApiError> {
+        let ReserveSend { device_id, period, now, idempotency_key } = op;
+        self.reservation_for(device_id, &period, now, idempotency_key)
+    }
+
+    async fn idempotency_begin(&self, op: IdempotencyBegin) -> Result<Decision, ApiError> {
+        let IdempotencyBegin { key, fingerprint, now, lease_ms } = op;
+        self.sql().exec(
+            "DELETE FROM idempotency WHERE created_at < ?",
+            vec![int(now.saturating_sub(idempotency::RETENTION_MS))],
+        )?;
+        let stored = rows::<IdempotencyRow>(self.sql().exec(
+            "SELECT fingerprint, status, body, created_at, leased_at FROM idempotency WHERE key = ?",
+            vec![key.as_str().into()],
+        )?)?
+        .into_iter()
+        .next()
+        .map(Stored::from);
+        let decision = idempotency::decide(stored.as_ref(), &fingerprint, now, lease_ms);
+        if decision == Decision::Proceed {
+            // A retry takes the lease over and keeps the key's message id.
+            self.sql().exec(
+                "INSERT INTO idempotency (key, fingerprint, created_at, leased_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET leased_at = excluded.leased_at",
+                vec![key.into(), fingerprint.into(), int(now), int(now)],
+            )?;
+        }
+        Ok(decision)
+    }
+
+    async fn idempotency_finish(&self, op: IdempotencyFinish) -> Result<(), ApiError> {
+        let sql = self.sql();
+        match op.response {
+            Some(response) => {
+                sql.exec(
+                    "UPDATE idempotency SET status = ?, body = ? WHERE key = ?",
+                    vec![int(response.status.into()), response.body.into(), op.key.into()],
+                )?;
+            }
+            None => {
+                // A key that reserved nothing is forgotten; one bound to a message id keeps it
+                // (the device may hold the message) and only lets go of the lease.
+                sql.exec(
+                    "DELETE FROM idempotency WHERE key = ? AND status IS NULL AND message_id IS NULL",
+                    vec![op.key.as_str().into()],
+                )?;
+                sql.exec(
+                    "UPDATE idempotency SET leased_at = NULL WHERE key = ? AND status IS NULL",
+                    vec![op.key.into()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refund(&self, op: Refund) -> Result<(), ApiError> {
+        let message_id = op.message_id;
+        let found = number(
+            &self.sql(),
+            "SELECT COUNT(*) AS n FROM reservations WHERE message_id = ?",
+            vec![message_id.as_str().into()],
+        )?;
+        if found.unwrap_or(0) > 0 {
+            self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
+            self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
+        }
+        // A retry under the key then sends afresh: this id will never go out.
+        self.sql().exec(
+            "UPDATE idempotency SET message_id = NULL WHERE message_id = ? AND status IS NULL",
+            vec![message_id.as_str().into()],
+        )?;
+        Ok(())
+    }
+}
+

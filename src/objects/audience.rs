@@ -2,16 +2,16 @@
 //! opt-out list, each number's warm-up allowance, and the choice of the number that sends a
 //! campaign's next message.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::app::{AppObject, Reservation, ONLINE};
+use super::app::AppObject;
 use super::{int, number, rows};
-use crate::domain::autoreply::ReplyLimits;
-use crate::domain::campaign::{is_opt_out, Sent, WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
+use crate::domain::campaign::{is_opt_out, Sent, WarmUp};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, What};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::paging;
+use crate::protocol::app::{Governor, Reservation, ONLINE};
 use crate::protocol::audience::{
     AddOptOut, AudienceHandler, CampaignIndex, IndexCampaign, ListCampaigns, ListOptOuts, OptOut, Pick, PickSender,
     RemoveOptOut, ReserveContact, UnindexCampaign, PAGE_SIZE,
@@ -28,26 +28,6 @@ pub const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS campaign_reservations (reference TEXT PRIMARY KEY, reservation TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
-
-/// Operator settings of the governor, per app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Governor {
-    pub warm_up: WarmUp,
-    pub opt_out_keywords: Vec<String>,
-    /// Rationing of auto-replies per sender (settings saved before it existed have none).
-    #[serde(default)]
-    pub auto_reply: ReplyLimits,
-}
-
-impl Default for Governor {
-    fn default() -> Self {
-        Self {
-            warm_up: WarmUp::default(),
-            opt_out_keywords: DEFAULT_OPT_OUT_KEYWORDS.map(str::to_owned).to_vec(),
-            auto_reply: ReplyLimits::default(),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct Candidate {

@@ -2,7 +2,7 @@
 //! that matches (highest `priority` first, then oldest) reserves quota for a reply from the
 //! device that received the message. The device queues the reply on its normal paced path.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::app::AppObject;
 use super::{int, number, rows};
@@ -11,6 +11,7 @@ use crate::domain::error::{ApiError, FieldError, Rule};
 use crate::domain::events::{AutoReplyNote, AutoReplyOutcome, Event, Incoming, What};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::scope;
+use crate::protocol::app::AutoReply;
 use crate::protocol::autoreplies::{
     AutoReplyHandler, CreateRule, DeleteRule, GetRule, ListRules, RuleView, UpdateRule,
 };
@@ -30,22 +31,6 @@ pub const SCHEMA: [&str; 5] = [
     "CREATE INDEX IF NOT EXISTS auto_reply_log_sender ON auto_reply_log (sender, at)",
     "CREATE TABLE IF NOT EXISTS auto_reply_senders (sender TEXT PRIMARY KEY, quick_answers INTEGER NOT NULL)",
 ];
-
-/// A reply to queue on the device that received the message; its quota is already reserved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AutoReply {
-    pub message_id: String,
-    pub rule_id: String,
-    /// The sender's number, digits only.
-    pub to: String,
-    pub text: String,
-}
-
-/// What recording an event answers to the device that reported it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Recorded {
-    pub auto_reply: Option<AutoReply>,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 struct RuleRow {

@@ -5,12 +5,11 @@
 //! crash sends nothing twice.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::app::AppOp;
-use super::{call, int, legacy_call, migrate, number, rows, serve, APPS};
+use super::{call, int, migrate, number, rows, serve};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -24,6 +23,7 @@ use crate::domain::paging;
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::domain::template::Template;
+use crate::protocol::app::Record;
 use crate::protocol::audience::{Pick, PickSender, ReserveContact, UnindexCampaign};
 use crate::protocol::campaign::{
     Campaign, CampaignHandler, CampaignMedia, CampaignSpec, CampaignView, ContactOutcome, ContactPage, ContactView,
@@ -387,14 +387,9 @@ impl CampaignObject {
         Ok(())
     }
 
-    // TODO(protocol): AppOp
-    async fn app_call<T: serde::de::DeserializeOwned>(&self, campaign: &CampaignRow, op: AppOp) -> Result<T, ApiError> {
-        legacy_call(&self.env, APPS, campaign.app_id.as_str(), &op).await
-    }
-
     async fn record(&self, campaign: &CampaignRow, what: What) -> Result<(), ApiError> {
         let event = Event::new(None, now_ms(), what);
-        self.app_call::<Value>(campaign, AppOp::Record { event }).await.map(drop)
+        call(&self.env, campaign.app_id.as_str(), Record { event }).await.map(drop)
     }
 
     /// The governor stops the campaign and says why.

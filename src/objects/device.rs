@@ -9,10 +9,8 @@ use wagate_contract::wire::{
 };
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::app::AppOp;
-use super::autoreplies::{AutoReply, Recorded};
 use super::retention;
-use super::{call, int, legacy_call, migrate, number, rows, serve, APPS};
+use super::{call, int, migrate, number, rows, serve};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::device::{self, DeviceStatus, Signal};
 use crate::domain::error::ApiError;
@@ -24,6 +22,8 @@ use crate::domain::links;
 use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
+use crate::protocol::app::AutoReply;
+use crate::protocol::app::{self, AppOp};
 use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::protocol::device::{
     ApplyEvent, CampaignRef, CreateDevice, DeleteDevice, Device, DeviceHandler, DeviceView, Enqueue, GetDevice,
@@ -436,12 +436,8 @@ impl DeviceObject {
         let follow_ups = transition.follow_ups.iter().filter_map(|follow_up| match follow_up {
             device::FollowUp::Announce => announce.take().map(|(what, phone)| {
                 let event = Event::new(Some(device_id.clone()), at, what);
-                FollowUp::App(AppOp::DeviceChanged {
-                    device_id: device_id.clone(),
-                    status: next.as_str().to_owned(),
-                    phone,
-                    event,
-                })
+                let op = app::DeviceChanged { device_id: device_id.clone(), status: next.as_str().to_owned(), phone, event };
+                FollowUp::App(op.into())
             }),
             device::FollowUp::DrainQueue => Some(FollowUp::DrainQueue),
         });
@@ -513,7 +509,7 @@ impl DeviceObject {
                     auto_reply: None,
                 }));
                 let event = Event::new(Some(device_id), at, what);
-                Ok(vec![FollowUp::App(AppOp::Record { event })])
+                Ok(vec![FollowUp::App(app::Record { event }.into())])
             }
         }
     }
@@ -596,7 +592,7 @@ impl DeviceObject {
             trace_id: updated.trace_id,
         };
         let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
-        let mut follow_ups = vec![FollowUp::App(AppOp::Record { event: Event::new(Some(device_id), at, what) })];
+        let mut follow_ups = vec![FollowUp::App(app::Record { event: Event::new(Some(device_id), at, what) }.into())];
         let campaign = rows::<CampaignRef>(self.sql().exec(
             "SELECT campaign_id, contact FROM campaign_messages WHERE message_id = ?",
             vec![id.as_str().into()],
@@ -611,7 +607,7 @@ impl DeviceObject {
             follow_ups.push(FollowUp::Campaign { campaign_id, op });
         }
         if next == MessageStatus::Failed {
-            follow_ups.push(FollowUp::App(AppOp::Refund { message_id: id }));
+            follow_ups.push(FollowUp::App(app::Refund { message_id: id }.into()));
         }
         Ok(follow_ups)
     }
@@ -651,10 +647,14 @@ impl DeviceObject {
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
                 let op: AppOp = serde_json::from_slice(pending.op.as_bytes()).map_err(ApiError::internal)?;
-                let answer = legacy_call::<_, serde_json::Value>(&self.env, APPS, &app_id, &op).await?;
+                let reply = match op {
+                    AppOp::Record(op) => call(&self.env, &app_id, op).await?.auto_reply,
+                    AppOp::DeviceChanged(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOp::RemoveDevice(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOp::Refund(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    other => return Err(ApiError::internal(format!("not an outbox operation: {other:?}"))),
+                };
                 // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
-                let recorded: Option<Recorded> = serde_json::from_value(answer).ok();
-                let reply = recorded.and_then(|r| r.auto_reply);
                 let replied = reply.is_some();
                 if let Some(reply) = reply {
                     self.queue_auto_reply(&app_id, reply)?;
@@ -734,7 +734,7 @@ impl DeviceObject {
             logged_out: true,
         });
         let event = Event::new(Some(device_id.clone()), now, what);
-        follow_ups.push(FollowUp::App(AppOp::RemoveDevice { device_id, event }));
+        follow_ups.push(FollowUp::App(app::RemoveDevice { device_id, event }.into()));
         self.follow_up(follow_ups).await
     }
 

@@ -14,14 +14,12 @@ mod retention;
 pub mod sender;
 pub mod webhooks;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
 
 use crate::domain::error::ApiError;
 use crate::domain::schema::{self, Migration, Newer};
 use crate::protocol::{self, Object, Operation};
-
-pub const APPS: &str = "APPS";
 
 /// Runs `op` on the object named `name` in the namespace its protocol binds it to, and
 /// answers what that protocol says it answers.
@@ -51,40 +49,6 @@ where
     Ok(response)
 }
 
-/// The untyped call the objects not yet on a protocol still use (removed with the last of them).
-pub async fn legacy_call<Op: Serialize, T: DeserializeOwned>(
-    env: &Env,
-    binding: &str,
-    name: &str,
-    op: &Op,
-) -> Result<T, ApiError> {
-    let stub = env.durable_object(binding)?.get_by_name(name)?;
-    let body = serde_json::to_string(op).map_err(ApiError::internal)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init("https://object/", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    let bytes = resp.bytes().await?;
-    serde_json::from_slice::<Result<T, ApiError>>(&bytes)
-        .map_err(|e| ApiError::internal(format!("{binding} answered undecodable JSON: {e}")))?
-}
-
-/// The object side of [`legacy_call`].
-pub async fn legacy_serve<Op, T, F, Fut>(mut req: Request, handle: F) -> worker::Result<Response>
-where
-    Op: DeserializeOwned,
-    T: Serialize,
-    F: FnOnce(Op) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
-{
-    let bytes = req.bytes().await?;
-    let result = match serde_json::from_slice::<Op>(&bytes) {
-        Ok(op) => handle(op).await,
-        Err(e) => Err(ApiError::internal(format!("undecodable operation: {e}"))),
-    };
-    Response::from_json(&result)
-}
-
 /// The one number a `SELECT <aggregate> AS n …` query yields; `None` when it yields no row
 /// (an aggregate under `HAVING COUNT(*) > 0` over nothing).
 pub fn number(sql: &worker::SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Option<i64>, ApiError> {
@@ -98,10 +62,6 @@ pub fn number(sql: &worker::SqlStorage, query: &str, bindings: Vec<SqlStorageVal
 /// Deserialises every row of a query.
 pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, ApiError> {
     Ok(cursor.to_array::<T>()?)
-}
-
-pub fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value).map_err(ApiError::internal)
 }
 
 /// Brings an object's storage up to date with `migrations` (see `domain::schema`): each one not

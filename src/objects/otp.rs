@@ -5,12 +5,12 @@
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::app::AppOp;
-use super::{int, legacy_call, migrate, rows, serve, APPS};
+use super::{call, int, migrate, rows, serve};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, OtpEnded, What};
 use crate::domain::otp::{next_wake, Session, SessionState, Throttle, Verdict, Wake, KEEP_MS};
 use crate::domain::schema::Migration;
+use crate::protocol::app::Record;
 use crate::protocol::otp::{
     CancelSession, Otp, OtpHandler, SessionAccepted, StartSession, Started, Verified, VerifyCode,
 };
@@ -235,8 +235,8 @@ impl OtpObject {
             };
             // One id per session and outcome, so a retried recording is not a second event.
             let id = format!("evt_otp_{}_{}", session.session_id.replace('-', ""), session.state);
-            let op = AppOp::Record { event: Event { id, ..Event::new(None, at, what) } };
-            match legacy_call::<_, serde_json::Value>(&self.env, APPS, &session.app_id, &op).await {
+            let op = Record { event: Event { id, ..Event::new(None, at, what) } };
+            match call(&self.env, &session.app_id, op).await {
                 Ok(_) => {
                     let _ = self.sql().exec(
                         "UPDATE sessions SET event_recorded = 1 WHERE session_id = ?",
