@@ -12,8 +12,8 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
-use crate::protocol::app::Tenant;
 use crate::objects::call;
+use crate::protocol::app::Tenant;
 use crate::protocol::autoreplies::{CreateRule, DeleteRule, GetRule, ListRules, RulePatch, RuleSpec, UpdateRule};
 use crate::runtime::{iso, now_ms};
 

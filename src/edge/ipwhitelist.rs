@@ -9,9 +9,9 @@ use crate::dialect::loginwa_access;
 use crate::dialect::routes::loginwa::IpWhitelist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::validate::Fields;
-use crate::protocol::app::Tenant;
 use crate::objects::call;
 use crate::protocol::access::{AllowIp, DisallowIp, ListAllowed, Restrict};
+use crate::protocol::app::Tenant;
 use crate::runtime::{iso, now_ms};
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: IpWhitelist<'_>) -> Outcome {

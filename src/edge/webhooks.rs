@@ -13,8 +13,8 @@ use crate::domain::events::EventName;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::Format;
-use crate::protocol::app::Tenant;
 use crate::objects::call;
+use crate::protocol::app::Tenant;
 use crate::protocol::webhooks::{
     CreateEndpoint, DeleteEndpoint, EndpointPatch, EndpointSpec, GetEndpoint, ListDeliveries, ListEndpoints,
     RegenerateSecret, Replay, TestEndpoint, UpdateEndpoint,

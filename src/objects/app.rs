@@ -707,4 +707,3 @@ impl AppHandler for AppObject {
         Ok(())
     }
 }
-
