@@ -7,7 +7,7 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
 use crate::domain::paging;
-use crate::protocol::app::{AppView, KeyView, RecordedEvent};
+use crate::protocol::app::{AppView, AuditEntry, KeyView, RecordedEvent};
 
 /// A key as the operator sees it: never the secret, only the part that identifies it.
 pub fn key(app_id: &AppId, k: &KeyView, now: u64, iso: &impl Fn(u64) -> String) -> Value {
@@ -56,6 +56,18 @@ pub fn app(app: &AppView, now: u64, iso: &impl Fn(u64) -> String) -> Value {
     })
 }
 
+/// `GET /admin/v1/apps/{app}/audit`: each change with the detail it was recorded with.
+pub fn audit(trail: &[AuditEntry], iso: &impl Fn(u64) -> String) -> Value {
+    let entries: Vec<Value> = trail
+        .iter()
+        .map(|e| {
+            let detail: Value = serde_json::from_str(&e.detail).unwrap_or(Value::Null);
+            json!({"at": iso(e.at), "actor": e.actor, "action": e.action, "detail": detail})
+        })
+        .collect();
+    json!({"audit": entries})
+}
+
 /// `GET /admin/v1/apps?page=N`.
 pub fn apps(apps: Vec<Value>, page: i64, per_page: i64, total: i64) -> Value {
     json!({"apps": apps, "page": page, "per_page": per_page, "total": total,
@@ -90,4 +102,27 @@ pub fn events(events: Vec<RecordedEvent>, iso: &impl Fn(u64) -> String) -> Resul
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(json!({"events": events}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_trail_shows_each_detail_as_recorded_and_a_corrupt_one_as_null() {
+        let entry = |detail: &str| AuditEntry {
+            at: 0,
+            actor: "operator".into(),
+            action: "key.revoked".into(),
+            detail: detail.into(),
+        };
+        let trail = audit(&[entry(r#"{"key_id":"k1"}"#), entry("{not json")], &|at| format!("t{at}"));
+        assert_eq!(
+            trail,
+            json!({"audit": [
+                {"at": "t0", "actor": "operator", "action": "key.revoked", "detail": {"key_id": "k1"}},
+                {"at": "t0", "actor": "operator", "action": "key.revoked", "detail": null},
+            ]})
+        );
+    }
 }

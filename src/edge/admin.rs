@@ -41,7 +41,9 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, method: Method, rest: &[&st
             let keys = call(ctx.env, app_id.as_str(), ListKeys {}).await?;
             Ok(Reply::json(200, render::keys(&app_id, &keys, now_ms(), &iso)))
         }
-        Admin::Audit { app: id } => Ok(Reply::json(200, call(ctx.env, app_id(id)?.as_str(), Audit {}).await?)),
+        Admin::Audit { app: id } => {
+            Ok(Reply::json(200, render::audit(&call(ctx.env, app_id(id)?.as_str(), Audit {}).await?, &iso)))
+        }
         Admin::Events { app: id } => {
             let page: EventsPage = ctx.query()?;
             let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100));

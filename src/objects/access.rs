@@ -10,7 +10,7 @@ use crate::domain::allowlist;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, KeyId};
 use crate::protocol::access::{AllowIp, AllowList, AllowListHandler, AllowedIp, DisallowIp, ListAllowed, Restrict};
-use crate::runtime::iso;
+use crate::protocol::app::AuditEntry;
 
 pub const SCHEMA: [&str; 2] = [
     "CREATE TABLE IF NOT EXISTS ip_allow (
@@ -46,24 +46,13 @@ impl AppObject {
         Ok(())
     }
 
-    pub(super) fn audit_trail(&self) -> Result<Value, ApiError> {
-        #[derive(Deserialize)]
-        struct Row {
-            at: u64,
-            actor: String,
-            action: String,
-            detail: String,
-        }
-        let trail =
-            rows::<Row>(self.sql().exec("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", vec![AUDIT_PAGE.into()])?)?;
-        let entries: Vec<Value> = trail
-            .into_iter()
-            .map(|r| {
-                let detail: Value = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
-                json!({"at": iso(r.at), "actor": r.actor, "action": r.action, "detail": detail})
-            })
-            .collect();
-        Ok(json!({"audit": entries}))
+    pub(super) fn audit_trail(&self) -> Result<Vec<AuditEntry>, ApiError> {
+        rows(
+            self.sql().exec(
+                "SELECT at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?",
+                vec![AUDIT_PAGE.into()],
+            )?,
+        )
     }
 
     fn restricted(&self) -> Result<bool, ApiError> {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
 use super::{access, audience, autoreplies, retention, webhooks};
-use super::{int, number, rows, serve};
+use super::{end_alarm, int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
@@ -18,8 +18,6 @@ use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
 use crate::domain::schema::Migration;
 use crate::protocol::app::*;
-// The facets still name these as the object's own (until they are declared on the protocol).
-pub use crate::protocol::app::{Reservation, Tenant, ONLINE};
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
 
@@ -104,11 +102,7 @@ impl DurableObject for AppObject {
         if let Err(e) = self.trim_history(now).await {
             worker::console_error!("trimming history: {e}");
         }
-        if let Err(e) = self.deliver_due().await {
-            worker::console_error!("webhook deliveries: {e}");
-            self.state.storage().set_alarm(5_000i64).await?;
-        }
-        Response::empty()
+        end_alarm(&self.state, "webhook deliveries", self.deliver_due().await, Some(5_000)).await
     }
 }
 
@@ -541,7 +535,7 @@ impl AppHandler for AppObject {
         self.keys()
     }
 
-    async fn list_audit(&self, _: Audit) -> Result<serde_json::Value, ApiError> {
+    async fn list_audit(&self, _: Audit) -> Result<Vec<AuditEntry>, ApiError> {
         self.app()?;
         self.audit_trail()
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 use wagate_contract::wire::{check_path, CheckRequest, CheckResponse, Content};
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::{call, int, migrate, number, rows, serve};
+use super::{call, end_alarm, int, migrate, number, rows, serve};
 use crate::bridge::Bridge;
 use crate::domain::campaign::{
     advance, contact_text, failure_rate_trips, next_delay_ms, step, transition, Action, Advance, CampaignStatus,
@@ -127,11 +127,7 @@ impl DurableObject for CampaignObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.tick().await {
-            worker::console_error!("campaign alarm: {e}");
-            self.state.storage().set_alarm(RETRY_MS as i64).await?;
-        }
-        Response::empty()
+        end_alarm(&self.state, "campaign alarm", self.tick().await, Some(RETRY_MS)).await
     }
 }
 

@@ -10,7 +10,7 @@ use wagate_contract::wire::{
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::retention;
-use super::{call, int, migrate, number, rows, serve};
+use super::{call, end_alarm, int, migrate, number, rows, serve};
 use crate::bridge::{Bridge, CallError};
 use crate::domain::device::{self, DeviceStatus, Signal};
 use crate::domain::error::ApiError;
@@ -156,10 +156,8 @@ impl DurableObject for DeviceObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.tick().await {
-            worker::console_error!("device alarm: {e}");
-        }
-        Response::empty()
+        // No retry of its own: the tick arms the next alarm for whatever it left waiting.
+        end_alarm(&self.state, "device alarm", self.tick().await, None).await
     }
 }
 

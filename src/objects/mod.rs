@@ -49,6 +49,23 @@ where
     Ok(response)
 }
 
+/// How every object's alarm ends: a failure is logged and, with `retry_ms`, the alarm is set to try
+/// again (an alarm handler that errors is retried by the runtime only a few times, then dropped).
+pub async fn end_alarm(
+    state: &State,
+    what: &str,
+    outcome: Result<(), ApiError>,
+    retry_ms: Option<u64>,
+) -> worker::Result<Response> {
+    if let Err(e) = outcome {
+        worker::console_error!("{what}: {e}");
+        if let Some(retry_ms) = retry_ms {
+            state.storage().set_alarm(retry_ms as i64).await?;
+        }
+    }
+    Response::empty()
+}
+
 /// The one number a `SELECT <aggregate> AS n …` query yields; `None` when it yields no row
 /// (an aggregate under `HAVING COUNT(*) > 0` over nothing).
 pub fn number(sql: &worker::SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Option<i64>, ApiError> {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{call, int, migrate, rows, serve};
+use super::{call, end_alarm, int, migrate, rows, serve};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, OtpEnded, What};
 use crate::domain::otp::{next_wake, Session, SessionState, Throttle, Verdict, Wake, KEEP_MS};
@@ -67,11 +67,7 @@ impl DurableObject for OtpObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(e) = self.tick().await {
-            worker::console_error!("otp alarm: {e}");
-            self.state.storage().set_alarm(RETRY_MS).await?;
-        }
-        Response::empty()
+        end_alarm(&self.state, "otp alarm", self.tick().await, Some(RETRY_MS as u64)).await
     }
 }
 

@@ -25,7 +25,7 @@ crate::protocol! {
         Update(Update) -> AppView => update,
         AddKey(AddKey) -> () => add_key,
         ListKeys(ListKeys) -> Vec<KeyView> => list_keys,
-        Audit(Audit) -> serde_json::Value => list_audit,
+        Audit(Audit) -> Vec<AuditEntry> => list_audit,
         RevokeKey(RevokeKey) -> () => revoke_key,
         Authenticate(Authenticate) -> Tenant => authenticate,
         AddDevice(AddDevice) -> () => add_device,
@@ -271,6 +271,17 @@ pub struct DeviceEntry {
     pub phone: Option<String>,
     pub created_at: u64,
     pub last_seen_at: Option<u64>,
+}
+
+/// One change in the app's audit trail, newest first in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: u64,
+    /// `operator`, `system` or `key:<id>`.
+    pub actor: String,
+    pub action: String,
+    /// The JSON the change was recorded with, as it was stored.
+    pub detail: String,
 }
 
 /// An event as recorded, with its position in the app's event log; its body stays the JSON
