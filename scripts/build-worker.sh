@@ -18,13 +18,14 @@ if grep -q 'cdn\.redoc\.ly' public/vendor/redoc.standalone.js; then
 fi
 worker-build --release
 # worker-build's own wasm-opt step downloads binaryen from GitHub (off in Cargo.toml); the npm
-# package's runs here instead. -Oz cuts the code by about a sixth; -g keeps function names, so a
-# trap in production still names the function it happened in. The features are the ones rustc
-# and wasm-bindgen emit, named one by one: `--all-features` lets binaryen write encodings the
-# Workers runtime cannot load (its compact import section: "unknown import kind 0x7f").
-# `WASM_OPT=off` skips it while iterating; `make build`, and so the tests and every deploy, run it.
+# package's runs here instead. -Oz cuts the code by about a tenth, and the name section goes: it
+# is an eighth of the compressed bundle (a `WASM_OPT=off` build keeps it, to read a trap's stack
+# locally). The features are the ones rustc and wasm-bindgen emit, named one by one:
+# `--all-features` lets binaryen write encodings the Workers runtime cannot load (its compact
+# import section: "unknown import kind 0x7f"). `WASM_OPT=off` skips the step while iterating;
+# `make build`, and so the tests and every deploy, run it.
 if [ "${WASM_OPT:-on}" != off ]; then
-  node_modules/.bin/wasm-opt -Oz -g \
+  node_modules/.bin/wasm-opt -Oz \
     --enable-bulk-memory --enable-multivalue --enable-mutable-globals --enable-nontrapping-float-to-int \
     --enable-reference-types --enable-sign-ext --enable-exception-handling \
     build/index_bg.wasm -o build/index_bg.wasm
