@@ -1,9 +1,10 @@
-//! wagate: the API tier. Pure modules (`domain`, `dialect`, `protocol`, `url_parts`) build and
+//! wagate: the API tier. Pure modules (`domain`, `dialect`, `protocol`, `store`, `url_parts`) build and
 //! test natively; everything that touches the Workers runtime is compiled for wasm32 only.
 
 pub mod dialect;
 pub mod domain;
 pub mod protocol;
+pub mod store;
 pub mod url_parts;
 
 #[cfg(target_arch = "wasm32")]

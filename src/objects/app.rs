@@ -4,10 +4,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::{access, audience, autoreplies, retention, webhooks};
+use super::{audience, autoreplies, retention, webhooks};
 use super::{end_alarm, int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
@@ -20,6 +21,8 @@ use crate::domain::schema::Migration;
 use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
+use crate::store::access::{self, Actor, Change};
+use crate::store::{Bind, Sql, SqlError};
 
 #[derive(Deserialize)]
 struct Tat {
@@ -41,9 +44,6 @@ impl From<IdempotencyRow> for Stored {
         Stored { fingerprint: row.fingerprint, response, created_at: row.created_at, leased_at: row.leased_at }
     }
 }
-
-/// Who the audit trail names for operator API calls.
-const OPERATOR: &str = "operator";
 
 #[durable_object]
 pub struct AppObject {
@@ -244,9 +244,9 @@ impl AppObject {
         if app.quota_period != period {
             self.sql().exec("UPDATE app SET quota_period = ?, quota_used = 0", vec![period.into()])?;
             self.sql().exec("DELETE FROM reservations", None)?;
-            let detail = serde_json::json!({"from": app.quota_period, "to": period, "used": app.quota_used});
             if !app.quota_period.is_empty() {
-                self.audit("system", "quota.reset", detail, now)?;
+                let change = Change::QuotaReset { from: app.quota_period, to: period.to_owned(), used: app.quota_used };
+                access::audit(self, &Actor::System, &change, now)?;
             }
             app.quota_period = period.to_owned();
             app.quota_used = 0;
@@ -330,7 +330,7 @@ impl AppObject {
             return Err(ApiError::Suspended);
         }
         if !ip_exempt {
-            self.ip_allowed(ip)?;
+            access::ip_allowed(self, ip)?;
         }
         let (rpm, class_name) = match class {
             LimitClass::Api => (app.api_rpm, "api"),
@@ -443,6 +443,17 @@ impl AppObject {
     }
 }
 
+/// The app's object is its storage: the facets of `store` run on it.
+impl Sql for AppObject {
+    fn run(&self, query: &str, binds: Vec<Bind>) -> Result<(), SqlError> {
+        self.sql().run(query, binds)
+    }
+
+    fn rows<T: DeserializeOwned>(&self, query: &str, binds: Vec<Bind>) -> Result<Vec<T>, SqlError> {
+        self.sql().rows(query, binds)
+    }
+}
+
 impl AppHandler for AppObject {
     async fn create(&self, op: app::Create) -> Result<(), ApiError> {
         let app::Create { app_id, name, plan, key_id, key_hash, now } = op;
@@ -461,7 +472,7 @@ impl AppHandler for AppObject {
             ],
         )?;
         self.insert_key(&key_id, &key_hash, None, None, now)?;
-        self.audit(OPERATOR, "app.created", serde_json::json!({"key_id": key_id}), now)?;
+        access::audit(self, &Actor::Operator, &Change::AppCreated { key_id }, now)?;
         self.wake_deliveries().await // arms the alarm that starts each month's quota
     }
 
@@ -472,7 +483,7 @@ impl AppHandler for AppObject {
     async fn update(&self, op: Update) -> Result<AppView, ApiError> {
         let Update { patch, period } = op;
         self.app_in_period(&period)?;
-        let changes = serde_json::to_value(&patch).map_err(ApiError::internal)?;
+        let change = Change::AppUpdated(patch.clone());
         // Checked before anything is written: an error must leave the app as it was.
         let mut governor = self.governor()?;
         let warm_up = &mut governor.warm_up;
@@ -503,19 +514,7 @@ impl AppHandler for AppObject {
             }
         }
         self.set_governor(&governor)?;
-        let changed: serde_json::Map<String, serde_json::Value> = changes
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let action = match patch.suspended {
-            Some(true) => "app.suspended",
-            Some(false) => "app.unsuspended",
-            None => "app.updated",
-        };
-        self.audit(OPERATOR, action, changed.into(), now_ms())?;
+        access::audit(self, &Actor::Operator, &change, now_ms())?;
         self.view(&period)
     }
 
@@ -526,8 +525,8 @@ impl AppHandler for AppObject {
             self.device_entry(device)?;
         }
         self.insert_key(&key_id, &key_hash, device_id.as_ref(), expires_at, now)?;
-        let detail = serde_json::json!({"key_id": key_id, "device_id": device_id, "expires_at": expires_at.map(iso)});
-        self.audit(OPERATOR, "key.created", detail, now)
+        let change = Change::KeyCreated { key_id, device_id, expires_at: expires_at.map(iso) };
+        access::audit(self, &Actor::Operator, &change, now)
     }
 
     async fn list_keys(&self, _: ListKeys) -> Result<Vec<KeyView>, ApiError> {
@@ -537,7 +536,7 @@ impl AppHandler for AppObject {
 
     async fn list_audit(&self, _: Audit) -> Result<Vec<AuditEntry>, ApiError> {
         self.app()?;
-        self.audit_trail()
+        access::audit_trail(self)
     }
 
     async fn revoke_key(&self, op: RevokeKey) -> Result<(), ApiError> {
@@ -551,7 +550,7 @@ impl AppHandler for AppObject {
             "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
             vec![int(now), key_id.as_str().into()],
         )?;
-        self.audit(OPERATOR, "key.revoked", serde_json::json!({"key_id": key_id}), now)
+        access::audit(self, &Actor::Operator, &Change::KeyRevoked { key_id }, now)
     }
 
     async fn authenticate(&self, op: Authenticate) -> Result<Tenant, ApiError> {

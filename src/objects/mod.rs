@@ -1,7 +1,6 @@
 //! Durable Objects, one file each. Callers talk to them through [`call`]: a typed
 //! operation in, a `Result<T, ApiError>` out, both as JSON over the stub's fetch.
 
-pub mod access;
 pub mod app;
 pub mod audience;
 pub mod autoreplies;
@@ -15,11 +14,12 @@ pub mod sender;
 pub mod webhooks;
 
 use serde::de::DeserializeOwned;
-use worker::{Env, Method, Request, RequestInit, Response, SqlStorageValue, State};
+use worker::{Env, Method, Request, RequestInit, Response, SqlStorage, SqlStorageValue, State};
 
 use crate::domain::error::ApiError;
-use crate::domain::schema::{self, Migration, Newer};
+use crate::domain::schema::{Migration, Newer};
 use crate::protocol::{self, Object, Operation};
+use crate::store::{self, Bind, Sql, SqlError};
 
 /// Runs `op` on the object named `name` in the namespace its protocol binds it to, and
 /// answers what that protocol says it answers.
@@ -81,52 +81,46 @@ pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, Ap
     Ok(cursor.to_array::<T>()?)
 }
 
-/// Brings an object's storage up to date with `migrations` (see `domain::schema`): each one not
-/// yet applied runs once, in order, and its number is recorded with it. A migration that fails
-/// is a bug of this release: the object stops (its error is logged) rather than run on a schema
-/// it does not know.
+/// Brings an object's storage up to date (see `store::migrate`). A migration that fails is a
+/// bug of this release: the object stops (its error is logged) rather than run on a schema it
+/// does not know.
 pub fn migrate(state: &State, object: &str, migrations: &[Migration]) {
-    if let Err(e) = try_migrate(&state.storage().sql(), migrations) {
-        worker::console_error!("{object} storage: {e}");
-        panic!("{object} storage cannot be migrated: {e}");
+    match store::migrate(&state.storage().sql(), migrations) {
+        Ok(None) => {}
+        Ok(Some(Newer { applied, known })) => {
+            worker::console_warn!(
+                "{object} storage migrated by a newer release ({applied} of {known} known): left as it is"
+            )
+        }
+        Err(e) => {
+            worker::console_error!("{object} storage: {}", e.0);
+            panic!("{object} storage cannot be migrated: {}", e.0);
+        }
     }
 }
 
-fn try_migrate(sql: &worker::SqlStorage, migrations: &[Migration]) -> Result<(), ApiError> {
-    sql.exec(
-        "CREATE TABLE IF NOT EXISTS schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), applied INTEGER NOT NULL)",
-        None,
-    )?;
-    let applied = number(sql, "SELECT applied AS n FROM schema_version", vec![])?.unwrap_or(0);
-    let pending = match schema::pending(applied as u32, migrations) {
-        Ok(pending) => pending,
-        Err(Newer { applied, known }) => {
-            worker::console_warn!("storage migrated by a newer release ({applied} of {known} known): left as it is");
-            return Ok(());
-        }
-    };
-    for (number_applied, migration) in pending {
-        match migration {
-            Migration::Sql(statements) => {
-                for statement in statements {
-                    sql.exec(statement, None)?;
-                }
-            }
-            Migration::AddColumns(columns) => {
-                for (table, column, definition) in columns {
-                    let has = "SELECT COUNT(*) AS n FROM pragma_table_info(?) WHERE name = ?";
-                    if number(sql, has, vec![(*table).into(), (*column).into()])?.unwrap_or(0) == 0 {
-                        sql.exec(&schema::add_column(table, column, definition), None)?;
-                    }
-                }
-            }
-        }
-        sql.exec(
-            "INSERT INTO schema_version (one, applied) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET applied = excluded.applied",
-            vec![int(number_applied.into())],
-        )?;
+/// The runtime's storage under the facets of `store`.
+impl Sql for SqlStorage {
+    fn run(&self, query: &str, binds: Vec<Bind>) -> Result<(), SqlError> {
+        self.exec(query, binds.into_iter().map(value).collect::<Vec<_>>()).map(drop).map_err(failed)
     }
-    Ok(())
+
+    fn rows<T: DeserializeOwned>(&self, query: &str, binds: Vec<Bind>) -> Result<Vec<T>, SqlError> {
+        let cursor = self.exec(query, binds.into_iter().map(value).collect::<Vec<_>>()).map_err(failed)?;
+        cursor.to_array::<T>().map_err(failed)
+    }
+}
+
+fn value(bind: Bind) -> SqlStorageValue {
+    match bind {
+        Bind::Null => SqlStorageValue::Null,
+        Bind::Int(n) => SqlStorageValue::Integer(n),
+        Bind::Text(s) => SqlStorageValue::String(s),
+    }
+}
+
+fn failed(e: worker::Error) -> SqlError {
+    SqlError(e.to_string())
 }
 
 /// Milliseconds and counters as SQL integers.

@@ -54,7 +54,7 @@ pub struct AllowList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AllowedIp {
     pub id: String,
-    /// Normalised (`10.0.0.0/8`, a single address without its prefix).
+    /// Normalised: a range (`10.0.0.0/8`), or a single address with its full prefix (`192.0.2.1/32`).
     pub ip_address: String,
     pub label: Option<String>,
     pub created_at: u64,
