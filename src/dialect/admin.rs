@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use wagate_contract::wire::{DeadLetter, Replayed};
+
 use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, KeyId};
 use crate::domain::keys;
@@ -104,6 +106,23 @@ pub fn events(events: Vec<RecordedEvent>, iso: &impl Fn(u64) -> String) -> Resul
     Ok(json!({"events": events}))
 }
 
+/// The bridge's dead letters, as the operator API lists them.
+pub fn dead_letters(letters: &[DeadLetter], iso: &impl Fn(u64) -> String) -> Value {
+    let rendered: Vec<Value> = letters
+        .iter()
+        .map(|d| {
+            json!({"id": d.id, "device_id": d.device_id, "type": d.kind, "status": d.status, "error": d.error,
+                   "created_at": iso(d.created_ms), "dead_at": iso(d.dead_ms)})
+        })
+        .collect();
+    json!({"dead_letters": rendered})
+}
+
+/// A dead letter queued again, under the id the bridge gave it.
+pub fn replayed(replayed: &Replayed) -> Value {
+    json!({"replayed": replayed.replayed})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +143,25 @@ mod tests {
                 {"at": "t0", "actor": "operator", "action": "key.revoked", "detail": null},
             ]})
         );
+    }
+
+    #[test]
+    fn dead_letters_show_when_they_died_and_under_which_id_they_replay() {
+        let letter = DeadLetter {
+            id: "evt_1".into(),
+            device_id: "dev_1".into(),
+            kind: "inbound".into(),
+            status: 500,
+            error: "internal".into(),
+            created_ms: 1,
+            dead_ms: 2,
+        };
+        let listed = dead_letters(&[letter], &|ms| format!("t{ms}"));
+        assert_eq!(
+            listed,
+            json!({"dead_letters": [{"id": "evt_1", "device_id": "dev_1", "type": "inbound", "status": 500,
+                   "error": "internal", "created_at": "t1", "dead_at": "t2"}]})
+        );
+        assert_eq!(replayed(&Replayed { replayed: "evt_2".into() }), json!({"replayed": "evt_2"}));
     }
 }

@@ -6,6 +6,7 @@ pub mod loginwa;
 pub mod loginwa_access;
 pub mod loginwa_autoreplies;
 pub mod loginwa_campaigns;
+pub mod loginwa_devices;
 pub mod loginwa_otp;
 pub mod loginwa_webhooks;
 pub mod routes;

@@ -15,6 +15,21 @@ pub fn envelope(data: Value, meta: &RequestMeta) -> Value {
     json!({"data": data, "meta": {"requestId": meta.request_id, "timestamp": meta.timestamp}})
 }
 
+/// `POST …/check-phone`: whether `phone` has WhatsApp, with its JID when it has. An account
+/// that is not connected is answered in the body, as the reference does, not with an error.
+pub fn phone_check(phone: &str, found: PhoneCheck) -> Value {
+    match found {
+        PhoneCheck::NotConnected => json!({"phone": phone, "exists": false, "reason": "NOT_CONNECTED"}),
+        PhoneCheck::Checked { exists, jid } => json!({"phone": phone, "exists": exists, "jid": jid}),
+    }
+}
+
+/// What the linked number learnt of a phone.
+pub enum PhoneCheck {
+    NotConnected,
+    Checked { exists: bool, jid: Option<String> },
+}
+
 /// The fields of a stored message that SPWP shows.
 pub struct MessageFields<'a> {
     pub id: &'a str,
@@ -249,5 +264,15 @@ mod tests {
         assert_eq!(body["data"]["id"], "msg_1");
         assert_eq!(body["meta"]["requestId"], "01J7ABC");
         assert_eq!(body["meta"]["timestamp"], "2026-05-04T13:24:18.835Z");
+    }
+
+    #[test]
+    fn a_phone_check_answers_in_the_body_even_when_nothing_is_connected() {
+        let offline = phone_check("+6281234567890", PhoneCheck::NotConnected);
+        assert_eq!(offline, json!({"phone": "+6281234567890", "exists": false, "reason": "NOT_CONNECTED"}));
+        let unknown = phone_check("+6281234567890", PhoneCheck::Checked { exists: false, jid: None });
+        assert_eq!(unknown, json!({"phone": "+6281234567890", "exists": false, "jid": null}));
+        let jid = Some("6281234567890@s.whatsapp.net".to_owned());
+        assert_eq!(phone_check("+6281234567890", PhoneCheck::Checked { exists: true, jid })["exists"], true);
     }
 }

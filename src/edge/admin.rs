@@ -82,15 +82,7 @@ async fn dead_letters(ctx: &Ctx<'_>) -> Outcome {
     }
     let listed: DeadLetters =
         Bridge::from_env(ctx.env)?.get_json(&format!("{DEAD_LETTERS_PATH}?limit={limit}")).await?;
-    let rendered: Vec<Value> = listed
-        .dead_letters
-        .into_iter()
-        .map(|d| {
-            json!({"id": d.id, "device_id": d.device_id, "type": d.kind, "status": d.status, "error": d.error,
-                   "created_at": iso(d.created_ms), "dead_at": iso(d.dead_ms)})
-        })
-        .collect();
-    Ok(Reply::json(200, json!({"dead_letters": rendered})))
+    Ok(Reply::json(200, render::dead_letters(&listed.dead_letters, &iso)))
 }
 
 /// `POST /admin/v1/bridge/dead-letters/{id}/replay`: the bridge queues the event
@@ -103,7 +95,7 @@ async fn replay(ctx: &Ctx<'_>, id: &str) -> Outcome {
         return Err(ApiError::not_found("dead letter"));
     }
     match Bridge::from_env(ctx.env)?.post::<_, Replayed>(&replay_path(id), &json!({})).await {
-        Ok(replayed) => Ok(Reply::json(202, json!({"replayed": replayed.replayed}))),
+        Ok(replayed) => Ok(Reply::json(202, render::replayed(&replayed))),
         Err(CallError::Refused { status: 404, .. }) => Err(ApiError::not_found("dead letter")),
         Err(e) => Err(e.into()),
     }

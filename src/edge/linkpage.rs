@@ -3,13 +3,12 @@
 //! (a static asset) polls `/api/v1/link/{id}` with it for the QR, a pair code, and the moment
 //! the number is connected.
 
-use serde_json::{json, Value};
 use worker::Request;
 
 use super::{json_body, Ctx, Outcome, Reply};
+use crate::dialect::loginwa_devices;
 use crate::dialect::routes::loginwa::LinkAction;
 use crate::dialect::routes::RouteError;
-use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{AppId, DeviceId};
 use crate::domain::links;
@@ -31,7 +30,8 @@ pub async fn issue(ctx: &Ctx<'_>, app_id: &AppId, device: &DeviceView) -> Outcom
     let expires = now_ms() / 1000 + ttl;
     let token = links::device_token(key(ctx)?.as_bytes(), app_id, &device_id, expires);
     let url = format!("{}/link/{device_id}?token={token}", ctx.origin);
-    Ok(Reply::json(201, json!({"device_id": device_id, "token": token, "url": url, "expires_at": iso(expires * 1000)})))
+    let body = loginwa_devices::link_issued(device_id.as_str(), &token, &url, &iso(expires * 1000));
+    Ok(Reply::json(201, body))
 }
 
 #[derive(serde::Deserialize)]
@@ -50,7 +50,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<Li
     match action? {
         LinkAction::Page => {
             let device = call(ctx.env, device_id.as_str(), get()).await?;
-            Ok(Reply::json(200, page_json(&device)))
+            Ok(Reply::json(200, loginwa_devices::link_page(&device)))
         }
         LinkAction::Qr => {
             let device = call(ctx.env, device_id.as_str(), get()).await?;
@@ -65,16 +65,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, id: &str, action: Result<Li
             f.finish()?;
             let refresh = RefreshQr { app_id, pair_phone: phone };
             let device = call(ctx.env, device_id.as_str(), refresh).await?;
-            Ok(Reply::json(200, page_json(&device)))
+            Ok(Reply::json(200, loginwa_devices::link_page(&device)))
         }
     }
-}
-
-/// Only what the phone's owner needs to see.
-fn page_json(device: &DeviceView) -> Value {
-    json!({
-        "device_id": device.device_id, "label": device.label, "status": device.status,
-        "connected": device.status == DeviceStatus::Online, "phone_number": device.phone,
-        "has_qr": device.qr.is_some(), "qr_code": device.qr, "pair_code": device.pair_code,
-    })
 }

@@ -1,6 +1,6 @@
 //! LoginWA dialect: devices and `messages/send`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use wagate_contract::wire::Content;
 use worker::Request;
 
@@ -9,8 +9,8 @@ use super::{
     auth, autoreplies, broadcast, idempotency, ipwhitelist, json_body, linkpage, media, otp, raw_body, webhooks, Ctx,
     Outcome, Reply,
 };
+use crate::dialect::loginwa_devices;
 use crate::dialect::routes::loginwa::{Keyed, LoginWa};
-use crate::domain::device::DeviceStatus;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::{random_hex, DeviceId};
 use crate::domain::message::Priority;
@@ -20,7 +20,7 @@ use crate::domain::qr;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::call;
-use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant, ONLINE};
+use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant};
 use crate::protocol::device::{CreateDevice, DeleteDevice, Device, DeviceView, GetDevice, RefreshQr};
 use crate::protocol::Operation;
 use crate::runtime::{iso, now_ms};
@@ -44,11 +44,11 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outc
         Keyed::CreateDevice => create_device(req, ctx, &tenant).await,
         Keyed::GetDevice { id } => {
             let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
-            Ok(Reply::json(200, device_json(&device)))
+            Ok(Reply::json(200, loginwa_devices::device(&device, &iso)))
         }
         Keyed::DeleteDevice { id } => {
             device(ctx, &tenant, id, DeleteDevice { app_id: tenant.app_id.clone() }).await?;
-            Ok(Reply::json(200, json!({"success": true, "message": "Device disconnected and removed"})))
+            Ok(Reply::json(200, loginwa_devices::removed()))
         }
         Keyed::LinkToken { id } => {
             let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
@@ -79,40 +79,10 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outc
     }
 }
 
-fn device_json(d: &DeviceView) -> Value {
-    json!({
-        "id": d.device_id,
-        "engine_device_id": d.device_id,
-        "label": d.label,
-        "status": d.status,
-        "phone_number": d.phone,
-        "is_online": d.status == DeviceStatus::Online,
-        "qr_code": d.qr,
-        "pair_code": d.pair_code,
-        "disconnect_reason": d.disconnect_reason,
-        "last_seen_at": d.last_seen_at.map(iso),
-        "created_at": iso(d.created_at),
-    })
-}
-
 async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
-    let devices: Vec<Value> = devices
-        .iter()
-        .filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)))
-        .map(|d| {
-            json!({
-                "id": d.device_id,
-                "label": d.label,
-                "status": d.status,
-                "phone_number": d.phone,
-                "is_online": d.status == ONLINE,
-                "last_seen_at": d.last_seen_at.map(iso),
-                "created_at": iso(d.created_at),
-            })
-        })
-        .collect();
-    Ok(Reply::json(200, json!({"count": devices.len(), "devices": devices})))
+    let visible = devices.iter().filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)));
+    Ok(Reply::json(200, loginwa_devices::devices(visible, &iso)))
 }
 
 async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
@@ -130,19 +100,9 @@ async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Out
     Ok(Reply::json(202, pairing_json(ctx, &device)))
 }
 
-/// The answer to starting or refreshing a pairing, as the reference shows it.
+/// The answer to starting or refreshing a pairing, with a fresh job id.
 fn pairing_json(ctx: &Ctx<'_>, device: &DeviceView) -> Value {
-    json!({
-        "device_id": device.device_id,
-        "engine_device_id": device.device_id,
-        "label": device.label,
-        "status": device.status,
-        "qr_code": device.qr,
-        "pair_code": device.pair_code,
-        "job_id": format!("job_{}", random_hex(8)),
-        "qr_status_url": format!("{}/api/v1/devices/{}", ctx.origin, device.device_id),
-        "message": "Scan QR code with WhatsApp to connect device",
-    })
+    loginwa_devices::pairing(device, &format!("job_{}", random_hex(8)), &ctx.origin)
 }
 
 /// Runs `op` on the device `id` of this tenant (a device-scoped key sees only its own device).
@@ -192,16 +152,5 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         code_expires_at: None,
     };
     let accepted = send::accept(ctx, tenant, out).await?;
-    let message = accepted.message;
-    Ok(Reply::json(
-        200,
-        json!({
-            "success": true,
-            "message_id": message.id,
-            "trace_id": message.trace_id,
-            "device_id": message.device_id,
-            "phone": message.recipient.display(),
-            "quota_remaining": accepted.quota_remaining,
-        }),
-    ))
+    Ok(Reply::json(200, loginwa_devices::sent(&accepted.message, accepted.quota_remaining)))
 }

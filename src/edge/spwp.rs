@@ -1,6 +1,6 @@
 //! SPWP dialect: `/api/v1/public/messages/…`, answers wrapped in `{data, meta}`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use wagate_contract::wire::{check_path, error_code, CheckRequest, CheckResponse, Content, MediaKind};
 use worker::Request;
 
@@ -10,7 +10,7 @@ use super::{auth, idempotency, json_body, raw_body, Ctx, Outcome, Reply};
 use crate::bridge::{Bridge, CallError};
 use crate::dialect::routes::spwp::Spwp;
 use crate::dialect::routes::Known;
-use crate::dialect::spwp::{envelope, message, MessageFields};
+use crate::dialect::spwp::{envelope, message, phone_check, MessageFields, PhoneCheck};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::ids::DeviceId;
 use crate::domain::media::Source;
@@ -117,9 +117,7 @@ async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outco
     f.finish()?;
     let phone = phone.ok_or_else(|| ApiError::internal("validated fields missing"))?;
     // The reference answers an offline account in the body rather than with an error.
-    let not_connected = || {
-        Ok(Reply::json(200, envelope(json!({"phone": phone, "exists": false, "reason": "NOT_CONNECTED"}), &ctx.meta)))
-    };
+    let not_connected = || Ok(Reply::json(200, envelope(phone_check(&phone, PhoneCheck::NotConnected), &ctx.meta)));
     let pick = PickDevice { device_id: scope::device_for(tenant.device_scope.as_ref(), None)? };
     let device: DeviceId = match call(ctx.env, tenant.app_id.as_str(), pick).await {
         Ok(device) => device,
@@ -133,11 +131,11 @@ async fn check_phone(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outco
         Err(e) => return Err(e.into()),
     };
     let result = checked.results.into_iter().find(|r| r.phone == phone);
-    let data: Value = match result {
-        Some(r) => json!({"phone": phone, "exists": r.exists, "jid": r.jid}),
-        None => json!({"phone": phone, "exists": false, "jid": null}),
+    let found = match result {
+        Some(r) => PhoneCheck::Checked { exists: r.exists, jid: r.jid },
+        None => PhoneCheck::Checked { exists: false, jid: None },
     };
-    Ok(Reply::json(200, envelope(data, &ctx.meta)))
+    Ok(Reply::json(200, envelope(phone_check(&phone, found), &ctx.meta)))
 }
 
 fn render(m: &MessageView) -> Value {
