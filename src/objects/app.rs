@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::{audience, autoreplies, retention, webhooks};
 use super::{end_alarm, int, number, rows, serve};
+use super::{retention, webhooks};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
@@ -22,6 +22,7 @@ use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
 use crate::store::access::{self, Actor, Change};
+use crate::store::{audience, autoreplies};
 use crate::store::{Bind, Sql, SqlError};
 
 #[derive(Deserialize)]
@@ -300,7 +301,7 @@ impl AppObject {
             quota_period: app.quota_period,
             quota_used: app.quota_used,
             keys,
-            governor: self.governor()?,
+            governor: audience::governor(self)?,
             created_at: app.created_at,
         })
     }
@@ -485,7 +486,7 @@ impl AppHandler for AppObject {
         self.app_in_period(&period)?;
         let change = Change::AppUpdated(patch.clone());
         // Checked before anything is written: an error must leave the app as it was.
-        let mut governor = self.governor()?;
+        let mut governor = audience::governor(self)?;
         let warm_up = &mut governor.warm_up;
         warm_up.first_day_cap = patch.warm_up_first_day_cap.unwrap_or(warm_up.first_day_cap);
         warm_up.growth_percent = patch.warm_up_growth_percent.unwrap_or(warm_up.growth_percent);
@@ -513,7 +514,7 @@ impl AppHandler for AppObject {
                 self.sql().exec(&format!("UPDATE app SET {column} = ?"), vec![value])?;
             }
         }
-        self.set_governor(&governor)?;
+        audience::set_governor(self, &governor)?;
         access::audit(self, &Actor::Operator, &change, now_ms())?;
         self.view(&period)
     }
@@ -574,7 +575,7 @@ impl AppHandler for AppObject {
 
     async fn device_changed(&self, op: DeviceChanged) -> Result<(), ApiError> {
         let DeviceChanged { device_id, status, phone, event } = op;
-        self.note_linked(&device_id, &status, event.at_ms)?;
+        audience::note_linked(self, &device_id, &status, event.at_ms)?;
         self.sql().exec(
             "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
             vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
@@ -597,10 +598,11 @@ impl AppHandler for AppObject {
     async fn record_event(&self, op: Record) -> Result<Recorded, ApiError> {
         let Record { mut event } = op;
         if self.recorded(&event.id)? {
-            return Ok(Recorded { auto_reply: self.earlier_reply(&event.id)? });
+            return Ok(Recorded { auto_reply: autoreplies::earlier_reply(self, &event.id)? });
         }
-        self.note_opt_out(&event)?;
-        let auto_reply = self.auto_reply(&mut event)?;
+        audience::note_opt_out(self, &event)?;
+        let period = month_of(event.at_ms);
+        let auto_reply = autoreplies::auto_reply(self, &mut event, &period)?;
         if self.record(&event)? {
             self.wake_deliveries().await?;
         }

@@ -3,7 +3,6 @@
 
 pub mod app;
 pub mod audience;
-pub mod autoreplies;
 pub mod campaign;
 pub mod device;
 pub mod guard;

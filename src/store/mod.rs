@@ -4,6 +4,8 @@
 //! other objects, outbound fetches.
 
 pub mod access;
+pub mod audience;
+pub mod autoreplies;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
