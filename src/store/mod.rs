@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audience;
 pub mod autoreplies;
+pub mod otp;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
