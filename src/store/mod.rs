@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audience;
 pub mod autoreplies;
+pub mod campaign;
 pub mod otp;
 
 use serde::de::DeserializeOwned;
