@@ -13,7 +13,7 @@ use super::{end_alarm, int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
-use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
+use crate::domain::idempotency::Decision;
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
 use crate::domain::keys;
 use crate::domain::ratelimit::{self, Gcra};
@@ -22,27 +22,12 @@ use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
 use crate::store::access::{self, Actor, Change};
+use crate::store::{events, idempotency};
 use crate::store::{Bind, Sql, SqlError};
 
 #[derive(Deserialize)]
 struct Tat {
     tat: u64,
-}
-
-#[derive(Deserialize)]
-struct IdempotencyRow {
-    fingerprint: String,
-    status: Option<u16>,
-    body: Option<String>,
-    created_at: u64,
-    leased_at: Option<u64>,
-}
-
-impl From<IdempotencyRow> for Stored {
-    fn from(row: IdempotencyRow) -> Self {
-        let response = row.status.zip(row.body).map(|(status, body)| SavedResponse { status, body });
-        Stored { fingerprint: row.fingerprint, response, created_at: row.created_at, leased_at: row.leased_at }
-    }
 }
 
 #[durable_object]
@@ -124,11 +109,8 @@ const MIGRATIONS: [Migration; 6] = [
         "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
         "CREATE TABLE IF NOT EXISTS rate_limits (
             key_id TEXT NOT NULL, class TEXT NOT NULL, tat INTEGER NOT NULL, PRIMARY KEY (key_id, class))",
-        "CREATE TABLE IF NOT EXISTS idempotency (
-        key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, created_at INTEGER NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
-        device_id TEXT, data TEXT NOT NULL, at INTEGER NOT NULL)",
+        idempotency::SCHEMA,
+        events::SCHEMA,
     ]),
     Migration::Sql(&webhooks::SCHEMA),
     Migration::Sql(&autoreplies::SCHEMA),
@@ -138,9 +120,8 @@ const MIGRATIONS: [Migration; 6] = [
     Migration::AddColumns(&[
         ("keys", "expires_at", "INTEGER"),
         ("campaigns", "device_id", "TEXT"),
-        // The lease of the request handling a key, and the message id the key is bound to.
-        ("idempotency", "leased_at", "INTEGER"),
-        ("idempotency", "message_id", "TEXT"),
+        idempotency::ADDED_COLUMNS[0],
+        idempotency::ADDED_COLUMNS[1],
     ]),
 ];
 
@@ -178,7 +159,7 @@ impl AppObject {
     async fn trim_history(&self, now: u64) -> Result<(), ApiError> {
         let Some(cutoff) = retention::due(&self.state.storage(), &self.env, now).await? else { return Ok(()) };
         let sql = self.sql();
-        sql.exec("DELETE FROM events WHERE at < ?", vec![int(cutoff)])?;
+        events::trim(self, cutoff)?;
         sql.exec("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", None)?;
         // The reply log keeps an hour (trimmed as replies are rationed); streaks without a reply go.
         sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
@@ -206,26 +187,7 @@ impl AppObject {
     /// the same transaction as the recording.
     /// Returns whether webhook deliveries were queued for the event.
     fn record(&self, event: &Event) -> Result<bool, ApiError> {
-        if self.recorded(&event.id)? {
-            return Ok(false); // a retried recording
-        }
-        let (name, data) = event.what.stored();
-        self.sql().exec(
-            "INSERT OR IGNORE INTO events (id, name, device_id, data, at) VALUES (?, ?, ?, ?, ?)",
-            vec![
-                event.id.as_str().into(),
-                name.into(),
-                event.device_id.as_ref().map(DeviceId::to_string).into(),
-                data.into(),
-                int(event.at_ms),
-            ],
-        )?;
-        self.fan_out(event)
-    }
-
-    fn recorded(&self, event_id: &str) -> Result<bool, ApiError> {
-        Ok(number(&self.sql(), "SELECT COUNT(*) AS n FROM events WHERE id = ?", vec![event_id.into()])?.unwrap_or(0)
-            > 0)
+        Ok(events::record(self, event)? && self.fan_out(event)?)
     }
 
     fn app(&self) -> Result<AppRow, ApiError> {
@@ -405,24 +367,14 @@ impl AppObject {
         now: u64,
         idempotency_key: Option<String>,
     ) -> Result<Reservation, ApiError> {
-        #[derive(Deserialize)]
-        struct Bound {
-            message_id: Option<String>,
-        }
         let Some(key) = idempotency_key else { return self.reserve(device_id, period, now) };
-        let bound = rows::<Bound>(
-            self.sql().exec("SELECT message_id FROM idempotency WHERE key = ?", vec![key.as_str().into()])?,
-        )?;
-        if let Some(message_id) = bound.into_iter().find_map(|b| b.message_id).as_deref().and_then(MessageId::parse) {
+        if let Some(message_id) = idempotency::bound(self, &key)? {
             let app = self.app_in_period(period)?;
             let quota_remaining = (app.monthly_messages - app.quota_used).max(0);
             return Ok(Reservation { device_id: message_id.device(), message_id, quota_remaining });
         }
         let reservation = self.reserve(device_id, period, now)?;
-        self.sql().exec(
-            "UPDATE idempotency SET message_id = ? WHERE key = ?",
-            vec![reservation.message_id.as_str().into(), key.into()],
-        )?;
+        idempotency::bind(self, &key, &reservation.message_id)?;
         Ok(reservation)
     }
 
@@ -596,7 +548,7 @@ impl AppHandler for AppObject {
 
     async fn record_event(&self, op: Record) -> Result<Recorded, ApiError> {
         let Record { mut event } = op;
-        if self.recorded(&event.id)? {
+        if events::recorded(self, &event.id)? {
             return Ok(Recorded { auto_reply: self.earlier_reply(&event.id)? });
         }
         self.note_opt_out(&event)?;
@@ -609,10 +561,7 @@ impl AppHandler for AppObject {
 
     async fn events(&self, op: Events) -> Result<Vec<RecordedEvent>, ApiError> {
         self.app()?;
-        rows::<RecordedEvent>(self.sql().exec(
-            "SELECT seq, id, name, device_id, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![op.after.into(), op.limit.into()],
-        )?)
+        events::list(self, op)
     }
 
     async fn list_devices(&self, _: ListDevices) -> Result<Vec<DeviceEntry>, ApiError> {
@@ -632,53 +581,11 @@ impl AppHandler for AppObject {
     }
 
     async fn idempotency_begin(&self, op: IdempotencyBegin) -> Result<Decision, ApiError> {
-        let IdempotencyBegin { key, fingerprint, now, lease_ms } = op;
-        self.sql().exec(
-            "DELETE FROM idempotency WHERE created_at < ?",
-            vec![int(now.saturating_sub(idempotency::RETENTION_MS))],
-        )?;
-        let stored = rows::<IdempotencyRow>(self.sql().exec(
-            "SELECT fingerprint, status, body, created_at, leased_at FROM idempotency WHERE key = ?",
-            vec![key.as_str().into()],
-        )?)?
-        .into_iter()
-        .next()
-        .map(Stored::from);
-        let decision = idempotency::decide(stored.as_ref(), &fingerprint, now, lease_ms);
-        if decision == Decision::Proceed {
-            // A retry takes the lease over and keeps the key's message id.
-            self.sql().exec(
-                "INSERT INTO idempotency (key, fingerprint, created_at, leased_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (key) DO UPDATE SET leased_at = excluded.leased_at",
-                vec![key.into(), fingerprint.into(), int(now), int(now)],
-            )?;
-        }
-        Ok(decision)
+        idempotency::begin(self, op)
     }
 
     async fn idempotency_finish(&self, op: IdempotencyFinish) -> Result<(), ApiError> {
-        let sql = self.sql();
-        match op.response {
-            Some(response) => {
-                sql.exec(
-                    "UPDATE idempotency SET status = ?, body = ? WHERE key = ?",
-                    vec![int(response.status.into()), response.body.into(), op.key.into()],
-                )?;
-            }
-            None => {
-                // A key that reserved nothing is forgotten; one bound to a message id keeps it
-                // (the device may hold the message) and only lets go of the lease.
-                sql.exec(
-                    "DELETE FROM idempotency WHERE key = ? AND status IS NULL AND message_id IS NULL",
-                    vec![op.key.as_str().into()],
-                )?;
-                sql.exec(
-                    "UPDATE idempotency SET leased_at = NULL WHERE key = ? AND status IS NULL",
-                    vec![op.key.into()],
-                )?;
-            }
-        }
-        Ok(())
+        idempotency::finish(self, op)
     }
 
     async fn refund(&self, op: Refund) -> Result<(), ApiError> {
@@ -692,11 +599,6 @@ impl AppHandler for AppObject {
             self.sql().exec("DELETE FROM reservations WHERE message_id = ?", vec![message_id.as_str().into()])?;
             self.sql().exec("UPDATE app SET quota_used = MAX(quota_used - 1, 0)", None)?;
         }
-        // A retry under the key then sends afresh: this id will never go out.
-        self.sql().exec(
-            "UPDATE idempotency SET message_id = NULL WHERE message_id = ? AND status IS NULL",
-            vec![message_id.as_str().into()],
-        )?;
-        Ok(())
+        idempotency::release(self, &message_id)
     }
 }

@@ -4,6 +4,9 @@
 //! other objects, outbound fetches.
 
 pub mod access;
+// The app's core, by facet.
+pub mod events;
+pub mod idempotency;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
