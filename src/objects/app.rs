@@ -22,7 +22,7 @@ use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
 use crate::store::access::{self, Actor, Change};
-use crate::store::{events, idempotency};
+use crate::store::{devices, events, idempotency};
 use crate::store::{Bind, Sql, SqlError};
 
 #[derive(Deserialize)]
@@ -103,9 +103,7 @@ const MIGRATIONS: [Migration; 6] = [
         "CREATE TABLE IF NOT EXISTS keys (
         key_id TEXT PRIMARY KEY, hash TEXT NOT NULL, device_id TEXT,
         created_at INTEGER NOT NULL, revoked_at INTEGER, last_used_at INTEGER)",
-        "CREATE TABLE IF NOT EXISTS devices (
-        device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
-        created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)",
+        devices::SCHEMA,
         "CREATE TABLE IF NOT EXISTS reservations (message_id TEXT PRIMARY KEY)",
         "CREATE TABLE IF NOT EXISTS rate_limits (
             key_id TEXT NOT NULL, class TEXT NOT NULL, tat INTEGER NOT NULL, PRIMARY KEY (key_id, class))",
@@ -328,37 +326,6 @@ impl AppObject {
         })
     }
 
-    fn device_entry(&self, device_id: &DeviceId) -> Result<DeviceEntry, ApiError> {
-        rows::<DeviceEntry>(self.sql().exec(
-            "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices WHERE device_id = ?",
-            vec![device_id.as_str().into()],
-        )?)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::not_found("device"))
-    }
-
-    fn pick(&self, device_id: Option<DeviceId>) -> Result<DeviceId, ApiError> {
-        match device_id {
-            Some(device_id) => {
-                if self.device_entry(&device_id)?.status != ONLINE {
-                    return Err(ApiError::DeviceNotConnected);
-                }
-                Ok(device_id)
-            }
-            // Least recently used first, so an app's traffic spreads over its numbers.
-            None => rows::<DeviceEntry>(self.sql().exec(
-                "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices
-                 WHERE status = ? ORDER BY last_used_at, device_id LIMIT 1",
-                vec![ONLINE.into()],
-            )?)?
-            .into_iter()
-            .next()
-            .and_then(|d| DeviceId::parse(&d.device_id))
-            .ok_or(ApiError::NoDeviceAvailable),
-        }
-    }
-
     /// A send's reservation: the one its `Idempotency-Key` is bound to, else a new one, bound to it.
     fn reservation_for(
         &self,
@@ -380,17 +347,14 @@ impl AppObject {
 
     pub(super) fn reserve(&self, device_id: Option<DeviceId>, period: &str, now: u64) -> Result<Reservation, ApiError> {
         let app = self.app_in_period(period)?;
-        let device_id = self.pick(device_id)?;
+        let device_id = devices::pick(self, device_id)?;
         if app.quota_used >= app.monthly_messages {
             return Err(ApiError::QuotaExceeded);
         }
         let message_id = MessageId::generate(&device_id);
         self.sql().exec("UPDATE app SET quota_used = quota_used + 1", None)?;
         self.sql().exec("INSERT INTO reservations (message_id) VALUES (?)", vec![message_id.as_str().into()])?;
-        self.sql().exec(
-            "UPDATE devices SET last_used_at = ? WHERE device_id = ?",
-            vec![int(now), device_id.as_str().into()],
-        )?;
+        devices::used(self, &device_id, now)?;
         Ok(Reservation { device_id, message_id, quota_remaining: app.monthly_messages - app.quota_used - 1 })
     }
 }
@@ -474,7 +438,7 @@ impl AppHandler for AppObject {
         let AddKey { key_id, key_hash, device_id, expires_at, now } = op;
         self.app()?;
         if let Some(device) = &device_id {
-            self.device_entry(device)?;
+            devices::entry(self, device)?;
         }
         self.insert_key(&key_id, &key_hash, device_id.as_ref(), expires_at, now)?;
         let change = Change::KeyCreated { key_id, device_id, expires_at: expires_at.map(iso) };
@@ -512,25 +476,13 @@ impl AppHandler for AppObject {
 
     async fn add_device(&self, op: AddDevice) -> Result<(), ApiError> {
         let AddDevice { device_id, label, now } = op;
-        let app = self.app()?;
-        let count = number(&self.sql(), "SELECT COUNT(*) AS n FROM devices", vec![])?;
-        if count.unwrap_or(0) >= app.max_devices {
-            return Err(ApiError::DeviceLimitReached { max_devices: app.max_devices });
-        }
-        self.sql().exec(
-            "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",
-            vec![device_id.as_str().into(), label.into(), int(now)],
-        )?;
-        Ok(())
+        devices::add(self, &device_id, label, self.app()?.max_devices, now)
     }
 
     async fn device_changed(&self, op: DeviceChanged) -> Result<(), ApiError> {
         let DeviceChanged { device_id, status, phone, event } = op;
         self.note_linked(&device_id, &status, event.at_ms)?;
-        self.sql().exec(
-            "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
-            vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
-        )?;
+        devices::changed(self, &device_id, &status, phone, event.at_ms)?;
         if self.record(&event)? {
             self.wake_deliveries().await?;
         }
@@ -539,7 +491,7 @@ impl AppHandler for AppObject {
 
     async fn remove_device(&self, op: RemoveDevice) -> Result<(), ApiError> {
         let RemoveDevice { device_id, event } = op;
-        self.sql().exec("DELETE FROM devices WHERE device_id = ?", vec![device_id.as_str().into()])?;
+        devices::remove(self, &device_id)?;
         if self.record(&event)? {
             self.wake_deliveries().await?;
         }
@@ -565,14 +517,11 @@ impl AppHandler for AppObject {
     }
 
     async fn list_devices(&self, _: ListDevices) -> Result<Vec<DeviceEntry>, ApiError> {
-        rows::<DeviceEntry>(self.sql().exec(
-            "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices ORDER BY created_at, device_id",
-            None,
-        )?)
+        devices::list(self)
     }
 
     async fn pick_device(&self, op: PickDevice) -> Result<DeviceId, ApiError> {
-        self.pick(op.device_id)
+        devices::pick(self, op.device_id)
     }
 
     async fn reserve_send(&self, op: ReserveSend) -> Result<Reservation, ApiError> {

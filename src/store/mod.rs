@@ -5,6 +5,7 @@
 
 pub mod access;
 // The app's core, by facet.
+pub mod devices;
 pub mod events;
 pub mod idempotency;
 
