@@ -8,6 +8,9 @@ pub mod access;
 pub mod devices;
 pub mod events;
 pub mod idempotency;
+pub mod keys;
+pub mod quota;
+pub mod tenant;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
