@@ -8,6 +8,13 @@ pub mod audience;
 pub mod autoreplies;
 pub mod campaign;
 pub mod otp;
+// The app's core, by facet.
+pub mod devices;
+pub mod events;
+pub mod idempotency;
+pub mod keys;
+pub mod quota;
+pub mod tenant;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
