@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State};
 
-use super::{audience, autoreplies, retention, webhooks};
+use super::{audience, autoreplies, retention};
 use super::{end_alarm, int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::{ApiError, Rule};
@@ -22,6 +22,7 @@ use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
 use crate::store::access::{self, Actor, Change};
+use crate::store::webhooks;
 use crate::store::{Bind, Sql, SqlError};
 
 #[derive(Deserialize)]
@@ -183,11 +184,7 @@ impl AppObject {
         // The reply log keeps an hour (trimmed as replies are rationed); streaks without a reply go.
         sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
         sql.exec("DELETE FROM auto_reply_senders WHERE sender NOT IN (SELECT sender FROM auto_reply_log)", None)?;
-        sql.exec(
-            "DELETE FROM deliveries WHERE status IN (?, ?) AND created_at < ?",
-            vec![webhooks::SUCCEEDED.into(), webhooks::FAILED.into(), int(cutoff)],
-        )?;
-        Ok(())
+        webhooks::trim_settled(self, cutoff)
     }
 
     pub(super) fn env(&self) -> &Env {

@@ -4,6 +4,7 @@
 //! other objects, outbound fetches.
 
 pub mod access;
+pub mod webhooks;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
