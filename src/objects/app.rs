@@ -7,8 +7,8 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
+use super::retention;
 use super::{end_alarm, int, number, serve};
-use super::{retention, webhooks};
 use crate::domain::autoreply::HOUR_MS;
 use crate::domain::error::ApiError;
 use crate::domain::events::Event;
@@ -18,7 +18,7 @@ use crate::domain::schema::Migration;
 use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
-use crate::store::{access, audience, autoreplies, devices, events, idempotency, keys, quota, tenant};
+use crate::store::{access, audience, autoreplies, devices, events, idempotency, keys, quota, tenant, webhooks};
 use crate::store::{Bind, Sql, SqlError};
 
 #[durable_object]
@@ -115,11 +115,7 @@ impl AppObject {
         // The reply log keeps an hour (trimmed as replies are rationed); streaks without a reply go.
         sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
         sql.exec("DELETE FROM auto_reply_senders WHERE sender NOT IN (SELECT sender FROM auto_reply_log)", None)?;
-        sql.exec(
-            "DELETE FROM deliveries WHERE status IN (?, ?) AND created_at < ?",
-            vec![webhooks::SUCCEEDED.into(), webhooks::FAILED.into(), int(cutoff)],
-        )?;
-        Ok(())
+        webhooks::trim_settled(self, cutoff)
     }
 
     pub(super) fn env(&self) -> &Env {

@@ -75,22 +75,7 @@ struct DeliveryRow {
 
 const PENDING: &str = DeliveryStatus::Pending.as_str();
 const IN_FLIGHT: &str = DeliveryStatus::InFlight.as_str();
-pub(super) const SUCCEEDED: &str = DeliveryStatus::Succeeded.as_str();
-pub(super) const FAILED: &str = DeliveryStatus::Failed.as_str();
-
-pub const SCHEMA: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS webhooks (
-        id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, format TEXT NOT NULL, device_id TEXT,
-        secret TEXT NOT NULL, previous_secret TEXT, previous_until INTEGER, retry_count INTEGER NOT NULL,
-        active INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-        successes INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
-        consecutive_failures INTEGER NOT NULL DEFAULT 0, last_success_at INTEGER, last_failure_at INTEGER,
-        last_status INTEGER, disabled_reason TEXT)",
-    "CREATE TABLE IF NOT EXISTS deliveries (
-        id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, event_id TEXT NOT NULL, event_name TEXT NOT NULL,
-        body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL)",
-];
+const FAILED: &str = DeliveryStatus::Failed.as_str();
 
 fn format_name(format: Format) -> &'static str {
     match format {

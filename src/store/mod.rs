@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod quota;
 pub mod tenant;
+pub mod webhooks;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
