@@ -20,7 +20,7 @@ use crate::domain::qr;
 use crate::domain::scope;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::call;
-use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant, ONLINE};
+use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant};
 use crate::protocol::device::{CreateDevice, DeleteDevice, Device, DeviceView, GetDevice, RefreshQr};
 use crate::protocol::Operation;
 use crate::runtime::{iso, now_ms};
@@ -106,7 +106,7 @@ async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
                 "label": d.label,
                 "status": d.status,
                 "phone_number": d.phone,
-                "is_online": d.status == ONLINE,
+                "is_online": d.status == DeviceStatus::Online.as_str(),
                 "last_seen_at": d.last_seen_at.map(iso),
                 "created_at": iso(d.created_at),
             })

@@ -11,6 +11,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, 
 use super::{audience, autoreplies, retention, webhooks};
 use super::{end_alarm, int, number, rows, serve};
 use crate::domain::autoreply::HOUR_MS;
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::Event;
 use crate::domain::idempotency::{self, Decision, SavedResponse, Stored};
@@ -379,7 +380,7 @@ impl AppObject {
     fn pick(&self, device_id: Option<DeviceId>) -> Result<DeviceId, ApiError> {
         match device_id {
             Some(device_id) => {
-                if self.device_entry(&device_id)?.status != ONLINE {
+                if self.device_entry(&device_id)?.status != DeviceStatus::Online.as_str() {
                     return Err(ApiError::DeviceNotConnected);
                 }
                 Ok(device_id)
@@ -388,7 +389,7 @@ impl AppObject {
             None => rows::<DeviceEntry>(self.sql().exec(
                 "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices
                  WHERE status = ? ORDER BY last_used_at, device_id LIMIT 1",
-                vec![ONLINE.into()],
+                vec![DeviceStatus::Online.as_str().into()],
             )?)?
             .into_iter()
             .next()
@@ -574,10 +575,10 @@ impl AppHandler for AppObject {
 
     async fn device_changed(&self, op: DeviceChanged) -> Result<(), ApiError> {
         let DeviceChanged { device_id, status, phone, event } = op;
-        self.note_linked(&device_id, &status, event.at_ms)?;
+        self.note_linked(&device_id, status, event.at_ms)?;
         self.sql().exec(
             "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
-            vec![status.into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
+            vec![status.as_str().into(), phone.into(), int(event.at_ms), device_id.as_str().into()],
         )?;
         if self.record(&event)? {
             self.wake_deliveries().await?;

@@ -7,11 +7,12 @@ use serde::Deserialize;
 use super::app::AppObject;
 use super::{int, number, rows};
 use crate::domain::campaign::{is_opt_out, Sent, WarmUp};
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, What};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::paging;
-use crate::protocol::app::{Governor, Reservation, ONLINE};
+use crate::protocol::app::{Governor, Reservation};
 use crate::protocol::audience::{
     AddOptOut, AudienceHandler, CampaignIndex, IndexCampaign, ListCampaigns, ListOptOuts, OptOut, Pick, PickSender,
     RemoveOptOut, ReserveContact, UnindexCampaign, PAGE_SIZE,
@@ -58,8 +59,8 @@ impl AppObject {
     }
 
     /// A number's warm-up starts the first time it comes online.
-    pub(super) fn note_linked(&self, device_id: &DeviceId, status: &str, at: u64) -> Result<(), ApiError> {
-        if status == ONLINE {
+    pub(super) fn note_linked(&self, device_id: &DeviceId, status: DeviceStatus, at: u64) -> Result<(), ApiError> {
+        if status == DeviceStatus::Online {
             self.sql().exec(
                 "INSERT OR IGNORE INTO warm_up (device_id, linked_at) VALUES (?, ?)",
                 vec![device_id.as_str().into(), int(at)],
@@ -109,7 +110,7 @@ impl AppObject {
             "SELECT d.device_id, w.linked_at, w.day, w.sent FROM devices d LEFT JOIN warm_up w ON w.device_id = d.device_id
              WHERE d.status = ? AND (? = '[]' OR d.device_id IN (SELECT value FROM json_each(?)))
              ORDER BY d.last_used_at, d.device_id",
-            vec![ONLINE.into(), named.as_str().into(), named.as_str().into()],
+            vec![DeviceStatus::Online.as_str().into(), named.as_str().into(), named.as_str().into()],
         )?)?;
         // Only whether one is online (to start, to check numbers): allowances do not matter.
         let chosen = match (candidates.is_empty(), phone) {

@@ -434,8 +434,7 @@ impl DeviceObject {
         let follow_ups = transition.follow_ups.iter().filter_map(|follow_up| match follow_up {
             device::FollowUp::Announce => announce.take().map(|(what, phone)| {
                 let event = Event::new(Some(device_id.clone()), at, what);
-                let op =
-                    app::DeviceChanged { device_id: device_id.clone(), status: next.as_str().to_owned(), phone, event };
+                let op = app::DeviceChanged { device_id: device_id.clone(), status: next, phone, event };
                 FollowUp::App(op.into())
             }),
             device::FollowUp::DrainQueue => Some(FollowUp::DrainQueue),

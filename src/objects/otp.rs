@@ -2,6 +2,8 @@
 //! verification sessions and the record of codes sent to it, for per-phone throttling.
 //! Expiry is an alarm; what happened is recorded as `otp.verified` / `otp.expired` events.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
@@ -16,7 +18,7 @@ use crate::protocol::otp::{
 };
 use crate::runtime::{iso, now_ms, required_config};
 
-const RETRY_MS: i64 = 5_000;
+const RETRY_MS: u64 = 5_000;
 
 #[derive(Deserialize)]
 struct SessionRow {
@@ -67,7 +69,7 @@ impl DurableObject for OtpObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        end_alarm(&self.state, "otp alarm", self.tick().await, Some(RETRY_MS as u64)).await
+        end_alarm(&self.state, "otp alarm", self.tick().await, Some(RETRY_MS)).await
     }
 }
 
@@ -195,7 +197,7 @@ impl OtpObject {
         )?;
         let oldest_send = earliest("SELECT MIN(at) AS at FROM sends HAVING COUNT(*) > 0", vec![])?;
         match next_wake(unrecorded.is_some(), next_expiry, oldest_send) {
-            Some(Wake::Soon) => self.state.storage().set_alarm(RETRY_MS).await?,
+            Some(Wake::Soon) => self.state.storage().set_alarm(Duration::from_millis(RETRY_MS)).await?,
             Some(Wake::At(at)) => self.alarm_at(at).await?,
             None => {}
         }
@@ -241,7 +243,7 @@ impl OtpObject {
                 }
                 Err(e) => {
                     worker::console_warn!("otp event deferred: {e}");
-                    let _ = self.state.storage().set_alarm(RETRY_MS).await;
+                    let _ = self.state.storage().set_alarm(Duration::from_millis(RETRY_MS)).await;
                     return;
                 }
             }

@@ -13,6 +13,7 @@ use super::autoreplies::{AutoReplyHandler, AutoReplyOp};
 use super::webhooks::{WebhookHandler, WebhookOp};
 use crate::domain::autoreply::ReplyLimits;
 use crate::domain::campaign::{WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
+use crate::domain::device::DeviceStatus;
 use crate::domain::events::Event;
 use crate::domain::idempotency::{Decision, SavedResponse};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
@@ -29,8 +30,9 @@ crate::protocol! {
         RevokeKey(RevokeKey) -> () => revoke_key,
         Authenticate(Authenticate) -> Tenant => authenticate,
         AddDevice(AddDevice) -> () => add_device,
-        /// Sent from the device's `app_outbox`, which stores it serialized, as are
-        /// `RemoveDevice`, `Record` and `Refund`: their wire forms are durable, see the tests.
+        /// Sent from the device's `app_outbox`, which stores it serialized (as
+        /// `store::device::AppOutboxOp`), as are `RemoveDevice`, `Record` and `Refund`: their wire
+        /// forms are durable, see the tests.
         DeviceChanged(DeviceChanged) -> () => device_changed,
         RemoveDevice(RemoveDevice) -> () => remove_device,
         Record(Record) -> Recorded => record_event,
@@ -117,7 +119,7 @@ pub struct AddDevice {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceChanged {
     pub device_id: DeviceId,
-    pub status: String,
+    pub status: DeviceStatus,
     pub phone: Option<String>,
     pub event: Event,
 }
@@ -304,7 +306,6 @@ pub struct Reservation {
 }
 
 pub const DEFAULT_COUNTRY_CODE: &str = "62";
-pub const ONLINE: &str = "online";
 
 /// Operator settings of the governor, per app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -362,7 +363,7 @@ mod tests {
             &format!(
                 r#"{{"op":"device_changed","device_id":"dev_0123456789abcdef","status":"online","phone":"628","event":{EVENT}}}"#
             ),
-            |op| matches!(op, AppOp::DeviceChanged(DeviceChanged { status, phone: Some(_), .. }) if status == ONLINE),
+            |op| matches!(op, AppOp::DeviceChanged(DeviceChanged { status, phone: Some(_), .. }) if *status == DeviceStatus::Online),
         );
         stored(
             &format!(r#"{{"op":"remove_device","device_id":"dev_0123456789abcdef","event":{EVENT}}}"#),
