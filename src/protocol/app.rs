@@ -337,6 +337,17 @@ pub struct AutoReply {
     pub text: String,
 }
 
+/// The operations a device's `app_outbox` holds, stored in the wire form of the `AppOp` of the
+/// same name, so rows written by earlier releases still decode.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AppOutboxOp {
+    Record(Record),
+    DeviceChanged(DeviceChanged),
+    RemoveDevice(RemoveDevice),
+    Refund(Refund),
+}
+
 /// What recording an event answers to the device that reported it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Recorded {
@@ -377,6 +388,23 @@ mod tests {
             r#"{"op":"refund","message_id":"msg_0123456789abcdeffedcba9876543210"}"#,
             |op| matches!(op, AppOp::Refund(Refund { message_id }) if message_id.device().as_str() == "dev_0123456789abcdef"),
         );
+    }
+
+    #[test]
+    fn the_outbox_holds_only_its_operations_in_the_same_form() {
+        let rows = [
+            format!(
+                r#"{{"op":"device_changed","device_id":"dev_0123456789abcdef","status":"online","phone":"628","event":{EVENT}}}"#
+            ),
+            format!(r#"{{"op":"remove_device","device_id":"dev_0123456789abcdef","event":{EVENT}}}"#),
+            format!(r#"{{"op":"record","event":{EVENT}}}"#),
+            r#"{"op":"refund","message_id":"msg_0123456789abcdeffedcba9876543210"}"#.to_owned(),
+        ];
+        for row in rows {
+            let op: AppOutboxOp = serde_json::from_str(&row).unwrap();
+            assert_eq!(serde_json::to_string(&op).unwrap(), row);
+        }
+        assert!(serde_json::from_str::<AppOutboxOp>(r#"{"op":"list_keys"}"#).is_err());
     }
 
     #[test]
