@@ -204,8 +204,8 @@ impl AppHandler for AppObject {
 
     async fn device_changed(&self, op: DeviceChanged) -> Result<(), ApiError> {
         let DeviceChanged { device_id, status, phone, event } = op;
-        audience::note_linked(self, &device_id, &status, event.at_ms)?;
-        devices::changed(self, &device_id, &status, phone, event.at_ms)?;
+        audience::note_linked(self, &device_id, status, event.at_ms)?;
+        devices::changed(self, &device_id, status, phone, event.at_ms)?;
         if self.record(&event)? {
             self.wake_deliveries().await?;
         }

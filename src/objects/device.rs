@@ -23,7 +23,7 @@ use crate::domain::message::{MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::protocol::app::AutoReply;
-use crate::protocol::app::{self, AppOp};
+use crate::protocol::app::{self, AppOutboxOp};
 use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::protocol::device::{
     ApplyEvent, CampaignRef, CreateDevice, DeleteDevice, Device, DeviceHandler, DeviceView, Enqueue, GetDevice,
@@ -99,7 +99,7 @@ enum Status {
 /// outbox in this object, written with the change itself, so a failed call is retried by the
 /// alarm rather than lost; they are idempotent, so a retry that overlaps does no harm.
 enum FollowUp {
-    App(AppOp),
+    App(AppOutboxOp),
     Campaign { campaign_id: String, op: CampaignOp },
     DrainQueue,
 }
@@ -434,9 +434,8 @@ impl DeviceObject {
         let follow_ups = transition.follow_ups.iter().filter_map(|follow_up| match follow_up {
             device::FollowUp::Announce => announce.take().map(|(what, phone)| {
                 let event = Event::new(Some(device_id.clone()), at, what);
-                let op =
-                    app::DeviceChanged { device_id: device_id.clone(), status: next.as_str().to_owned(), phone, event };
-                FollowUp::App(op.into())
+                let op = app::DeviceChanged { device_id: device_id.clone(), status: next, phone, event };
+                FollowUp::App(AppOutboxOp::DeviceChanged(op))
             }),
             device::FollowUp::DrainQueue => Some(FollowUp::DrainQueue),
         });
@@ -508,7 +507,7 @@ impl DeviceObject {
                     auto_reply: None,
                 }));
                 let event = Event::new(Some(device_id), at, what);
-                Ok(vec![FollowUp::App(app::Record { event }.into())])
+                Ok(vec![FollowUp::App(AppOutboxOp::Record(app::Record { event }))])
             }
         }
     }
@@ -591,7 +590,8 @@ impl DeviceObject {
             trace_id: updated.trace_id,
         };
         let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
-        let mut follow_ups = vec![FollowUp::App(app::Record { event: Event::new(Some(device_id), at, what) }.into())];
+        let mut follow_ups =
+            vec![FollowUp::App(AppOutboxOp::Record(app::Record { event: Event::new(Some(device_id), at, what) }))];
         let campaign = rows::<CampaignRef>(self.sql().exec(
             "SELECT campaign_id, contact FROM campaign_messages WHERE message_id = ?",
             vec![id.as_str().into()],
@@ -606,7 +606,7 @@ impl DeviceObject {
             follow_ups.push(FollowUp::Campaign { campaign_id, op });
         }
         if next == MessageStatus::Failed {
-            follow_ups.push(FollowUp::App(app::Refund { message_id: id }.into()));
+            follow_ups.push(FollowUp::App(AppOutboxOp::Refund(app::Refund { message_id: id })));
         }
         Ok(follow_ups)
     }
@@ -645,13 +645,27 @@ impl DeviceObject {
                     self.sql().exec("SELECT seq, op FROM app_outbox ORDER BY seq LIMIT 1", None)?,
                 )?;
                 let Some(pending) = pending.into_iter().next() else { return Ok(()) };
-                let op: AppOp = serde_json::from_slice(pending.op.as_bytes()).map_err(ApiError::internal)?;
+                let op = match serde_json::from_str::<AppOutboxOp>(&pending.op) {
+                    Ok(op) => op,
+                    Err(e) => {
+                        // It would block every entry behind it forever: dropped, logged without
+                        // its text (serde's message may quote a message's).
+                        worker::console_error!(
+                            "app outbox entry {} dropped: {:?} error at {}:{}",
+                            pending.seq,
+                            e.classify(),
+                            e.line(),
+                            e.column()
+                        );
+                        self.sql().exec("DELETE FROM app_outbox WHERE seq = ?", vec![pending.seq.into()])?;
+                        continue;
+                    }
+                };
                 let reply = match op {
-                    AppOp::Record(op) => call(&self.env, &app_id, op).await?.auto_reply,
-                    AppOp::DeviceChanged(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
-                    AppOp::RemoveDevice(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
-                    AppOp::Refund(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
-                    other => return Err(ApiError::internal(format!("not an outbox operation: {other:?}"))),
+                    AppOutboxOp::Record(op) => call(&self.env, &app_id, op).await?.auto_reply,
+                    AppOutboxOp::DeviceChanged(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOutboxOp::RemoveDevice(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
+                    AppOutboxOp::Refund(op) => call(&self.env, &app_id, op).await.map(|()| None)?,
                 };
                 // Queued with the outbox entry's removal, so a reply is neither lost nor doubled.
                 let replied = reply.is_some();
@@ -733,7 +747,7 @@ impl DeviceObject {
             logged_out: true,
         });
         let event = Event::new(Some(device_id.clone()), now, what);
-        follow_ups.push(FollowUp::App(app::RemoveDevice { device_id, event }.into()));
+        follow_ups.push(FollowUp::App(AppOutboxOp::RemoveDevice(app::RemoveDevice { device_id, event })));
         self.follow_up(follow_ups).await
     }
 

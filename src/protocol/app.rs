@@ -13,6 +13,7 @@ use super::autoreplies::{AutoReplyHandler, AutoReplyOp};
 use super::webhooks::{WebhookHandler, WebhookOp};
 use crate::domain::autoreply::ReplyLimits;
 use crate::domain::campaign::{WarmUp, DEFAULT_OPT_OUT_KEYWORDS};
+use crate::domain::device::DeviceStatus;
 use crate::domain::events::Event;
 use crate::domain::idempotency::{Decision, SavedResponse};
 use crate::domain::ids::{AppId, DeviceId, KeyId, MessageId};
@@ -29,8 +30,9 @@ crate::protocol! {
         RevokeKey(RevokeKey) -> () => revoke_key,
         Authenticate(Authenticate) -> Tenant => authenticate,
         AddDevice(AddDevice) -> () => add_device,
-        /// Sent from the device's `app_outbox`, which stores it serialized, as are
-        /// `RemoveDevice`, `Record` and `Refund`: their wire forms are durable, see the tests.
+        /// Sent from the device's `app_outbox`, which stores it serialized (as
+        /// `store::device::AppOutboxOp`), as are `RemoveDevice`, `Record` and `Refund`: their wire
+        /// forms are durable, see the tests.
         DeviceChanged(DeviceChanged) -> () => device_changed,
         RemoveDevice(RemoveDevice) -> () => remove_device,
         Record(Record) -> Recorded => record_event,
@@ -117,7 +119,7 @@ pub struct AddDevice {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceChanged {
     pub device_id: DeviceId,
-    pub status: String,
+    pub status: DeviceStatus,
     pub phone: Option<String>,
     pub event: Event,
 }
@@ -304,7 +306,6 @@ pub struct Reservation {
 }
 
 pub const DEFAULT_COUNTRY_CODE: &str = "62";
-pub const ONLINE: &str = "online";
 
 /// Operator settings of the governor, per app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -336,6 +337,17 @@ pub struct AutoReply {
     pub text: String,
 }
 
+/// The operations a device's `app_outbox` holds, stored in the wire form of the `AppOp` of the
+/// same name, so rows written by earlier releases still decode.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AppOutboxOp {
+    Record(Record),
+    DeviceChanged(DeviceChanged),
+    RemoveDevice(RemoveDevice),
+    Refund(Refund),
+}
+
 /// What recording an event answers to the device that reported it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Recorded {
@@ -362,7 +374,7 @@ mod tests {
             &format!(
                 r#"{{"op":"device_changed","device_id":"dev_0123456789abcdef","status":"online","phone":"628","event":{EVENT}}}"#
             ),
-            |op| matches!(op, AppOp::DeviceChanged(DeviceChanged { status, phone: Some(_), .. }) if status == ONLINE),
+            |op| matches!(op, AppOp::DeviceChanged(DeviceChanged { status, phone: Some(_), .. }) if *status == DeviceStatus::Online),
         );
         stored(
             &format!(r#"{{"op":"remove_device","device_id":"dev_0123456789abcdef","event":{EVENT}}}"#),
@@ -376,6 +388,23 @@ mod tests {
             r#"{"op":"refund","message_id":"msg_0123456789abcdeffedcba9876543210"}"#,
             |op| matches!(op, AppOp::Refund(Refund { message_id }) if message_id.device().as_str() == "dev_0123456789abcdef"),
         );
+    }
+
+    #[test]
+    fn the_outbox_holds_only_its_operations_in_the_same_form() {
+        let rows = [
+            format!(
+                r#"{{"op":"device_changed","device_id":"dev_0123456789abcdef","status":"online","phone":"628","event":{EVENT}}}"#
+            ),
+            format!(r#"{{"op":"remove_device","device_id":"dev_0123456789abcdef","event":{EVENT}}}"#),
+            format!(r#"{{"op":"record","event":{EVENT}}}"#),
+            r#"{"op":"refund","message_id":"msg_0123456789abcdeffedcba9876543210"}"#.to_owned(),
+        ];
+        for row in rows {
+            let op: AppOutboxOp = serde_json::from_str(&row).unwrap();
+            assert_eq!(serde_json::to_string(&op).unwrap(), row);
+        }
+        assert!(serde_json::from_str::<AppOutboxOp>(r#"{"op":"list_keys"}"#).is_err());
     }
 
     #[test]

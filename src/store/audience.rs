@@ -7,11 +7,12 @@ use serde::Deserialize;
 
 use super::Sql;
 use crate::domain::campaign::{is_opt_out, Sent, WarmUp};
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, What};
 use crate::domain::ids::{CampaignId, DeviceId};
 use crate::domain::paging;
-use crate::protocol::app::{Governor, Reservation, ONLINE};
+use crate::protocol::app::{Governor, Reservation};
 use crate::protocol::audience::{
     AddOptOut, AudienceHandler, CampaignIndex, IndexCampaign, ListCampaigns, ListOptOuts, OptOut, Pick, PickSender,
     RemoveOptOut, ReserveContact, UnindexCampaign, PAGE_SIZE,
@@ -71,8 +72,8 @@ pub fn set_governor(sql: &impl Sql, governor: &Governor) -> Result<(), ApiError>
 }
 
 /// A number's warm-up starts the first time it comes online.
-pub fn note_linked(sql: &impl Sql, device_id: &DeviceId, status: &str, at: u64) -> Result<(), ApiError> {
-    if status == ONLINE {
+pub fn note_linked(sql: &impl Sql, device_id: &DeviceId, status: DeviceStatus, at: u64) -> Result<(), ApiError> {
+    if status == DeviceStatus::Online {
         sql.run(
             "INSERT OR IGNORE INTO warm_up (device_id, linked_at) VALUES (?, ?)",
             vec![device_id.as_str().into(), at.into()],
@@ -122,7 +123,7 @@ fn pick(sql: &impl Sql, device_ids: &[DeviceId], phone: Option<&str>, now: u64) 
         "SELECT d.device_id, w.linked_at, w.day, w.sent FROM devices d LEFT JOIN warm_up w ON w.device_id = d.device_id
          WHERE d.status = ? AND (? = '[]' OR d.device_id IN (SELECT value FROM json_each(?)))
          ORDER BY d.last_used_at, d.device_id",
-        vec![ONLINE.into(), named.as_str().into(), named.as_str().into()],
+        vec![DeviceStatus::Online.as_str().into(), named.as_str().into(), named.as_str().into()],
     )?;
     // Only whether one is online (to start, to check numbers): allowances do not matter.
     let chosen = match (candidates.is_empty(), phone) {
@@ -237,9 +238,10 @@ pub(super) mod fixture {
     use serde::de::DeserializeOwned;
 
     use super::{Quota, SCHEMA};
+    use crate::domain::device::DeviceStatus;
     use crate::domain::error::ApiError;
     use crate::domain::ids::{DeviceId, MessageId};
-    use crate::protocol::app::{Reservation, ONLINE};
+    use crate::protocol::app::Reservation;
     use crate::store::memory::Memory;
     use crate::store::{autoreplies, Bind, Sql, SqlError};
 
@@ -290,7 +292,7 @@ pub(super) mod fixture {
     impl Quota for App {
         fn reserve(&self, device_id: &DeviceId, _period: &str, now: u64) -> Result<Reservation, ApiError> {
             let online = "SELECT COUNT(*) AS n FROM devices WHERE device_id = ? AND status = ?";
-            if !self.any(online, vec![device_id.as_str().into(), ONLINE.into()])? {
+            if !self.any(online, vec![device_id.as_str().into(), DeviceStatus::Online.as_str().into()])? {
                 return Err(ApiError::DeviceNotConnected);
             }
             if self.quota.get() <= 0 {
@@ -431,10 +433,10 @@ mod tests {
     fn each_number_sends_its_days_cap_and_more_the_next_day() {
         let app = App::new(1_000);
         set_governor(&app, &warm_up(2)).unwrap();
-        let device = app.device(1, ONLINE);
-        note_linked(&app, &device, "registering", T0 - DAY_MS).unwrap();
-        note_linked(&app, &device, ONLINE, T0).unwrap();
-        note_linked(&app, &device, ONLINE, T0 + 5).unwrap();
+        let device = app.device(1, DeviceStatus::Online.as_str());
+        note_linked(&app, &device, DeviceStatus::Registering, T0 - DAY_MS).unwrap();
+        note_linked(&app, &device, DeviceStatus::Online, T0).unwrap();
+        note_linked(&app, &device, DeviceStatus::Online, T0 + 5).unwrap();
         assert_eq!(linked_at(&app, &device, T0 + 9).unwrap(), T0, "the first time online counts, once");
 
         let named = [device.clone()];
@@ -468,7 +470,7 @@ mod tests {
     fn a_number_never_seen_online_starts_its_warm_up_at_its_first_campaign_message() {
         let app = App::new(10);
         set_governor(&app, &warm_up(1)).unwrap();
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         assert!(matches!(pick_for(&app, &[], Some("62811"), T0), Pick::Device { .. }));
         contact(&app, &device, "c1", T0).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 1), Pick::WarmingUp { until: T0 + DAY_MS });
@@ -481,7 +483,7 @@ mod tests {
         let offline = app.device(9, "disconnected");
         assert_eq!(pick_for(&app, &[], None, T0), Pick::NoDevice);
         assert_eq!(pick_for(&app, std::slice::from_ref(&offline), Some("62811"), T0), Pick::NoDevice);
-        let (a, b) = (app.device(1, ONLINE), app.device(2, ONLINE));
+        let (a, b) = (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
         assert_eq!(pick_for(&app, &[], Some("62811"), T0), Pick::Device { device_id: a.clone() });
         contact(&app, &a, "c1", T0).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 1), Pick::Device { device_id: b.clone() }, "round-robin");
@@ -496,7 +498,7 @@ mod tests {
         // counts from its first message, `b` from its own). A third number, used last, still sends.
         set_governor(&app, &warm_up(1)).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 3), Pick::WarmingUp { until: T0 + DAY_MS });
-        let c = app.device(3, ONLINE);
+        let c = app.device(3, DeviceStatus::Online.as_str());
         app.run("UPDATE devices SET last_used_at = ? WHERE device_id = ?", vec![(T0 + 100).into(), c.as_str().into()])
             .unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 3), Pick::Device { device_id: c.clone() });
@@ -511,7 +513,7 @@ mod tests {
         let app = App::new(1);
         let offline = app.device(1, "disconnected");
         assert_eq!(contact(&app, &offline, "c1", T0).err(), Some(ApiError::DeviceNotConnected));
-        let device = app.device(2, ONLINE);
+        let device = app.device(2, DeviceStatus::Online.as_str());
         let first = contact(&app, &device, "c1", T0).unwrap();
         assert_eq!(first.device_id, device);
         assert_eq!(contact(&app, &device, "c2", T0).err(), Some(ApiError::QuotaExceeded));

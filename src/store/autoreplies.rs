@@ -289,9 +289,10 @@ mod tests {
 
     use super::*;
     use crate::domain::autoreply::{ReplyLimits, Suppressed, LOOP_ANSWER_MS};
+    use crate::domain::device::DeviceStatus;
     use crate::domain::events::OtpEnded;
     use crate::domain::ids::MessageId;
-    use crate::protocol::app::{Governor, ONLINE};
+    use crate::protocol::app::Governor;
     use crate::protocol::autoreplies::{RulePatch, RuleSpec};
     use crate::store::audience::fixture::App;
     use crate::store::audience::set_governor;
@@ -357,7 +358,8 @@ mod tests {
     #[test]
     fn the_first_matching_rule_answers_highest_priority_first_and_a_devices_own_rules_only_there() {
         let app = App::new(100);
-        let (device, other) = (app.device(1, ONLINE), app.device(2, ONLINE));
+        let (device, other) =
+            (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
         create(&app, spec(MatchKind::Contains, "price", "Prices: see site")).unwrap();
         let regex = spec(MatchKind::Regex, r"^price\s+of\s+\w+$", "Hi {name}, {message}?");
         create(&app, RuleSpec { priority: 5, ..regex }).unwrap();
@@ -379,7 +381,7 @@ mod tests {
     #[test]
     fn messages_no_rule_can_answer_are_left_alone() {
         let app = App::new(100);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         create(&app, spec(MatchKind::Regex, ".*", "Got it")).unwrap();
         for (from, body) in
             [("62811", "   "), ("", "hi"), ("62811@s.whatsapp.net", "hi"), ("+62811", "hi"), ("628'--", "hi")]
@@ -402,7 +404,7 @@ mod tests {
     #[test]
     fn a_rule_answers_a_sender_once_per_cooldown_and_every_match_counts() {
         let app = App::new(100);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         let rule = create(&app, spec(MatchKind::Contains, "price", "Prices")).unwrap();
         create(&app, spec(MatchKind::Contains, "hours", "9 to 5")).unwrap();
         assert!(answer(&app, &device, "evt_1", "62811", "price", T0).is_ok());
@@ -418,7 +420,7 @@ mod tests {
     #[test]
     fn a_sender_gets_at_most_the_hourly_cap_of_replies() {
         let app = App::new(100);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         limits(&app, 0, 3);
         let at = |n: u64| T0 + n * 5 * MINUTE;
@@ -439,7 +441,7 @@ mod tests {
     #[test]
     fn another_program_answering_in_a_loop_gets_no_more_replies_until_it_pauses() {
         let app = App::new(100);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         limits(&app, 0, 100);
         let quick = LOOP_ANSWER_MS / 5;
@@ -455,7 +457,7 @@ mod tests {
     #[test]
     fn a_reply_that_cannot_go_out_is_noted_and_not_counted() {
         let app = App::new(1);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         let rule = create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         assert!(answer(&app, &device, "evt_1", "62811", "hi", T0).is_ok());
         assert_eq!(answer(&app, &device, "evt_2", "62822", "hi", T0), skipped("quota_exceeded"));
@@ -472,7 +474,7 @@ mod tests {
     #[test]
     fn an_event_is_answered_once_and_a_retried_recording_finds_the_same_reply() {
         let app = App::new(10);
-        let device = app.device(1, ONLINE);
+        let device = app.device(1, DeviceStatus::Online.as_str());
         let rule = spec(MatchKind::Regex, ".", "{Hi|Hello|Hey|Good day|Greetings} {name}");
         create(&app, rule.clone()).unwrap();
         assert!(earlier_reply(&app, "evt_1").unwrap().is_none());
@@ -489,7 +491,7 @@ mod tests {
         assert_eq!(earlier_reply(&app, "evt_1").unwrap().unwrap().message_id, reply.message_id);
         // The alternative is chosen by the event, so any recording of it says the same.
         let elsewhere = App::new(10);
-        let device = elsewhere.device(1, ONLINE);
+        let device = elsewhere.device(1, DeviceStatus::Online.as_str());
         create(&elsewhere, rule).unwrap();
         let mut same = message(&device, "evt_1", "62811", "hi", T0);
         assert_eq!(auto_reply(&elsewhere, &mut same, "p").unwrap().unwrap().text, reply.text);
@@ -498,7 +500,7 @@ mod tests {
     #[test]
     fn rules_are_checked_seen_only_by_their_device_and_capped_in_number() {
         let app = App::new(0);
-        let (a, b) = (app.device(1, ONLINE), app.device(2, ONLINE));
+        let (a, b) = (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
         let bad = create(&app, spec(MatchKind::Regex, "(unclosed", "Hi {nope}"));
         let Err(ApiError::Validation { errors }) = bad else { panic!("{bad:?}") };
         assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["pattern", "reply"]);

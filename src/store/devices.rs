@@ -1,9 +1,10 @@
 //! The app's device index: each device's last reported status, for picking the one to send from.
 
 use super::Sql;
+use crate::domain::device::DeviceStatus;
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
-use crate::protocol::app::{DeviceEntry, ONLINE};
+use crate::protocol::app::DeviceEntry;
 
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS devices (
         device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
@@ -46,13 +47,13 @@ pub fn add(
 pub fn changed(
     sql: &impl Sql,
     device_id: &DeviceId,
-    status: &str,
+    status: DeviceStatus,
     phone: Option<String>,
     at: u64,
 ) -> Result<(), ApiError> {
     sql.run(
         "UPDATE devices SET status = ?, phone = COALESCE(?, phone), last_seen_at = ? WHERE device_id = ?",
-        vec![status.into(), phone.into(), at.into(), device_id.as_str().into()],
+        vec![status.as_str().into(), phone.into(), at.into(), device_id.as_str().into()],
     )?;
     Ok(())
 }
@@ -66,7 +67,7 @@ pub fn remove(sql: &impl Sql, device_id: &DeviceId) -> Result<(), ApiError> {
 /// one, so an app's traffic spreads over its numbers.
 pub fn pick(sql: &impl Sql, device_id: Option<DeviceId>) -> Result<DeviceId, ApiError> {
     match device_id {
-        Some(device_id) => match entry(sql, &device_id)?.status == ONLINE {
+        Some(device_id) => match entry(sql, &device_id)?.status == DeviceStatus::Online.as_str() {
             true => Ok(device_id),
             false => Err(ApiError::DeviceNotConnected),
         },
@@ -74,7 +75,7 @@ pub fn pick(sql: &impl Sql, device_id: Option<DeviceId>) -> Result<DeviceId, Api
             .row::<DeviceEntry>(
                 "SELECT device_id, label, status, phone, created_at, last_seen_at FROM devices
                  WHERE status = ? ORDER BY last_used_at, device_id LIMIT 1",
-                vec![ONLINE.into()],
+                vec![DeviceStatus::Online.as_str().into()],
             )?
             .and_then(|d| DeviceId::parse(&d.device_id))
             .ok_or(ApiError::NoDeviceAvailable),
@@ -103,7 +104,7 @@ mod tests {
             add(&sql, &device(*n), None, 10, 1).unwrap();
         }
         for n in online {
-            changed(&sql, &device(*n), ONLINE, Some("628".into()), 2).unwrap();
+            changed(&sql, &device(*n), DeviceStatus::Online, Some("628".into()), 2).unwrap();
         }
         sql
     }
@@ -126,7 +127,7 @@ mod tests {
         assert_eq!(pick(&sql, Some(device(1))), Ok(device(1)));
         assert_eq!(pick(&sql, Some(device(4))), Err(ApiError::DeviceNotConnected));
         assert_eq!(pick(&sql, Some(device(9))), Err(ApiError::not_found("device")));
-        changed(&sql, &device(1), "disconnected", None, 3).unwrap();
+        changed(&sql, &device(1), DeviceStatus::Offline, None, 3).unwrap();
         assert_eq!(pick(&sql, None), Err(ApiError::NoDeviceAvailable));
         assert_eq!(entry(&sql, &device(1)).unwrap().phone.as_deref(), Some("628"), "the number is kept");
     }

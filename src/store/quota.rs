@@ -67,15 +67,16 @@ pub fn refund(sql: &impl Sql, message_id: &MessageId) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::device::DeviceStatus;
     use crate::domain::idempotency::Decision;
-    use crate::protocol::app::{IdempotencyBegin, ONLINE};
+    use crate::protocol::app::IdempotencyBegin;
     use crate::store::memory::Memory;
     use crate::store::tenant::testing::{created, plan};
 
     fn online(sql: &Memory, n: u8) -> DeviceId {
         let id = DeviceId::parse(&format!("dev_{:016x}", n)).unwrap();
         devices::add(sql, &id, None, 10, 1).unwrap();
-        devices::changed(sql, &id, ONLINE, None, 1).unwrap();
+        devices::changed(sql, &id, DeviceStatus::Online, None, 1).unwrap();
         id
     }
 
