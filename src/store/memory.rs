@@ -16,6 +16,17 @@ impl Default for Memory {
     }
 }
 
+impl Memory {
+    /// A database holding a facet's tables, made by its own schema statements.
+    pub fn with(schema: &[&str]) -> Self {
+        let sql = Memory::default();
+        for statement in schema {
+            sql.run(statement, vec![]).expect("a facet's schema runs");
+        }
+        sql
+    }
+}
+
 fn cell(bind: Bind) -> Cell {
     match bind {
         Bind::Null => Cell::Null,

@@ -36,11 +36,7 @@ mod tests {
     use crate::store::memory::Memory;
 
     fn store() -> Memory {
-        let sql = Memory::default();
-        for statement in SCHEMA {
-            sql.run(statement, vec![]).unwrap();
-        }
-        sql
+        Memory::with(&SCHEMA)
     }
 
     fn delivery(sql: &Memory, id: &str, status: DeliveryStatus, created_at: u64) {
