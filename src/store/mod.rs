@@ -7,6 +7,7 @@ pub mod access;
 pub mod audience;
 pub mod autoreplies;
 pub mod campaign;
+pub mod device;
 pub mod otp;
 // The app's core, by facet.
 pub mod devices;
