@@ -33,7 +33,7 @@ pub fn devices<'a>(devices: impl Iterator<Item = &'a DeviceEntry>, iso: &impl Fn
                 "label": d.label,
                 "status": d.status,
                 "phone_number": d.phone,
-                "is_online": d.status == DeviceStatus::Online.as_str(),
+                "is_online": d.status == DeviceStatus::Online,
                 "last_seen_at": d.last_seen_at.map(iso),
                 "created_at": iso(d.created_at),
             })
@@ -140,15 +140,15 @@ mod tests {
 
     #[test]
     fn a_listing_counts_what_it_shows_with_the_references_fields() {
-        let entry = |status: &str| DeviceEntry {
+        let entry = |status: DeviceStatus| DeviceEntry {
             device_id: "dev_abc123".into(),
             label: Some("My WhatsApp".into()),
-            status: status.into(),
+            status,
             phone: Some("6281234567890".into()),
             created_at: 1,
             last_seen_at: None,
         };
-        let listed = [entry("online"), entry("offline")];
+        let listed = [entry(DeviceStatus::Online), entry(DeviceStatus::Offline)];
         let body = devices(listed.iter(), &iso);
         assert_eq!(body["count"], 2);
         let first = &body["devices"][0];

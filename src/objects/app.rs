@@ -8,16 +8,15 @@ use serde::de::DeserializeOwned;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::retention;
-use super::{end_alarm, int, number, serve};
-use crate::domain::autoreply::HOUR_MS;
+use super::{end_alarm, serve};
 use crate::domain::error::ApiError;
 use crate::domain::events::Event;
 use crate::domain::idempotency::Decision;
 use crate::domain::ids::DeviceId;
-use crate::domain::schema::Migration;
 use crate::protocol::app::*;
 use crate::protocol::{self, app};
 use crate::runtime::{iso, month_of, now_ms};
+use crate::store::webhooks::Outbox;
 use crate::store::{access, audience, autoreplies, devices, events, idempotency, keys, quota, tenant, webhooks};
 use crate::store::{Bind, Sql, SqlError};
 
@@ -35,15 +34,11 @@ impl DurableObject for AppObject {
         // A key naming an app that was never created reaches an object with no tables; it stays
         // without storage (tables are made when the app is created, and brought up to date on
         // each construction of an app that exists).
-        let exists = number(
-            &state.storage().sql(),
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'app'",
-            vec![],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-            > 0;
+        let exists = state
+            .storage()
+            .sql()
+            .any("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'app'", vec![])
+            .unwrap_or(false);
         if exists {
             migrate(&state);
         }
@@ -82,26 +77,9 @@ impl DurableObject for AppObject {
     }
 }
 
-/// The app's storage, oldest first; append, never edit (see `domain::schema`). Each facet
-/// brings its own tables.
-const MIGRATIONS: [Migration; 6] = [
-    Migration::Sql(&tenant::CORE),
-    Migration::Sql(&webhooks::SCHEMA),
-    Migration::Sql(&autoreplies::SCHEMA),
-    Migration::Sql(&audience::SCHEMA),
-    Migration::Sql(&access::SCHEMA),
-    // Added on every construction by releases from before versioning.
-    Migration::AddColumns(&[
-        keys::ADDED_COLUMNS[0],
-        ("campaigns", "device_id", "TEXT"),
-        idempotency::ADDED_COLUMNS[0],
-        idempotency::ADDED_COLUMNS[1],
-    ]),
-];
-
 /// Creates the app's tables, or brings those of an earlier release up to date.
 fn migrate(state: &State) {
-    super::migrate(state, "app", &MIGRATIONS);
+    super::migrate(state, "app", &tenant::MIGRATIONS);
 }
 
 impl AppObject {
@@ -109,12 +87,8 @@ impl AppObject {
     /// deliveries still being retried stay whatever their age.
     async fn trim_history(&self, now: u64) -> Result<(), ApiError> {
         let Some(cutoff) = retention::due(&self.state.storage(), &self.env, now).await? else { return Ok(()) };
-        let sql = self.sql();
         events::trim(self, cutoff)?;
-        sql.exec("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", None)?;
-        // The reply log keeps an hour (trimmed as replies are rationed); streaks without a reply go.
-        sql.exec("DELETE FROM auto_reply_log WHERE at <= ?", vec![int(now.saturating_sub(HOUR_MS))])?;
-        sql.exec("DELETE FROM auto_reply_senders WHERE sender NOT IN (SELECT sender FROM auto_reply_log)", None)?;
+        autoreplies::trim(self, now)?;
         webhooks::trim_settled(self, cutoff)
     }
 
@@ -157,7 +131,7 @@ impl Sql for AppObject {
 impl AppHandler for AppObject {
     async fn create(&self, op: app::Create) -> Result<(), ApiError> {
         tenant::create(self, op)?;
-        self.wake_deliveries().await // arms the alarm that starts each month's quota
+        self.wake().await // arms the alarm that starts each month's quota
     }
 
     async fn get(&self, op: Get) -> Result<AppView, ApiError> {
@@ -207,7 +181,7 @@ impl AppHandler for AppObject {
         audience::note_linked(self, &device_id, status, event.at_ms)?;
         devices::changed(self, &device_id, status, phone, event.at_ms)?;
         if self.record(&event)? {
-            self.wake_deliveries().await?;
+            self.wake().await?;
         }
         Ok(())
     }
@@ -216,7 +190,7 @@ impl AppHandler for AppObject {
         let RemoveDevice { device_id, event } = op;
         devices::remove(self, &device_id)?;
         if self.record(&event)? {
-            self.wake_deliveries().await?;
+            self.wake().await?;
         }
         Ok(())
     }
@@ -230,7 +204,7 @@ impl AppHandler for AppObject {
         let period = month_of(event.at_ms);
         let auto_reply = autoreplies::auto_reply(self, &mut event, &period)?;
         if self.record(&event)? {
-            self.wake_deliveries().await?;
+            self.wake().await?;
         }
         Ok(Recorded { auto_reply })
     }

@@ -5,11 +5,12 @@
 
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{int, migrate, number, serve};
+use super::{migrate, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ratelimit::{count_failure, Throttle};
 use crate::domain::schema::Migration;
 use crate::protocol::guard::{AuthFailed, Guard, GuardHandler};
+use crate::store::Sql;
 
 /// Oldest first; append, never edit (see `domain::schema`).
 const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
@@ -40,12 +41,12 @@ impl GuardObject {
 
 impl GuardHandler for GuardObject {
     async fn failed(&self, AuthFailed { per_minute, now }: AuthFailed) -> Result<Throttle, ApiError> {
-        let tat = number(&self.sql(), "SELECT tat AS n FROM budget", vec![])?.map(|t| t as u64);
+        let tat = self.sql().number("SELECT tat AS n FROM budget", vec![])?.map(|t| t as u64);
         let (throttle, store) = count_failure(per_minute, tat, now);
         if let Some(tat) = store {
-            self.sql().exec(
+            self.sql().run(
                 "INSERT INTO budget (one, tat) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET tat = excluded.tat",
-                vec![int(tat)],
+                vec![tat.into()],
             )?;
         }
         Ok(throttle)

@@ -65,21 +65,6 @@ pub async fn end_alarm(
     Response::empty()
 }
 
-/// The one number a `SELECT <aggregate> AS n …` query yields; `None` when it yields no row
-/// (an aggregate under `HAVING COUNT(*) > 0` over nothing).
-pub fn number(sql: &worker::SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Option<i64>, ApiError> {
-    #[derive(serde::Deserialize)]
-    struct Number {
-        n: i64,
-    }
-    Ok(rows::<Number>(sql.exec(query, bindings)?)?.first().map(|r| r.n))
-}
-
-/// Deserialises every row of a query.
-pub fn rows<T: DeserializeOwned>(cursor: worker::SqlCursor) -> Result<Vec<T>, ApiError> {
-    Ok(cursor.to_array::<T>()?)
-}
-
 /// Brings an object's storage up to date (see `store::migrate`). A migration that fails is a
 /// bug of this release: the object stops (its error is logged) rather than run on a schema it
 /// does not know.
@@ -120,9 +105,4 @@ fn value(bind: Bind) -> SqlStorageValue {
 
 fn failed(e: worker::Error) -> SqlError {
     SqlError(e.to_string())
-}
-
-/// Milliseconds and counters as SQL integers.
-pub fn int(n: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(n as i64)
 }

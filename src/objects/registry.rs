@@ -4,12 +4,13 @@
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::{int, migrate, number, rows, serve};
+use super::{migrate, serve};
 use crate::domain::error::ApiError;
 use crate::domain::ids::AppId;
 use crate::domain::paging;
 use crate::domain::schema::Migration;
 use crate::protocol::registry::{AddApp, AppPage, HasApp, ListApps, Registry, RegistryHandler, PAGE_SIZE};
+use crate::store::Sql;
 
 /// Oldest first; append, never edit (see `domain::schema`).
 const MIGRATIONS: [Migration; 1] = [Migration::Sql(&[
@@ -40,9 +41,9 @@ impl RegistryObject {
 
 impl RegistryHandler for RegistryObject {
     async fn add(&self, AddApp { app_id, name, now }: AddApp) -> Result<(), ApiError> {
-        self.sql().exec(
+        self.sql().run(
             "INSERT OR IGNORE INTO apps (app_id, name, created_at) VALUES (?, ?, ?)",
-            vec![app_id.as_str().into(), name.into(), int(now)],
+            vec![app_id.as_str().into(), name.into(), now.into()],
         )?;
         Ok(())
     }
@@ -52,16 +53,15 @@ impl RegistryHandler for RegistryObject {
         struct Id {
             app_id: AppId,
         }
-        let total = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps", vec![])?.unwrap_or(0);
-        let ids = rows::<Id>(self.sql().exec(
+        let total = self.sql().number("SELECT COUNT(*) AS n FROM apps", vec![])?.unwrap_or(0);
+        let ids = self.sql().rows::<Id>(
             "SELECT app_id FROM apps ORDER BY created_at, app_id LIMIT ? OFFSET ?",
             vec![PAGE_SIZE.into(), paging::offset(page, PAGE_SIZE).into()],
-        )?)?;
+        )?;
         Ok(AppPage { total, app_ids: ids.into_iter().map(|i| i.app_id).collect() })
     }
 
     async fn has(&self, HasApp { app_id }: HasApp) -> Result<bool, ApiError> {
-        let n = number(&self.sql(), "SELECT COUNT(*) AS n FROM apps WHERE app_id = ?", vec![app_id.as_str().into()])?;
-        Ok(n.unwrap_or(0) > 0)
+        Ok(self.sql().any("SELECT COUNT(*) AS n FROM apps WHERE app_id = ?", vec![app_id.as_str().into()])?)
     }
 }

@@ -29,7 +29,11 @@ impl Outbox for AppObject {
     }
 
     async fn wake(&self) -> Result<(), ApiError> {
-        self.wake_deliveries().await
+        let storage = self.state().storage();
+        if storage.get_alarm().await?.is_none_or(|at| at as u64 > now_ms()) {
+            storage.set_alarm(0i64).await?;
+        }
+        Ok(())
     }
 
     fn iso(&self, ms: u64) -> String {
@@ -51,14 +55,6 @@ impl AppObject {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(DISABLE_AFTER_S);
         Retry { scale: scale.unwrap_or(1.0), disable_after_ms: disable_after_s * 1000 }
-    }
-
-    pub(super) async fn wake_deliveries(&self) -> Result<(), ApiError> {
-        let storage = self.state().storage();
-        if storage.get_alarm().await?.is_none_or(|at| at as u64 > now_ms()) {
-            storage.set_alarm(0i64).await?;
-        }
-        Ok(())
     }
 
     /// Claims the due deliveries and sends each from a detached task, so that the alarm never

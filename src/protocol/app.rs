@@ -269,7 +269,7 @@ pub struct RateHeaders(pub Vec<(String, String)>);
 pub struct DeviceEntry {
     pub device_id: String,
     pub label: Option<String>,
-    pub status: String,
+    pub status: DeviceStatus,
     pub phone: Option<String>,
     pub created_at: u64,
     pub last_seen_at: Option<u64>,

@@ -200,9 +200,7 @@ mod tests {
     use crate::store::memory::{now, Memory};
 
     fn store() -> Memory {
-        let sql = Memory::with(&SCHEMA);
-        sql.run("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)", vec![]).unwrap();
-        sql
+        crate::store::tenant::testing::storage()
     }
 
     fn key() -> KeyId {

@@ -237,18 +237,13 @@ pub(super) mod fixture {
 
     use serde::de::DeserializeOwned;
 
-    use super::{Quota, SCHEMA};
+    use super::Quota;
     use crate::domain::device::DeviceStatus;
     use crate::domain::error::ApiError;
     use crate::domain::ids::{DeviceId, MessageId};
     use crate::protocol::app::Reservation;
     use crate::store::memory::Memory;
-    use crate::store::{autoreplies, Bind, Sql, SqlError};
-
-    /// The registry's table as `objects/app.rs` creates it (its first migration): the pick reads it.
-    const DEVICES: &str = "CREATE TABLE IF NOT EXISTS devices (
-        device_id TEXT PRIMARY KEY, label TEXT, status TEXT NOT NULL, phone TEXT,
-        created_at INTEGER NOT NULL, last_seen_at INTEGER, last_used_at INTEGER NOT NULL DEFAULT 0)";
+    use crate::store::{tenant, Bind, Sql, SqlError};
 
     pub struct App {
         sql: Memory,
@@ -258,20 +253,16 @@ pub(super) mod fixture {
 
     impl App {
         pub fn new(quota: i64) -> Self {
-            let sql = Memory::default();
-            for statement in SCHEMA.iter().chain(&autoreplies::SCHEMA).chain([&DEVICES]) {
-                sql.run(statement, vec![]).unwrap();
-            }
-            App { sql, quota: Cell::new(quota) }
+            App { sql: tenant::testing::storage(), quota: Cell::new(quota) }
         }
 
-        pub fn device(&self, n: u8, status: &str) -> DeviceId {
+        pub fn device(&self, n: u8, status: DeviceStatus) -> DeviceId {
             let device_id = DeviceId::parse(&format!("dev_{n:016x}")).unwrap();
             self.sql
                 .run(
                     "INSERT INTO devices (device_id, status, created_at) VALUES (?, ?, 0)
                      ON CONFLICT (device_id) DO UPDATE SET status = excluded.status",
-                    vec![device_id.as_str().into(), status.into()],
+                    vec![device_id.as_str().into(), status.as_str().into()],
                 )
                 .unwrap();
             device_id
@@ -433,7 +424,7 @@ mod tests {
     fn each_number_sends_its_days_cap_and_more_the_next_day() {
         let app = App::new(1_000);
         set_governor(&app, &warm_up(2)).unwrap();
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         note_linked(&app, &device, DeviceStatus::Registering, T0 - DAY_MS).unwrap();
         note_linked(&app, &device, DeviceStatus::Online, T0).unwrap();
         note_linked(&app, &device, DeviceStatus::Online, T0 + 5).unwrap();
@@ -470,7 +461,7 @@ mod tests {
     fn a_number_never_seen_online_starts_its_warm_up_at_its_first_campaign_message() {
         let app = App::new(10);
         set_governor(&app, &warm_up(1)).unwrap();
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         assert!(matches!(pick_for(&app, &[], Some("62811"), T0), Pick::Device { .. }));
         contact(&app, &device, "c1", T0).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 1), Pick::WarmingUp { until: T0 + DAY_MS });
@@ -480,10 +471,10 @@ mod tests {
     fn the_pick_takes_turns_among_the_named_online_numbers_and_passes_over_capped_ones() {
         let app = App::new(10);
         assert_eq!(pick_for(&app, &[], Some("62811"), T0), Pick::NoDevice);
-        let offline = app.device(9, "disconnected");
+        let offline = app.device(9, DeviceStatus::Offline);
         assert_eq!(pick_for(&app, &[], None, T0), Pick::NoDevice);
         assert_eq!(pick_for(&app, std::slice::from_ref(&offline), Some("62811"), T0), Pick::NoDevice);
-        let (a, b) = (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
+        let (a, b) = (app.device(1, DeviceStatus::Online), app.device(2, DeviceStatus::Online));
         assert_eq!(pick_for(&app, &[], Some("62811"), T0), Pick::Device { device_id: a.clone() });
         contact(&app, &a, "c1", T0).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 1), Pick::Device { device_id: b.clone() }, "round-robin");
@@ -498,7 +489,7 @@ mod tests {
         // counts from its first message, `b` from its own). A third number, used last, still sends.
         set_governor(&app, &warm_up(1)).unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 3), Pick::WarmingUp { until: T0 + DAY_MS });
-        let c = app.device(3, DeviceStatus::Online.as_str());
+        let c = app.device(3, DeviceStatus::Online);
         app.run("UPDATE devices SET last_used_at = ? WHERE device_id = ?", vec![(T0 + 100).into(), c.as_str().into()])
             .unwrap();
         assert_eq!(pick_for(&app, &[], Some("62811"), T0 + 3), Pick::Device { device_id: c.clone() });
@@ -511,9 +502,9 @@ mod tests {
     #[test]
     fn a_contact_is_reserved_only_with_quota_and_an_online_number() {
         let app = App::new(1);
-        let offline = app.device(1, "disconnected");
+        let offline = app.device(1, DeviceStatus::Offline);
         assert_eq!(contact(&app, &offline, "c1", T0).err(), Some(ApiError::DeviceNotConnected));
-        let device = app.device(2, DeviceStatus::Online.as_str());
+        let device = app.device(2, DeviceStatus::Online);
         let first = contact(&app, &device, "c1", T0).unwrap();
         assert_eq!(first.device_id, device);
         assert_eq!(contact(&app, &device, "c2", T0).err(), Some(ApiError::QuotaExceeded));

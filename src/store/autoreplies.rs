@@ -283,6 +283,15 @@ impl<S: Sql> AutoReplyHandler for S {
     }
 }
 
+/// The marks of replies to events no longer recorded, and the reply log past its hour (it is
+/// also trimmed as replies are rationed) with the streaks of senders no longer in it.
+pub fn trim(sql: &impl Sql, now: u64) -> Result<(), ApiError> {
+    sql.run("DELETE FROM auto_replied WHERE event_id NOT IN (SELECT id FROM events)", vec![])?;
+    sql.run("DELETE FROM auto_reply_log WHERE at <= ?", vec![now.saturating_sub(HOUR_MS).into()])?;
+    sql.run("DELETE FROM auto_reply_senders WHERE sender NOT IN (SELECT sender FROM auto_reply_log)", vec![])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -358,8 +367,7 @@ mod tests {
     #[test]
     fn the_first_matching_rule_answers_highest_priority_first_and_a_devices_own_rules_only_there() {
         let app = App::new(100);
-        let (device, other) =
-            (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
+        let (device, other) = (app.device(1, DeviceStatus::Online), app.device(2, DeviceStatus::Online));
         create(&app, spec(MatchKind::Contains, "price", "Prices: see site")).unwrap();
         let regex = spec(MatchKind::Regex, r"^price\s+of\s+\w+$", "Hi {name}, {message}?");
         create(&app, RuleSpec { priority: 5, ..regex }).unwrap();
@@ -381,7 +389,7 @@ mod tests {
     #[test]
     fn messages_no_rule_can_answer_are_left_alone() {
         let app = App::new(100);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         create(&app, spec(MatchKind::Regex, ".*", "Got it")).unwrap();
         for (from, body) in
             [("62811", "   "), ("", "hi"), ("62811@s.whatsapp.net", "hi"), ("+62811", "hi"), ("628'--", "hi")]
@@ -404,7 +412,7 @@ mod tests {
     #[test]
     fn a_rule_answers_a_sender_once_per_cooldown_and_every_match_counts() {
         let app = App::new(100);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         let rule = create(&app, spec(MatchKind::Contains, "price", "Prices")).unwrap();
         create(&app, spec(MatchKind::Contains, "hours", "9 to 5")).unwrap();
         assert!(answer(&app, &device, "evt_1", "62811", "price", T0).is_ok());
@@ -418,9 +426,27 @@ mod tests {
     }
 
     #[test]
+    fn trimming_forgets_replies_to_trimmed_events_and_senders_quiet_for_an_hour() {
+        let app = App::new(100);
+        let device = app.device(1, DeviceStatus::Online);
+        create(&app, spec(MatchKind::Contains, "price", "Prices")).unwrap();
+        let kept = message(&device, "evt_kept", "62811", "price", T0);
+        crate::store::events::record(&app, &kept).unwrap();
+        assert!(answer(&app, &device, "evt_kept", "62811", "price", T0).is_ok());
+        assert!(answer(&app, &device, "evt_gone", "62822", "price", T0 + 30 * MINUTE).is_ok());
+        let count = |table: &str| app.number(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![]).unwrap();
+        trim(&app, T0 + HOUR_MS).unwrap();
+        assert!(earlier_reply(&app, "evt_kept").unwrap().is_some(), "its event is still recorded");
+        assert!(earlier_reply(&app, "evt_gone").unwrap().is_none());
+        assert_eq!((count("auto_reply_log"), count("auto_reply_senders")), (Some(1), Some(1)), "the later sender");
+        trim(&app, T0 + 30 * MINUTE + HOUR_MS).unwrap();
+        assert_eq!((count("auto_reply_log"), count("auto_reply_senders")), (Some(0), Some(0)));
+    }
+
+    #[test]
     fn a_sender_gets_at_most_the_hourly_cap_of_replies() {
         let app = App::new(100);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         limits(&app, 0, 3);
         let at = |n: u64| T0 + n * 5 * MINUTE;
@@ -441,7 +467,7 @@ mod tests {
     #[test]
     fn another_program_answering_in_a_loop_gets_no_more_replies_until_it_pauses() {
         let app = App::new(100);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         limits(&app, 0, 100);
         let quick = LOOP_ANSWER_MS / 5;
@@ -457,12 +483,12 @@ mod tests {
     #[test]
     fn a_reply_that_cannot_go_out_is_noted_and_not_counted() {
         let app = App::new(1);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         let rule = create(&app, spec(MatchKind::Regex, ".", "ok")).unwrap();
         assert!(answer(&app, &device, "evt_1", "62811", "hi", T0).is_ok());
         assert_eq!(answer(&app, &device, "evt_2", "62822", "hi", T0), skipped("quota_exceeded"));
         app.quota.set(5);
-        let offline = app.device(2, "disconnected");
+        let offline = app.device(2, DeviceStatus::Offline);
         assert_eq!(answer(&app, &offline, "evt_3", "62833", "hi", T0), skipped("device_not_connected"));
         // A skipped reply is not held against the sender: they are answered as soon as one can go out.
         assert!(answer(&app, &device, "evt_4", "62822", "hi", T0 + 1).is_ok());
@@ -474,7 +500,7 @@ mod tests {
     #[test]
     fn an_event_is_answered_once_and_a_retried_recording_finds_the_same_reply() {
         let app = App::new(10);
-        let device = app.device(1, DeviceStatus::Online.as_str());
+        let device = app.device(1, DeviceStatus::Online);
         let rule = spec(MatchKind::Regex, ".", "{Hi|Hello|Hey|Good day|Greetings} {name}");
         create(&app, rule.clone()).unwrap();
         assert!(earlier_reply(&app, "evt_1").unwrap().is_none());
@@ -491,7 +517,7 @@ mod tests {
         assert_eq!(earlier_reply(&app, "evt_1").unwrap().unwrap().message_id, reply.message_id);
         // The alternative is chosen by the event, so any recording of it says the same.
         let elsewhere = App::new(10);
-        let device = elsewhere.device(1, DeviceStatus::Online.as_str());
+        let device = elsewhere.device(1, DeviceStatus::Online);
         create(&elsewhere, rule).unwrap();
         let mut same = message(&device, "evt_1", "62811", "hi", T0);
         assert_eq!(auto_reply(&elsewhere, &mut same, "p").unwrap().unwrap().text, reply.text);
@@ -500,7 +526,7 @@ mod tests {
     #[test]
     fn rules_are_checked_seen_only_by_their_device_and_capped_in_number() {
         let app = App::new(0);
-        let (a, b) = (app.device(1, DeviceStatus::Online.as_str()), app.device(2, DeviceStatus::Online.as_str()));
+        let (a, b) = (app.device(1, DeviceStatus::Online), app.device(2, DeviceStatus::Online));
         let bad = create(&app, spec(MatchKind::Regex, "(unclosed", "Hi {nope}"));
         let Err(ApiError::Validation { errors }) = bad else { panic!("{bad:?}") };
         assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["pattern", "reply"]);

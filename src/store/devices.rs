@@ -37,8 +37,8 @@ pub fn add(
         return Err(ApiError::DeviceLimitReached { max_devices });
     }
     sql.run(
-        "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, 'registering', ?)",
-        vec![device_id.as_str().into(), label.into(), now.into()],
+        "INSERT INTO devices (device_id, label, status, created_at) VALUES (?, ?, ?, ?)",
+        vec![device_id.as_str().into(), label.into(), DeviceStatus::Registering.as_str().into(), now.into()],
     )?;
     Ok(())
 }
@@ -67,7 +67,7 @@ pub fn remove(sql: &impl Sql, device_id: &DeviceId) -> Result<(), ApiError> {
 /// one, so an app's traffic spreads over its numbers.
 pub fn pick(sql: &impl Sql, device_id: Option<DeviceId>) -> Result<DeviceId, ApiError> {
     match device_id {
-        Some(device_id) => match entry(sql, &device_id)?.status == DeviceStatus::Online.as_str() {
+        Some(device_id) => match entry(sql, &device_id)?.status == DeviceStatus::Online {
             true => Ok(device_id),
             false => Err(ApiError::DeviceNotConnected),
         },

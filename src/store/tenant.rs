@@ -4,8 +4,9 @@
 use serde::Deserialize;
 
 use super::access::{self, Actor, Change};
-use super::{devices, events, idempotency, keys, quota, Sql};
+use super::{audience, autoreplies, devices, events, idempotency, keys, quota, webhooks, Sql};
 use crate::domain::error::{ApiError, Rule};
+use crate::domain::schema::Migration;
 use crate::protocol::app::{AppPatch, AppView, Create, Governor, Plan, DEFAULT_COUNTRY_CODE};
 
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS app (
@@ -17,6 +18,23 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS app (
 /// The app's first migration, in the order it always ran.
 pub const CORE: [&str; 7] =
     [SCHEMA, keys::SCHEMA, devices::SCHEMA, quota::SCHEMA, keys::RATE_LIMITS, idempotency::SCHEMA, events::SCHEMA];
+
+/// The app's storage, oldest first; append, never edit (see `domain::schema`). Each facet
+/// brings its own tables.
+pub const MIGRATIONS: [Migration; 6] = [
+    Migration::Sql(&CORE),
+    Migration::Sql(&webhooks::SCHEMA),
+    Migration::Sql(&autoreplies::SCHEMA),
+    Migration::Sql(&audience::SCHEMA),
+    Migration::Sql(&access::SCHEMA),
+    // Added on every construction by releases from before versioning.
+    Migration::AddColumns(&[
+        keys::ADDED_COLUMNS[0],
+        ("campaigns", "device_id", "TEXT"),
+        idempotency::ADDED_COLUMNS[0],
+        idempotency::ADDED_COLUMNS[1],
+    ]),
+];
 
 #[derive(Deserialize)]
 pub struct App {
@@ -127,25 +145,21 @@ pub fn update(sql: &impl Sql, patch: AppPatch, now: u64) -> Result<(), ApiError>
     access::audit(sql, &Actor::Operator, &Change::AppUpdated(patch), now)
 }
 
-/// An app's storage as its first migration and the columns added since make it, for the tests of
-/// the core's facets.
+/// An app's storage as its migrations make it, for the tests of the app's facets.
 #[cfg(test)]
 pub mod testing {
     use super::*;
     use crate::domain::ids::{AppId, KeyId};
-    use crate::domain::schema::add_column;
     use crate::store::memory::Memory;
 
-    pub fn created(plan: Plan, now: u64) -> Memory {
+    pub fn storage() -> Memory {
         let sql = Memory::default();
-        for statement in CORE.into_iter().chain(access::SCHEMA) {
-            sql.run(statement, vec![]).unwrap();
-        }
-        for (table, column, definition) in keys::ADDED_COLUMNS.into_iter().chain(idempotency::ADDED_COLUMNS) {
-            sql.run(&add_column(table, column, definition), vec![]).unwrap();
-        }
-        // The audience facet's, which the allow-list's enforcement lives in.
-        sql.run("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)", vec![]).unwrap();
+        crate::store::migrate(&sql, &MIGRATIONS).unwrap();
+        sql
+    }
+
+    pub fn created(plan: Plan, now: u64) -> Memory {
+        let sql = storage();
         let app_id = AppId::parse("app_0123456789abcdef").unwrap();
         let key_id = KeyId::parse("key_0123456789abcdef").unwrap();
         create(&sql, Create { app_id, name: "shop".into(), plan, key_id, key_hash: "h".into(), now }).unwrap();
