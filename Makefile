@@ -5,14 +5,15 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: run test bootstrap build unit e2e deploy-check bench
+.PHONY: run test bootstrap build unit e2e clients deploy-check bench
 
 ## Start the worker (wrangler dev, local workerd) and the bridge; print a demo key and curl.
 run: build
 	python3 scripts/run.py
 
-## Unit tests of every crate, the end-to-end suite against the real stack, deployment checks.
-test: build unit e2e deploy-check
+## Unit tests of every crate, the end-to-end suite against the real stack, the references' own client
+## code against it, deployment checks.
+test: build unit e2e clients deploy-check
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -26,6 +27,10 @@ unit:
 
 e2e:
 	.venv/bin/pytest tests/e2e
+
+# The curl, Node, PHP and Python snippets of both API references, read from them at test time.
+clients:
+	.venv/bin/pytest tests/clients
 
 deploy-check:
 	bash scripts/check-deploy.sh

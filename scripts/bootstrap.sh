@@ -2,7 +2,7 @@
 # Installs whatever this machine is missing to build, run and test wagate, and
 # reuses what is already there: the wasm32 target, worker-build (matching the
 # `worker` crate), wasm-bindgen-cli (exactly the version in Cargo.lock), the npm
-# tools from package-lock.json, and the Python environment of the end-to-end suite.
+# tools from package-lock.json, Chromium, PHP with Guzzle, and the Python environment of the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -45,15 +45,26 @@ npm_tools_current() {
     if (installed !== version) process.exit(1) }'
 }
 if ! npm_tools_current || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm tools (wrangler, esbuild, binaryen, redoc, axe-core) from package-lock.json"
+  say "installing npm tools (wrangler, esbuild, binaryen, redoc, axe-core, express) from package-lock.json"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+sudo_or_not=""; [ "$(id -u)" = 0 ] || sudo_or_not="sudo"
+apt_install() { # Debian packages $@, after one refresh of the package lists per run
+  if [ -z "${apt_updated:-}" ]; then $sudo_or_not apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo_or_not apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
   say "installing Chromium (Debian package) for the page tests"
-  sudo_or_not=""; [ "$(id -u)" = 0 ] || sudo_or_not="sudo"
-  $sudo_or_not apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_or_not apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
+fi
+
+# The references' PHP snippets (tests/clients) run on php-cli with Debian's Guzzle, whose
+# autoloader is this file.
+if ! command -v php >/dev/null || [ ! -f /usr/share/php/GuzzleHttp/autoload.php ]; then
+  say "installing PHP and Guzzle (Debian packages) for the references' client code"
+  apt_install php-cli php-guzzlehttp-guzzle
 fi
 
 if [ ! -x .venv/bin/pytest ] || [ tests/requirements.txt -nt .venv/.installed ]; then
