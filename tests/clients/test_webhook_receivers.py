@@ -3,6 +3,7 @@
 each delivery must pass the snippet's own check, and one signed with another secret must not."""
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -82,9 +83,9 @@ def deliveries(stack, workdir):
     logs = {"loginwa": folder / "php-answers.jsonl", "spwp": folder / "node-answers.jsonl"}
     servers = [
         subprocess.Popen(["php", "-S", f"127.0.0.1:{php_port}", str(folder / "router.php")], stdout=subprocess.DEVNULL,
-                         stderr=open(folder / "php.log", "w"), env={"ANSWERS": str(logs["loginwa"]), "PHP_CLI_SERVER_WORKERS": "4", "PATH": "/usr/bin:/bin"}),
+                         stderr=open(folder / "php.log", "w"), env={"ANSWERS": str(logs["loginwa"]), "PHP_CLI_SERVER_WORKERS": "4", "PATH": os.environ["PATH"]}),
         subprocess.Popen(["node", str(folder / "server.mjs")], stdout=subprocess.DEVNULL, stderr=open(folder / "node.log", "w"),
-                         env={"ANSWERS": str(logs["spwp"]), "PORT": str(node_port), "SPWP_WEBHOOK_SECRET": spwp["secret"], "PATH": "/usr/bin:/bin"}),
+                         env={"ANSWERS": str(logs["spwp"]), "PORT": str(node_port), "SPWP_WEBHOOK_SECRET": spwp["secret"], "PATH": os.environ["PATH"]}),
     ]
     try:
         eventually(lambda: listening(php_port) and listening(node_port), timeout=15)
