@@ -1,13 +1,17 @@
 """The client code printed in the two API references, found at test time by its distinctive first
-and last lines, never copied into this repository: a test runs what the reference says today."""
+and last lines in the reference files themselves: a test runs what the reference says today."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-# The references live beside the repository (README: `../shared/spec/`); CI may point elsewhere.
-SPEC_DIR = Path(os.environ.get("WAGATE_SPEC_DIR", "/work/shared/spec"))
+ROOT = Path(__file__).resolve().parents[2]
+# The references live beside the repository (`../shared/spec/`). A machine without them (a bare
+# clone) reads the verbatim copies kept here, which test_reference_copies keeps identical.
+SHARED = ROOT.parent / "shared" / "spec"
+COPIES = Path(__file__).resolve().parent / "reference"
+SPEC_DIR = Path(os.environ.get("WAGATE_SPEC_DIR") or (SHARED if SHARED.is_dir() else COPIES))
 LOGINWA = "loginwa-api.txt"
 SPWP = "spwp-api.txt"
 
