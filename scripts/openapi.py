@@ -209,6 +209,13 @@ LW_ERRORS = {
 }
 
 
+# LoginWA answers a send with WhatsApp's outcome (the reference: 200 once sent, 502 send_failed).
+SEND_WAIT = ("The answer waits, up to the server's `SEND_WAIT_MS` (default 10 s), for WhatsApp to take or refuse the message: "
+             "200 once it is sent, 502 `send_failed` if WhatsApp refused it. A message still queued at that bound, or while its "
+             "device is offline, is answered 200 as accepted and carries on; its outcome follows as `message.sent` / `message.failed` webhooks.")
+SEND_REFUSED = ("send_failed: WhatsApp refused the message (a number not on WhatsApp, an engine error). `message_id`, `error_code` and "
+                "`error_reason` say which and why, as the message log does; its quota unit is given back.")
+
 # Who may call an operation, as the generic errors it can answer: an API key (checked against the
 # IP allow-list), a key on the allow-list's own endpoints (exempt, so a client can mend its list),
 # or a signed link that is its own credential (no key, no rate limit).
@@ -331,11 +338,12 @@ def loginwa() -> dict:
     }
     paths = {
         "/api/auth/start": {"post": lw("startOtp", "Send a one-time code", "otp", ("200", {"type": "object", "required": ["session_id", "expires_in", "debug_code"], "properties": {
-            "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "503",
+            "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "502", "503",
+            said={"502": SEND_REFUSED + " The session is ended: it cannot be verified."},
             body={"phone": e164, "country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
                   "otp_length": {"type": "integer", "minimum": 4, "maximum": 8},
                   "message_template": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\{code\\}"}, "meta": OBJ},
-            required=["phone"], description="The code goes out over WhatsApp ahead of other traffic. `debug_code` is null in production.")},
+            required=["phone"], description="The code goes out over WhatsApp ahead of other traffic. `debug_code` is null in production. " + SEND_WAIT)},
         "/api/auth/verify": {"post": lw("verifyOtp", "Check a one-time code", "otp", ("200", {"type": "object", "required": ["status"], "properties": {
             "status": {"const": "verified"}, "phone_number": {"type": "string"}, "verified_at": NULLABLE_DATE}}), "422",
             body={"session_id": {"type": "string", "minLength": 1, "maxLength": 64}, "otp_code": {"type": "string", "minLength": 1, "maxLength": 16}},
@@ -343,8 +351,10 @@ def loginwa() -> dict:
             said={"422": "validation_failed, or the code is not accepted: invalid_code (with `attempts_remaining`), expired or max_attempts"})},
         "/api/v1/messages/send": {"post": lw("sendMessage", "Send a text message", "messages", ("200", {"type": "object", "required": ["success", "message_id", "trace_id", "device_id", "phone", "quota_remaining"], "properties": {
             "success": {"const": True}, "message_id": {"type": "string"}, "trace_id": {"type": "string"}, "device_id": {"type": "string"},
-            "phone": {"type": "string"}, "quota_remaining": {"type": "integer"}}}), "404", "409", "422", "503",
-            said={"409": "idempotency_key_in_use: the first request with this `Idempotency-Key` is still being handled; retry once it has answered"},
+            "phone": {"type": "string"}, "quota_remaining": {"type": "integer"}}}), "404", "409", "422", "502", "503",
+            said={"409": "idempotency_key_in_use: the first request with this `Idempotency-Key` is still being handled; retry once it has answered",
+                  "502": SEND_REFUSED + " Replayed as it is under the same `Idempotency-Key`; a new key sends again."},
+            description=SEND_WAIT,
             body={"phone": phone_or_jid, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
                   "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}, "meta": OBJ},
             required=["phone", "message"], params=[{"$ref": "#/components/parameters/IdempotencyKey"}])},

@@ -6,6 +6,9 @@ use serde_json::{json, Map, Value};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::otp::Verdict;
 
+/// The reference's words for `send_failed`.
+const SEND_FAILED: &str = "WhatsApp engine failed to send the message";
+
 pub fn error(err: &ApiError) -> (u16, Value) {
     let (status, code, message) = match err {
         ApiError::Unauthorized => (401, "unauthorized", "Invalid or missing API key"),
@@ -89,7 +92,19 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::MediaFetchFailed { message } => {
             return (422, json!({"error": "media_fetch_failed", "message": message}))
         }
-        ApiError::BridgeUnavailable { .. } => (502, "send_failed", "WhatsApp engine failed to send the message"),
+        ApiError::SendFailed { message_id, error_code, error_reason } => {
+            return (
+                502,
+                json!({
+                    "error": "send_failed",
+                    "message": SEND_FAILED,
+                    "message_id": message_id,
+                    "error_code": error_code,
+                    "error_reason": error_reason,
+                }),
+            )
+        }
+        ApiError::BridgeUnavailable { .. } => (502, "send_failed", SEND_FAILED),
         ApiError::Internal { .. } => (500, "internal_error", "Something went wrong on our side"),
     };
     (status, json!({"error": code, "message": message}))
@@ -165,6 +180,25 @@ mod tests {
             assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
         assert_eq!(error(&ApiError::QuotaExceeded).1["quota_remaining"], 0);
+        let refused = ApiError::SendFailed {
+            message_id: "msg_1".into(),
+            error_code: Some("not_on_whatsapp".into()),
+            error_reason: Some("the number is not on WhatsApp".into()),
+        };
+        assert_eq!(
+            error(&refused),
+            (
+                502,
+                json!({
+                    "error": "send_failed",
+                    "message": "WhatsApp engine failed to send the message",
+                    "message_id": "msg_1",
+                    "error_code": "not_on_whatsapp",
+                    "error_reason": "the number is not on WhatsApp",
+                })
+            ),
+            "the reference's code and words, with what the message log says of it"
+        );
         assert_eq!(error(&ApiError::not_found("device")).1["message"], "Device not found");
     }
 

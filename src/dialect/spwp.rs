@@ -155,7 +155,9 @@ pub fn error(err: &ApiError, meta: &RequestMeta) -> (u16, Value) {
         }
         ApiError::IdempotencyInFlight => (409, "IDEMPOTENCY_KEY_IN_USE", super::IDEMPOTENCY_IN_FLIGHT.to_owned()),
         ApiError::MediaFetchFailed { message } => (400, "MEDIA_FETCH_FAILED", message.clone()),
-        ApiError::BridgeUnavailable { .. } => {
+        // SPWP answers 202 once queued and never waits for the outcome, so only the bridge
+        // being unreachable reaches its clients as SEND_FAILED.
+        ApiError::BridgeUnavailable { .. } | ApiError::SendFailed { .. } => {
             (502, "SEND_FAILED", "WhatsApp engine failed to send the message".to_owned())
         }
         ApiError::Internal { .. } => (500, "INTERNAL_ERROR", "Something went wrong on our side".to_owned()),

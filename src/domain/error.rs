@@ -73,6 +73,14 @@ pub enum ApiError {
     MediaFetchFailed {
         message: String,
     },
+    /// WhatsApp refused a message while its request waited for the outcome (`SEND_WAIT_MS`):
+    /// it is FAILED for good (its quota unit goes back), and `error_code` / `error_reason` say
+    /// why, as the message log and the `message.failed` webhook do.
+    SendFailed {
+        message_id: String,
+        error_code: Option<String>,
+        error_reason: Option<String>,
+    },
     /// The device bridge could not be reached or refused the call.
     BridgeUnavailable {
         message: String,
@@ -94,6 +102,12 @@ impl ApiError {
 
     pub fn method_not_allowed(allow: &str) -> Self {
         Self::MethodNotAllowed { allow: allow.to_owned() }
+    }
+
+    /// Whether this refusal is the request's final answer, which an `Idempotency-Key` replays:
+    /// a failed send stays failed, so a retry under the key must not send again (a new key does).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::SendFailed { .. })
     }
 
     pub fn field(field: &str, rule: Rule) -> Self {

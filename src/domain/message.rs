@@ -5,6 +5,26 @@ use serde::{Deserialize, Serialize};
 /// WhatsApp's limit for a text body, which both references adopt.
 pub const TEXT_MAX_CHARS: usize = 4096;
 
+/// How long a LoginWA send waits for WhatsApp to take or refuse its message (`SEND_WAIT_MS`):
+/// the reference answers 200 once sent and 502 `send_failed` when refused. Codes and direct
+/// sends are at the head of the queue, so the wait is one send's round trip, well within this.
+pub const DEFAULT_SEND_WAIT_MS: u64 = 10_000;
+/// The most `SEND_WAIT_MS` may ask: clients and proxies commonly give up on a request at 30 s,
+/// and an answer "queued" (200) at the bound is worth more to them than none.
+pub const MAX_SEND_WAIT_MS: u64 = 25_000;
+
+/// `SEND_WAIT_MS` as a wait in ms (0: answer once queued, as SPWP does); unset is the default.
+/// A value that is not a whole number of ms, or above the maximum, is refused with the reason,
+/// for the caller to log and fall back to the default: a typo in a setting must not take sends down.
+pub fn send_wait_ms(setting: Option<&str>) -> Result<u64, String> {
+    let Some(raw) = setting.map(str::trim) else { return Ok(DEFAULT_SEND_WAIT_MS) };
+    match raw.parse::<u64>() {
+        Ok(ms) if ms <= MAX_SEND_WAIT_MS => Ok(ms),
+        Ok(ms) => Err(format!("SEND_WAIT_MS={ms} is above the maximum of {MAX_SEND_WAIT_MS}")),
+        Err(_) => Err(format!("SEND_WAIT_MS={raw:?} is not a whole number of milliseconds")),
+    }
+}
+
 /// Which queued message a number sends first: lower goes first, then oldest first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,6 +61,11 @@ pub enum MessageStatus {
 impl MessageStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Read | Self::Failed)
+    }
+
+    /// Whether WhatsApp has decided on the message: it took it (SENT or later) or refused it.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Self::Queued | Self::Sending)
     }
 
     fn rank(self) -> u8 {
@@ -133,5 +158,22 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert!(Read.is_terminal() && Failed.is_terminal() && !Delivered.is_terminal());
+    }
+
+    #[test]
+    fn a_message_is_settled_once_whatsapp_took_or_refused_it() {
+        assert!(!Queued.is_settled() && !Sending.is_settled());
+        assert!([Sent, Delivered, Read, Failed].iter().all(|s| s.is_settled()));
+    }
+
+    #[test]
+    fn the_send_wait_setting_falls_back_on_nonsense() {
+        assert_eq!(send_wait_ms(None), Ok(DEFAULT_SEND_WAIT_MS));
+        assert_eq!(send_wait_ms(Some("0")), Ok(0), "0 answers once queued");
+        assert_eq!(send_wait_ms(Some(" 1500 ")), Ok(1500));
+        assert_eq!(send_wait_ms(Some("25000")), Ok(MAX_SEND_WAIT_MS));
+        for bad in ["", "-1", "1.5", "10s", "25001", "99999999999999999999999"] {
+            assert!(send_wait_ms(Some(bad)).unwrap_err().contains("SEND_WAIT_MS"), "{bad:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use worker::Request;
 
 use super::{Ctx, Outcome, Reply};
+use crate::dialect::{self, Dialect};
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::idempotency::{fingerprint, Decision, SavedResponse, DEFAULT_LEASE_MS, MAX_KEY_CHARS};
 use crate::objects::call;
@@ -22,7 +23,7 @@ pub fn key(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(key))
 }
 
-/// Runs `handle` unless this key already answered this request; saves a successful answer.
+/// Runs `handle` unless this key already answered this request; saves a successful or final answer.
 /// While `handle` runs, the key is the request's claim (`Ctx::idempotency_key`), so its send
 /// reserves the key's message id.
 pub async fn once<F: Future<Output = Outcome>>(
@@ -49,6 +50,12 @@ pub async fn once<F: Future<Output = Outcome>>(
             let outcome = handle.await;
             let response = match &outcome {
                 Ok(reply) => reply.saved(),
+                // A refusal that stays true (WhatsApp refused the message) is replayed as given;
+                // any other leaves the key free for a retry.
+                Err(e) if e.is_final() => {
+                    let (status, body) = dialect::error(Dialect::of_path(&ctx.meta.path), e, &ctx.meta);
+                    Some(SavedResponse { status, body: body.to_string() })
+                }
                 Err(_) => None,
             };
             call(ctx.env, app, IdempotencyFinish { key, response }).await?;

@@ -151,6 +151,6 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
         priority: Priority::Normal,
         code_expires_at: None,
     };
-    let accepted = send::accept(ctx, tenant, out).await?;
+    let accepted = send::settle(ctx, tenant, send::accept(ctx, tenant, out).await?).await?;
     Ok(Reply::json(200, loginwa_devices::sent(&accepted.message, accepted.quota_remaining)))
 }

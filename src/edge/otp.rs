@@ -72,7 +72,13 @@ pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome
         priority: Priority::Otp,
         code_expires_at: Some(expires_at),
     };
-    if let Err(e) = send::accept(ctx, tenant, out).await {
+    let sent = match send::accept(ctx, tenant, out).await {
+        Ok(accepted) => send::settle(ctx, tenant, accepted).await.map(drop),
+        Err(e) => Err(e),
+    };
+    // Not sent, or refused by WhatsApp (502 `send_failed`; its quota unit goes back with the
+    // failed message): no one holds the code, so the session ends and cannot be verified.
+    if let Err(e) = sent {
         call(ctx.env, &phone_key, CancelSession { session_id }).await?;
         return Err(e);
     }

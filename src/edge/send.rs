@@ -12,13 +12,13 @@ use super::fault::Fault;
 use super::Ctx;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{trace_id, DeviceId, MessageId};
-use crate::domain::message::Priority;
+use crate::domain::message::{send_wait_ms, MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::objects::call;
 use crate::protocol::app::{Refund, Reservation, ReserveSend, Tenant};
-use crate::protocol::device::{Enqueue, GetMessage, MessageView, NewMessage, Withdraw};
-use crate::runtime::{month_of, now_ms};
+use crate::protocol::device::{AwaitOutcome, Enqueue, GetMessage, MessageView, NewMessage, Withdraw};
+use crate::runtime::{config, month_of, now_ms};
 
 pub struct Outgoing {
     pub recipient: Recipient,
@@ -101,6 +101,38 @@ pub async fn enqueue(
             Err(e)
         }
     }
+}
+
+/// LoginWA's answer to a send is WhatsApp's: 200 once it took the message, 502 `send_failed`
+/// when it refused it (the reference). So a LoginWA send waits, up to `SEND_WAIT_MS`, for the
+/// device's object to learn the outcome of this one message (the bridge's answer to the send, or
+/// its event). A message still waiting at the bound, or while its device is offline, is answered
+/// as queued and carries on, its outcome told by webhooks; so is one whose object cannot be asked
+/// (an object of an older release, or one that restarted): the send was accepted, never a 500.
+/// Asking the object to hold the request costs one round trip, where polling `GetMessage` would
+/// cost one per poll and answer up to a poll interval late.
+pub async fn settle(ctx: &Ctx<'_>, tenant: &Tenant, accepted: Accepted) -> Result<Accepted, ApiError> {
+    let within_ms = send_wait_ms(config(ctx.env, "SEND_WAIT_MS").as_deref()).unwrap_or_else(|e| {
+        worker::console_warn!("{e}; waiting the default instead");
+        crate::domain::message::DEFAULT_SEND_WAIT_MS
+    });
+    let Some(message_id) = MessageId::parse(&accepted.message.id).filter(|_| within_ms > 0) else {
+        return Ok(accepted);
+    };
+    let device = message_id.device();
+    let op = AwaitOutcome { app_id: tenant.app_id.clone(), message_id, within_ms };
+    let message = match call(ctx.env, device.as_str(), op).await {
+        Ok(message) => message,
+        Err(e) => {
+            worker::console_warn!("answering {} as queued, its outcome unknown: {e}", accepted.message.id);
+            return Ok(accepted);
+        }
+    };
+    if message.status == MessageStatus::Failed {
+        let MessageView { id, error_code, error_reason, .. } = message;
+        return Err(ApiError::SendFailed { message_id: id, error_code, error_reason });
+    }
+    Ok(Accepted { message, ..accepted })
 }
 
 /// Gives a reservation's quota unit back: nothing was queued under it (a key bound to it lets go).

@@ -3,10 +3,16 @@
 //! Its storage and the rules it applies are `store::device`; this object runs the alarms,
 //! talks to the bridge and carries the follow-ups to the other objects.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use futures_util::future::select;
 use wagate_contract::wire::{
     device_path, error_code, send_path, LinkRequest, LinkResponse, MediaRef, SendRequest, SendResponse, LINK_PATH,
 };
-use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
+use worker::{durable_object, Delay, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::retention;
 use super::{call, end_alarm, migrate, serve};
@@ -16,12 +22,12 @@ use crate::domain::error::ApiError;
 use crate::domain::events::InboundMedia;
 use crate::domain::ids::{AppId, MessageId};
 use crate::domain::links;
-use crate::domain::message::MessageStatus;
+use crate::domain::message::{MessageStatus, MAX_SEND_WAIT_MS};
 use crate::domain::phone::Recipient;
 use crate::protocol::app::AppOutboxOp;
 use crate::protocol::device::{
-    ApplyEvent, CreateDevice, DeleteDevice, Device, DeviceHandler, DeviceView, Enqueue, GetDevice, GetMessage,
-    MessageView, RefreshQr, Withdraw,
+    ApplyEvent, AwaitOutcome, CreateDevice, DeleteDevice, Device, DeviceHandler, DeviceView, Enqueue, GetDevice,
+    GetMessage, MessageView, RefreshQr, Withdraw,
 };
 use crate::runtime::{config, iso, now_ms, required_config};
 use crate::store::device::{self as store, FollowUp, MessageRow, Outbound, Outbox, Status, ToCampaign, MIGRATIONS};
@@ -41,12 +47,17 @@ const RETRY_MAX_MS: u64 = 60_000;
 pub struct DeviceObject {
     state: State,
     env: Env,
+    /// Send requests waiting for their message's outcome (`AwaitOutcome`), woken by whatever
+    /// settles it. Memory only, on purpose: a wait is bounded by its request, so an object that
+    /// restarts loses nothing durable (its waiters' requests end with it, answered as queued).
+    /// The object runs on one thread and no borrow is held across an await.
+    waiters: RefCell<HashMap<MessageId, Vec<oneshot::Sender<()>>>>,
 }
 
 impl DurableObject for DeviceObject {
     fn new(state: State, env: Env) -> Self {
         migrate(&state, "device", &MIGRATIONS);
-        Self { state, env }
+        Self { state, env, waiters: RefCell::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -115,6 +126,28 @@ impl DeviceHandler for DeviceObject {
         store::message(&self.sql(), &app_id, &message_id)
     }
 
+    /// Waits on a channel and a timer, never on storage, so the object's input gate stays open:
+    /// the alarm that dispatches this very message, and the bridge's events, run meanwhile.
+    async fn await_outcome(&self, op: AwaitOutcome) -> Result<MessageView, ApiError> {
+        let AwaitOutcome { app_id, message_id, within_ms } = op;
+        let sql = self.sql();
+        let view = store::message(&sql, &app_id, &message_id)?;
+        if store::wait_over(&sql, &message_id)? {
+            return Ok(view);
+        }
+        // Registered before the first await: nothing can settle the message in between.
+        let (woken, wake) = oneshot::channel();
+        self.waiters.borrow_mut().entry(message_id.clone()).or_default().push(woken);
+        let bound = Delay::from(Duration::from_millis(within_ms.min(MAX_SEND_WAIT_MS)));
+        drop(select(wake, Box::pin(bound)).await);
+        // Timed out: drop this request's waiter (its receiver is gone) and any others like it.
+        self.waiters.borrow_mut().retain(|_, senders| {
+            senders.retain(|sender| !sender.is_canceled());
+            !senders.is_empty()
+        });
+        store::message(&self.sql(), &app_id, &message_id)
+    }
+
     async fn event(&self, ApplyEvent { event, origin }: ApplyEvent) -> Result<(), ApiError> {
         let follow_ups = store::apply(&self.sql(), event, |media, at| self.media_view(media, &origin, at))?;
         self.follow_up(follow_ups).await
@@ -165,9 +198,12 @@ impl DeviceObject {
         })
     }
 
-    /// Writes the follow-ups' outbox entries, then runs them.
+    /// Writes the follow-ups' outbox entries, then runs them. Every change to a message's status
+    /// or the device's comes through here, so this is where waiting requests learn of it.
     async fn follow_up(&self, follow_ups: Vec<FollowUp>) -> Result<(), ApiError> {
-        if store::record(&self.sql(), follow_ups)? {
+        let drain = store::record(&self.sql(), follow_ups)?;
+        self.wake_waiters();
+        if drain {
             self.wake().await?;
         }
         self.flush_outboxes().await;
@@ -249,6 +285,20 @@ impl DeviceObject {
         }
         let follow_ups = store::retire(&self.sql(), &device, now_ms())?;
         self.follow_up(follow_ups).await
+    }
+
+    /// Wakes the requests whose wait is over (`store::wait_over`); they read the message
+    /// themselves once this task yields. Should storage fail here they are woken too: each
+    /// answers with what it can read, and the edge takes a failed read as "queued".
+    fn wake_waiters(&self) {
+        let sql = self.sql();
+        let mut waiters = self.waiters.borrow_mut();
+        let over: Vec<MessageId> =
+            waiters.keys().filter(|id| store::wait_over(&sql, id).unwrap_or(true)).cloned().collect();
+        for sender in over.iter().filter_map(|id| waiters.remove(id)).flatten() {
+            // A waiter that timed out meanwhile has no receiver left: nothing to tell.
+            let _ = sender.send(());
+        }
     }
 
     /// Makes sure the queue drains from the earliest moment the pace allows. A pending

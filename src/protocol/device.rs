@@ -23,6 +23,10 @@ crate::protocol! {
         /// not, it never will be (a late `Enqueue` of it is refused), so its quota can go back.
         Withdraw(Withdraw) -> Option<MessageView> => withdraw,
         GetMessage(GetMessage) -> MessageView => get_message,
+        /// The message once WhatsApp took it (SENT or later) or refused it (FAILED), or as it
+        /// stands after `within_ms` or while the device is not online (it then waits for a
+        /// reconnect, not for WhatsApp). An old object does not know it: the edge answers as queued.
+        AwaitOutcome(AwaitOutcome) -> MessageView => await_outcome,
         Event(ApplyEvent) -> () => event,
     }
 }
@@ -70,6 +74,15 @@ pub struct Withdraw {
 pub struct GetMessage {
     pub app_id: AppId,
     pub message_id: MessageId,
+}
+
+/// Answered from the object's memory, not with a durable timer: the wait is the request's own
+/// bound, and whatever happens after it is told by webhooks, as for any queued message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AwaitOutcome {
+    pub app_id: AppId,
+    pub message_id: MessageId,
+    pub within_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -397,6 +397,16 @@ pub fn message(sql: &impl Sql, app_id: &AppId, message_id: &MessageId) -> Result
     })
 }
 
+/// Whether a request waiting on this message's outcome may answer now: WhatsApp took the message
+/// or refused it, or the device is not online (the message then waits for a reconnect, which may
+/// be a day away), or there is no such message (nothing will ever settle it).
+pub fn wait_over(sql: &impl Sql, message_id: &MessageId) -> Result<bool, ApiError> {
+    let Some(row) = message_row(sql, message_id)? else { return Ok(true) };
+    let settled = MessageStatus::parse(&row.status).is_none_or(MessageStatus::is_settled);
+    let device = device(sql)?;
+    Ok(settled || device.deleted != 0 || device.status != DeviceStatus::Online)
+}
+
 /// The next message to hand to the bridge: waiting and due, most urgent first, then oldest.
 /// One being sent whose lease ran out is due again.
 pub fn due(sql: &impl Sql, now: u64) -> Result<Option<MessageRow>, ApiError> {
@@ -901,6 +911,26 @@ mod tests {
         let late = bridge("e3", 30, EventKind::Disconnected { reason: "bye".into(), logged_out: true });
         assert!(apply(&sql, late, no_media).unwrap().is_empty());
         assert!(matches!(view(&sql, &app()), Err(ApiError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_wait_on_a_message_is_over_once_whatsapp_decided_or_the_device_is_not_online() {
+        let sql = store();
+        let online = Status::Online { phone: "628111".into() };
+        set_status(&sql, online, 2).unwrap();
+        let [sent, refused, waiting] = [(); 3].map(|()| queued(&sql, message(Priority::Normal, None, 5)));
+        lease(&sql, &waiting, 1, 100).unwrap();
+        assert!(!wait_over(&sql, &waiting).unwrap(), "SENDING: the bridge has not answered yet");
+        advance(&sql, sent.as_str(), MessageStatus::Sent, 10, Some("wamid".into()), None).unwrap();
+        let failure = Some(("not_on_whatsapp".to_owned(), "no account".to_owned()));
+        advance(&sql, refused.as_str(), MessageStatus::Failed, 10, None, failure).unwrap();
+        assert!(wait_over(&sql, &sent).unwrap() && wait_over(&sql, &refused).unwrap());
+        let unknown = MessageId::generate(&DeviceId::parse(DEVICE).unwrap());
+        assert!(wait_over(&sql, &unknown).unwrap(), "nothing will settle a message this device lacks");
+
+        let offline = Status::Offline { reason: "unlinked".into(), logged_out: false };
+        set_status(&sql, offline, 20).unwrap();
+        assert!(wait_over(&sql, &waiting).unwrap(), "it waits for a reconnect, not for WhatsApp");
     }
 
     #[test]

@@ -27,6 +27,8 @@ OTP_TTL_S = 6
 OTP_COOLDOWN_S = 2
 # A request holding an Idempotency-Key this long without answering is taken for dead (production: 60 s).
 IDEMPOTENCY_LEASE_MS = 1500
+# A LoginWA send waits this long for WhatsApp's outcome before answering as queued (production: 10 s).
+SEND_WAIT_MS = 3000
 # An endpoint failing without a break this long is disabled (production: 5 days).
 WEBHOOK_DISABLE_AFTER_S = 8
 CAMPAIGN_DELAY_SCALE = 0.02
@@ -50,6 +52,7 @@ def stack():
             # Campaign delays at 1/50: `delay_seconds` 5 waits about 100 ms.
             "CAMPAIGN_DELAY_SCALE": str(CAMPAIGN_DELAY_SCALE),
             "IDEMPOTENCY_LEASE_MS": str(IDEMPOTENCY_LEASE_MS),
+            "SEND_WAIT_MS": str(SEND_WAIT_MS),
             # Honours the `X-Wagate-Fault` header (development only), to break a send mid-way.
             "FAULT_INJECTION": "on",
         },
@@ -149,13 +152,14 @@ def settled(tenant: Tenant, ids: list, timeout: float = 60.0) -> list:
 
 
 def burst(tenant: Tenant, to: str, count: int, prefix: str = "burst", parallel: int = 1) -> list:
-    """Sends `count` numbered texts to `to` through LoginWA; returns their ids in text order.
-    With `parallel` > 1 the requests overlap, so the queue fills faster than it drains."""
+    """Sends `count` numbered texts to `to` through SPWP, which answers once queued (LoginWA waits
+    for each message's outcome); returns their ids in text order. With `parallel` > 1 the requests
+    overlap, so the queue fills faster than it drains."""
 
     def send(i: int) -> str:
-        r = tenant.post("/api/v1/messages/send", {"phone": to, "message": f"{prefix} {i:03d}"})
-        assert r.status_code == 200, r.text
-        return r.json()["message_id"]
+        r = tenant.post("/api/v1/public/messages/text", {"to": to, "text": f"{prefix} {i:03d}"})
+        assert r.status_code == 202, r.text
+        return r.json()["data"]["id"]
 
     if parallel == 1:
         return [send(i) for i in range(count)]

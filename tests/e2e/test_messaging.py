@@ -5,13 +5,14 @@ import base64
 import hashlib
 import io
 import threading
+import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
-from conftest import PACE_MS, burst, eventually, fresh_phone, inbox, settled, statuses
+from conftest import PACE_MS, SEND_WAIT_MS, burst, eventually, fresh_phone, inbox, settled, statuses
 
 
 def png_bytes(color=(200, 30, 30)) -> bytes:
@@ -268,3 +269,80 @@ def test_messages_wait_for_a_reconnect_and_expire_without_one(stack, new_tenant)
         data = tenant.get(f"/api/v1/public/messages/{message_id}").json()["data"]
         assert data["errorCode"] == "expired" and "offline" in data["errorReason"]
     assert len(inbox(stack, to)) == len(ids) - len(failed)
+
+
+SEND_FAILED = "WhatsApp engine failed to send the message"
+
+
+def used(stack, tenant) -> int:
+    return stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["used"]
+
+
+def test_loginwa_answers_once_whatsapp_took_or_refused_the_message(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=100)
+    device_id = tenant.link_device(fresh_phone("62829"))
+    to = fresh_phone()
+    r = tenant.post("/api/v1/messages/send", {"phone": to, "message": "Hello from LoginWA!"})
+    assert r.status_code == 200, r.text
+    sent = r.json()
+    assert set(sent) == {"success", "message_id", "trace_id", "device_id", "phone", "quota_remaining"}, "the reference's body"
+    assert (sent["success"], sent["device_id"], sent["phone"], sent["quota_remaining"]) == (True, device_id, to, 99)
+    assert statuses(tenant, [sent["message_id"]])[0] in ("SENT", "DELIVERED", "READ"), "answered once WhatsApp took it"
+
+    # Not on WhatsApp, and an engine error: the reference's 502, with what the message log says.
+    for prefix, code in (("999", "not_on_whatsapp"), ("997", "engine_error")):
+        phone = fresh_phone(prefix)
+        r = tenant.post("/api/v1/messages/send", {"phone": phone, "message": "doomed"})
+        assert r.status_code == 502, r.text
+        body = r.json()
+        assert set(body) == {"error", "message", "message_id", "error_code", "error_reason"}, body
+        assert (body["error"], body["message"], body["error_code"]) == ("send_failed", SEND_FAILED, code)
+        logged = tenant.get(f"/api/v1/public/messages/{body['message_id']}").json()["data"]
+        assert (logged["status"], logged["errorCode"], logged["errorReason"]) == ("FAILED", code, body["error_reason"])
+        assert inbox(stack, phone) == []
+    eventually(lambda: used(stack, tenant) == 1)  # failed sends give their quota unit back
+
+    # A refusal is the key's final answer: replayed, not sent again.
+    key = {"Idempotency-Key": f"refused-{to}"}
+    body = {"phone": fresh_phone("999"), "message": "once"}
+    first = tenant.post("/api/v1/messages/send", body, headers=key)
+    again = tenant.post("/api/v1/messages/send", body, headers=key)
+    assert first.status_code == again.status_code == 502 and again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+
+    # Hostile: another app's device named, or a huge body, are refused as before, never waited on.
+    stranger = new_tenant()
+    r = stranger.post("/api/v1/messages/send", {"phone": fresh_phone("999"), "message": "x", "device_id": device_id})
+    assert r.status_code in (404, 503) and r.json()["error"] != "send_failed", r.text
+
+
+def test_a_send_still_queued_at_the_bound_answers_200_and_carries_on(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=1000)
+    tenant.link_device(fresh_phone("62830"))
+    bulk_to = fresh_phone()
+    count = 400
+    burst(tenant, bulk_to, count, prefix="ahead", parallel=8)
+    # At least this many wait ahead, at no more than one per PACE_MS: longer than the bound.
+    assert count - len(inbox(stack, bulk_to)) > SEND_WAIT_MS // PACE_MS
+    to = fresh_phone()
+    started = time.monotonic()
+    r = tenant.post("/api/v1/messages/send", {"phone": to, "message": "behind the burst"})
+    took = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"success", "message_id", "trace_id", "device_id", "phone", "quota_remaining"}
+    assert SEND_WAIT_MS / 1000 - 0.2 <= took < SEND_WAIT_MS / 1000 + 5, f"answered after {took:.1f} s"
+    assert statuses(tenant, [r.json()["message_id"]])[0] in ("QUEUED", "SENDING")
+    eventually(lambda: [m["text"] for m in inbox(stack, to)] == ["behind the burst"], timeout=60, interval=0.5)
+
+
+def test_a_send_while_the_device_is_offline_answers_as_before(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=100)
+    device_id = tenant.link_device(fresh_phone("62831"))
+    assert stack.sim("POST", f"/sim/devices/{device_id}/disconnect")[0] == 200
+    eventually(lambda: tenant.device(device_id)["status"] == "offline")
+    started = time.monotonic()
+    r = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "nobody home"})
+    assert time.monotonic() - started < SEND_WAIT_MS / 1000, "nothing to wait for"
+    assert r.status_code == 503 and r.json()["error"] == "no_device_available", r.text
+    r = tenant.post("/api/v1/messages/send", {"phone": fresh_phone(), "message": "x", "device_id": device_id})
+    assert r.status_code == 503 and r.json()["error"] == "no_device_connected", r.text

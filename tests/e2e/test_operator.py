@@ -77,8 +77,9 @@ def test_monthly_quota_is_enforced_and_failed_sends_are_refunded(stack, new_tena
     tenant = new_tenant(monthly_messages=2)
     tenant.link_device(fresh_phone("62811"))
 
+    # WhatsApp's refusal is the answer (502 send_failed), and its unit goes back.
     failing = tenant.post("/api/v1/messages/send", {"phone": fresh_phone("997"), "message": "x"})
-    assert failing.status_code == 200 and failing.json()["quota_remaining"] == 1
+    assert failing.status_code == 502 and failing.json()["error"] == "send_failed"
     message_id = failing.json()["message_id"]
     eventually(lambda: tenant.get(f"/api/v1/public/messages/{message_id}").json()["data"]["status"] == "FAILED")
     eventually(lambda: stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["used"] == 0)

@@ -129,3 +129,24 @@ def test_a_code_overtakes_a_queued_burst(stack, new_tenant):
     delivered_bulk = len(inbox(stack, bulk_to))
     assert queued_before > 100, "the burst was still queued when the code was asked for"
     assert delivered_bulk < 500, "the code arrived before the burst drained"
+
+
+def test_a_code_whatsapp_refuses_answers_502_and_leaves_no_session(stack, new_tenant):
+    tenant = new_tenant(monthly_messages=100)
+    tenant.link_device(fresh_phone("62832"))
+    phone = fresh_phone("999")  # not on WhatsApp
+    r = tenant.post("/api/auth/start", {"phone": phone})
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert set(body) == {"error", "message", "message_id", "error_code", "error_reason"}, body
+    assert (body["error"], body["message"], body["error_code"]) == (
+        "send_failed", "WhatsApp engine failed to send the message", "not_on_whatsapp")
+    assert tenant.get(f"/api/v1/public/messages/{body['message_id']}").json()["data"]["status"] == "FAILED"
+    # The session ended with its send: no cooldown holds the number, and no code of it verifies.
+    again = tenant.post("/api/auth/start", {"phone": phone})
+    assert again.status_code == 502, "not throttled: the refused code never counted"
+    assert tenant.post("/api/auth/start", {"phone": fresh_phone("997")}).status_code == 502
+    eventually(lambda: stack.admin("GET", f"/admin/v1/apps/{tenant.app_id}")[1]["quota"]["used"] == 0)
+    # A session still held would expire, and say so: these were ended when their send failed.
+    time.sleep(OTP_TTL_S + 2)
+    assert tenant.events("otp.expired") == []
