@@ -92,10 +92,11 @@ def test_bridge_crash_loses_and_duplicates_nothing(stack, new_tenant):
     device_id = tenant.link_device(fresh_phone("62821"))
     recipients = [fresh_phone() for _ in range(6)]
     ids = []
+    # SPWP answers once queued, so the crash comes while these are still on their way.
     for i, to in enumerate(recipients):
-        r = tenant.post("/api/v1/messages/send", {"phone": to, "message": f"in flight {i}"})
-        assert r.status_code == 200
-        ids.append(r.json()["message_id"])
+        r = tenant.post("/api/v1/public/messages/text", {"to": to, "text": f"in flight {i}"})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["data"]["id"])
     stack.kill_bridge()
     stack.start_bridge()
     stack.wait_healthy()
