@@ -14,7 +14,7 @@ use crate::domain::events::{
     DeviceConnected, DeviceDisconnected, Event, InboundMedia, Incoming, MessageProgress, QrReady, What,
 };
 use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
-use crate::domain::message::{MessageStatus, Priority};
+use crate::domain::message::{Direction, MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::protocol::app::{self, AppOutboxOp, AutoReply};
@@ -22,7 +22,7 @@ use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::protocol::device::{CampaignRef, CreateDevice, DeviceView, MessageView, NewMessage};
 
 /// Oldest first; append, never edit (see `domain::schema`).
-pub const MIGRATIONS: [Migration; 2] = [
+pub const MIGRATIONS: [Migration; 3] = [
     Migration::Sql(&[
         "CREATE TABLE IF NOT EXISTS device (
             one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
@@ -48,6 +48,11 @@ pub const MIGRATIONS: [Migration; 2] = [
     ]),
     // Added on every construction by releases from before versioning.
     Migration::AddColumns(&[("messages", "expires_at", "INTEGER")]),
+    // Inbound messages are kept too, for `GET …/messages/{id}`; every earlier row was outbound.
+    Migration::Sql(&[
+        "ALTER TABLE messages ADD COLUMN direction TEXT NOT NULL DEFAULT 'out'",
+        "ALTER TABLE messages ADD COLUMN participant TEXT",
+    ]),
 ];
 
 /// What a one-time code message shows once it left: the code itself is not kept.
@@ -96,6 +101,8 @@ pub struct MessageRow {
     pub sensitive: i64,
     /// A one-time code's expiry (Unix ms), from `NewMessage::code_expires_at`.
     pub expires_at: Option<u64>,
+    pub direction: String,
+    pub participant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +387,8 @@ pub fn message(sql: &impl Sql, app_id: &AppId, message_id: &MessageId) -> Result
         .ok_or_else(|| ApiError::not_found("message"))?;
     let decode = |e: serde_json::Error| ApiError::internal(format!("stored message {} is corrupt: {e}", row.id));
     Ok(MessageView {
+        direction: Direction::parse(&row.direction).ok_or_else(|| ApiError::internal("stored direction is unknown"))?,
+        participant: row.participant,
         device_id: message_id.device().to_string(),
         recipient: serde_json::from_str(&row.recipient).map_err(decode)?,
         content: serde_json::from_str(&row.content).map_err(decode)?,
@@ -500,7 +509,7 @@ fn stamped(status: MessageStatus) -> Option<&'static str> {
         MessageStatus::Delivered => Some("delivered_at"),
         MessageStatus::Read => Some("read_at"),
         MessageStatus::Failed => Some("failed_at"),
-        MessageStatus::Queued | MessageStatus::Sending => None,
+        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => None,
     }
 }
 
@@ -562,6 +571,9 @@ pub fn advance(
         error_code: updated.error_code.clone(),
         error_reason: updated.error_reason,
         trace_id: updated.trace_id,
+        sent_at: updated.sent_at,
+        delivered_at: updated.delivered_at,
+        read_at: updated.read_at,
     };
     let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
     let event = Event::new(Some(device_id), at, what);
@@ -614,10 +626,12 @@ pub fn apply(
         EventKind::MessageFailed { message_id, code, reason } => {
             advance(sql, &message_id, MessageStatus::Failed, at, None, Some((code, reason)))
         }
-        EventKind::Inbound { external_id, from, push_name, content } => {
-            let device_id = device(sql)?.id()?;
+        EventKind::Inbound { external_id, from, push_name, content, participant } => {
+            let device = device(sql)?;
+            let device_id = device.id()?;
             let group = from.ends_with("@g.us");
-            let from = from.split('@').next().unwrap_or_default().to_owned();
+            let user = |jid: String| jid.split('@').next().unwrap_or_default().to_owned();
+            let (from, participant) = (user(from), participant.map(user));
             let (kind, body) = match &content {
                 Content::Text { text } => ("text", Some(text.clone())),
                 Content::Media { kind, caption, .. } => (kind.as_str(), caption.clone()),
@@ -628,14 +642,34 @@ pub fn apply(
                 Content::Media { media: file, .. } => Some(media(file, at)?),
                 _ => None,
             };
+            let message_id = MessageId::generate(&device_id);
+            let chat = if group { Recipient::Group(from.clone()) } else { Recipient::Phone(from.clone()) };
+            // Kept as the app's outbound messages are, for as long, so its id can be looked up.
+            sql.run(
+                "INSERT INTO messages (id, app_id, recipient, content, status, external_id, trace_id, created_at,
+                 direction, participant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    message_id.as_str().into(),
+                    device.app_id.as_str().into(),
+                    serde_json::to_string(&chat).map_err(ApiError::internal)?.into(),
+                    serde_json::to_string(&content).map_err(ApiError::internal)?.into(),
+                    MessageStatus::Received.as_str().into(),
+                    external_id.as_str().into(),
+                    trace_id().into(),
+                    at.into(),
+                    Direction::In.as_str().into(),
+                    participant.clone().into(),
+                ],
+            )?;
             let what = What::MessageIncoming(Box::new(Incoming {
-                message_id: MessageId::generate(&device_id),
+                message_id,
                 from,
                 body,
                 device_id: device_id.clone(),
                 external_id,
                 name: push_name,
                 group,
+                participant,
                 kind: kind.to_owned(),
                 content,
                 media,
@@ -904,13 +938,14 @@ mod tests {
     }
 
     #[test]
-    fn an_inbound_group_message_names_its_group() {
+    fn an_inbound_group_message_names_its_group_and_author_and_is_kept_for_its_app() {
         let sql = store();
         let inbound = EventKind::Inbound {
             external_id: "wamid.in".into(),
             from: "120363025246125244@g.us".into(),
             push_name: Some("Ann".into()),
             content: Content::Text { text: "hello".into() },
+            participant: Some("447911123456@s.whatsapp.net".into()),
         };
         let no_media = |_: &MediaRef, _| -> Result<InboundMedia, ApiError> { unreachable!("no file") };
         let follow_ups = apply(&sql, bridge("e1", 10, inbound), no_media).unwrap();
@@ -920,7 +955,23 @@ mod tests {
         assert_eq!(event.name(), EventName::MessageIncoming);
         let What::MessageIncoming(incoming) = &event.what else { panic!("{event:?}") };
         assert_eq!((incoming.from.as_str(), incoming.group), ("120363025246125244", true));
+        assert_eq!(incoming.participant.as_deref(), Some("447911123456"));
         assert_eq!((incoming.body.as_deref(), incoming.name.as_deref()), (Some("hello"), Some("Ann")));
+
+        let shown = super::message(&sql, &app(), &incoming.message_id).unwrap();
+        assert_eq!((shown.direction, shown.status), (Direction::In, MessageStatus::Received));
+        assert_eq!(shown.recipient, Recipient::Group("120363025246125244".into()));
+        assert_eq!(
+            (shown.external_id.as_deref(), shown.participant.as_deref()),
+            (Some("wamid.in"), Some("447911123456"))
+        );
+        assert_eq!(shown.content, Content::Text { text: "hello".into() });
+        let other = AppId::parse("app_fedcba9876543210").unwrap();
+        assert!(matches!(super::message(&sql, &other, &incoming.message_id), Err(ApiError::NotFound { .. })));
+        assert!(advance(&sql, incoming.message_id.as_str(), MessageStatus::Read, 11, None, None).unwrap().is_empty());
+        assert!(due(&sql, 100).unwrap().is_none(), "an inbound message is never sent");
+        trim(&sql, 11).unwrap();
+        assert!(message_row(&sql, &incoming.message_id).unwrap().is_none(), "kept as long as outbound ones");
     }
 
     #[test]
