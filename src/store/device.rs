@@ -502,14 +502,15 @@ pub fn trim(sql: &impl Sql, cutoff: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The column a status stamps with its time.
-fn stamped(status: MessageStatus) -> Option<&'static str> {
+/// The time columns a move to `status` stamps (each once: an earlier stamp stays), with the
+/// steps a skipping receipt passed over (read before delivered); none for a status no report sets.
+fn stamped(status: MessageStatus) -> &'static [&'static str] {
     match status {
-        MessageStatus::Sent => Some("sent_at"),
-        MessageStatus::Delivered => Some("delivered_at"),
-        MessageStatus::Read => Some("read_at"),
-        MessageStatus::Failed => Some("failed_at"),
-        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => None,
+        MessageStatus::Sent => &["sent_at"],
+        MessageStatus::Delivered => &["sent_at", "delivered_at"],
+        MessageStatus::Read => &["sent_at", "delivered_at", "read_at"],
+        MessageStatus::Failed => &["failed_at"],
+        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => &[],
     }
 }
 
@@ -524,7 +525,10 @@ pub fn advance(
     external_id: Option<String>,
     failure: Option<(String, String)>,
 ) -> Result<Vec<FollowUp>, ApiError> {
-    let Some(time_column) = stamped(next) else { return Ok(vec![]) };
+    let columns = stamped(next);
+    if columns.is_empty() {
+        return Ok(vec![]);
+    }
     let Some(id) = MessageId::parse(message_id) else { return Ok(vec![]) };
     let Some(row) = message_row(sql, &id)? else { return Ok(vec![]) };
     let current = MessageStatus::parse(&row.status).ok_or_else(|| ApiError::internal("stored status is unknown"))?;
@@ -532,26 +536,18 @@ pub fn advance(
         return Ok(vec![]);
     }
     let (code, reason) = failure.unzip();
+    // One assignment per column: SQLite keeps only the last of several to the same column.
+    let stamps: String = columns.iter().map(|c| format!(", {c} = COALESCE({c}, ?)")).collect();
+    let mut binds = vec![next.as_str().into(), external_id.into(), code.into(), reason.into()];
+    binds.extend(columns.iter().map(|_| at.into()));
+    binds.push(id.as_str().into());
     sql.run(
         &format!(
-            "UPDATE messages SET status = ?, {time_column} = ?, external_id = COALESCE(?, external_id),
-             error_code = COALESCE(?, error_code), error_reason = COALESCE(?, error_reason),
-             sent_at = CASE WHEN ? THEN COALESCE(sent_at, ?) ELSE sent_at END,
-             delivered_at = CASE WHEN ? THEN COALESCE(delivered_at, ?) ELSE delivered_at END
+            "UPDATE messages SET status = ?, external_id = COALESCE(?, external_id),
+             error_code = COALESCE(?, error_code), error_reason = COALESCE(?, error_reason){stamps}
              WHERE id = ?"
         ),
-        vec![
-            next.as_str().into(),
-            at.into(),
-            external_id.into(),
-            code.into(),
-            reason.into(),
-            matches!(next, MessageStatus::Delivered | MessageStatus::Read).into(),
-            at.into(),
-            (next == MessageStatus::Read).into(),
-            at.into(),
-            id.as_str().into(),
-        ],
+        binds,
     )?;
     if row.sensitive != 0 && matches!(next, MessageStatus::Sent | MessageStatus::Failed) {
         let withheld = Content::Text { text: WITHHELD_TEXT.into() };
@@ -894,6 +890,34 @@ mod tests {
         assert!(advance(&sql, id.as_str(), MessageStatus::Delivered, 40, None, None).unwrap().is_empty());
         assert_eq!(status(&sql, &id), MessageStatus::Read);
         assert!(advance(&sql, "msg_unknown", MessageStatus::Sent, 40, None, None).unwrap().is_empty());
+    }
+
+    /// Each status stamps its own time (the SQL once assigned `sent_at` and `delivered_at` twice,
+    /// and SQLite keeps only the last assignment), and its event says when each step happened.
+    #[test]
+    fn each_step_stamps_its_time_and_its_event_carries_them() {
+        let sql = store();
+        let id = queued(&sql, message(Priority::Normal, None, 5));
+        let times = |follow_ups: Vec<FollowUp>| {
+            let Some(FollowUp::App(AppOutboxOp::Record(app::Record { event }))) = follow_ups.into_iter().next() else {
+                panic!("no event")
+            };
+            let (What::MessageSent(p) | What::MessageDelivered(p) | What::MessageRead(p)) = event.what else {
+                panic!("{event:?}")
+            };
+            (p.sent_at, p.delivered_at, p.read_at)
+        };
+        let sent = advance(&sql, id.as_str(), MessageStatus::Sent, 10, Some("wamid".into()), None).unwrap();
+        assert_eq!(times(sent), (Some(10), None, None));
+        let delivered = advance(&sql, id.as_str(), MessageStatus::Delivered, 20, None, None).unwrap();
+        assert_eq!(times(delivered), (Some(10), Some(20), None));
+        let read = advance(&sql, id.as_str(), MessageStatus::Read, 30, None, None).unwrap();
+        assert_eq!(times(read), (Some(10), Some(20), Some(30)));
+        let shown = super::message(&sql, &app(), &id).unwrap();
+        assert_eq!(
+            (shown.sent_at, shown.delivered_at, shown.read_at, shown.failed_at),
+            (Some(10), Some(20), Some(30), None)
+        );
     }
 
     #[test]
