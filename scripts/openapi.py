@@ -109,6 +109,54 @@ def media_body() -> dict:
     }
 
 
+MESSAGE_TYPE = {"type": "string", "enum": ["TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "STICKER", "LOCATION", "REACTION"]}
+PARTICIPANT = {"type": "string", "description": "wagate's addition: in a group message, the JID of the member who wrote it (`…@s.whatsapp.net`); `remoteJid` is the group's (`…@g.us`)."}
+# The SPWP names an endpoint's `events` filter takes besides LoginWA's (each stands for the events it is sent for).
+SPWP_EVENT_NAMES = ["MESSAGE_RECEIVED", "MESSAGE_STATUS", "ACCOUNT_CONNECTED", "ACCOUNT_DISCONNECTED"]
+
+
+def spwp_event_schemas() -> dict:
+    """The bodies a `format: spwp` webhook endpoint receives."""
+    def envelope(name: str, data: dict, account: str = "The WhatsApp account it concerns.") -> dict:
+        return {"type": "object", "required": ["event", "accountId", "occurredAt", "data"], "properties": {
+            "event": {"const": name}, "accountId": {"type": ["string", "null"], "description": account},
+            "occurredAt": {"type": "string", "format": "date-time"}, "data": data}}
+    date = {"type": "string", "format": "date-time"}
+    account = {"type": "object", "required": ["status", "phoneNumber", "reason"], "properties": {
+        "status": {"type": "string"}, "phoneNumber": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]}}}
+    return {
+        "MessageReceivedEvent": envelope("MESSAGE_RECEIVED", {"type": "object", "required": ["id", "direction", "type", "remoteJid", "externalId", "status", "payload"], "properties": {
+            "id": {"type": "string", "description": "Looked up by `GET /api/v1/public/messages/{id}`."}, "direction": {"const": "IN"}, "type": MESSAGE_TYPE,
+            "remoteJid": {"type": "string"}, "participant": PARTICIPANT, "externalId": {"type": "string"},
+            "status": {"const": "RECEIVED"}, "payload": ref("Payload")}}),
+        "MessageStatusEvent": envelope("MESSAGE_STATUS", {"type": "object", "required": ["id", "status"], "properties": {
+            "id": {"type": "string"}, "externalId": {"type": "string"}, "status": {"type": "string", "enum": ["SENT", "DELIVERED", "READ", "FAILED"]},
+            "sentAt": date, "deliveredAt": date, "readAt": date,
+            "errorCode": {"type": "string", "description": "FAILED only."}, "errorReason": {"type": "string", "description": "FAILED only."}}}),
+        "AccountConnectedEvent": envelope("ACCOUNT_CONNECTED", account),
+        "AccountDisconnectedEvent": envelope("ACCOUNT_DISCONNECTED", account),
+        "WebhookTestEvent": envelope("WEBHOOK_TEST", {"type": "object", "required": ["webhookId", "message"], "properties": {
+            "webhookId": {"type": "string"}, "message": {"type": "string"}}}, "The account the endpoint is limited to, if any."),
+    }
+
+
+def spwp_webhooks() -> dict:
+    headers = {name: {"in": "header", "name": name, "required": True, "schema": {"type": "string"}} for name in ("X-WA-Event", "X-WA-Delivery-Id", "X-WA-Timestamp", "X-WA-Signature")}
+    said = {
+        "MESSAGE_RECEIVED": ("MessageReceivedEvent", "An inbound message arrived (text, media, location, reaction)."),
+        "MESSAGE_STATUS": ("MessageStatusEvent", "A message you sent moved on: SENT → DELIVERED → READ, or FAILED."),
+        "ACCOUNT_CONNECTED": ("AccountConnectedEvent", "The account paired and is online."),
+        "ACCOUNT_DISCONNECTED": ("AccountDisconnectedEvent", "The account went offline; `reason` says why when known."),
+        "WEBHOOK_TEST": ("WebhookTestEvent", "wagate's addition: what `POST /api/v1/webhooks/{id}/test` sends to an `spwp` endpoint."),
+    }
+    return {name: {"post": {
+        "operationId": f"webhook{''.join(w.title() for w in name.split('_'))}", "summary": summary,
+        "description": "Signed `X-WA-Signature: t=<X-WA-Timestamp>,v1=<hex HMAC-SHA256 of \"<X-WA-Timestamp>.<raw body>\">`.",
+        "parameters": list(headers.values()),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(schema)}}},
+        "responses": {"200": {"description": "Any 2xx acknowledges the delivery"}}}} for name, (schema, summary) in said.items()}
+
+
 def spwp() -> dict:
     data_url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     paths = {
@@ -136,7 +184,7 @@ def spwp() -> dict:
             },
         }},
         "/api/v1/public/messages/{id}": {"get": {
-            "operationId": "getMessage", "summary": "A message and its status", "tags": ["messages"],
+            "operationId": "getMessage", "summary": "A message sent or received, and its status", "tags": ["messages"],
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": {**json_body(ref("MessageEnvelope")), "headers": RATE_HEADERS},
@@ -156,6 +204,7 @@ def spwp() -> dict:
         "security": [{"apiKey": []}],
         "tags": [{"name": "messages"}],
         "paths": paths,
+        "webhooks": spwp_webhooks(),
         "components": {
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
@@ -167,17 +216,31 @@ def spwp() -> dict:
             "schemas": {
                 "Meta": {"type": "object", "required": ["requestId", "timestamp"], "properties": {
                     "requestId": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"}}},
-                "Message": {"type": "object", "required": ["id", "accountId", "direction", "type", "remoteJid", "status", "payload", "createdAt"], "properties": {
-                    "id": {"type": "string"}, "accountId": {"type": "string"}, "direction": {"const": "OUT"},
-                    "type": {"type": "string", "enum": ["TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "STICKER", "LOCATION", "REACTION"]},
-                    "remoteJid": {"type": "string"},
-                    "status": {"type": "string", "enum": ["QUEUED", "SENDING", "SENT", "DELIVERED", "READ", "FAILED"]},
-                    "payload": {"type": "object"}, "externalId": {"type": "string"},
+                "Message": {"type": "object", "required": ["id", "accountId", "direction", "type", "remoteJid", "status", "payload", "createdAt"],
+                    "description": "A message the account sent (`OUT`) or received (`IN`, status `RECEIVED`, looked up by the id its `MESSAGE_RECEIVED` webhook carried; only by the app that received it).",
+                    "properties": {
+                    "id": {"type": "string"}, "accountId": {"type": "string"}, "direction": {"type": "string", "enum": ["IN", "OUT"]},
+                    "type": MESSAGE_TYPE,
+                    "remoteJid": {"type": "string", "description": "The chat: the recipient, or the sender (a group's JID for a group message)."},
+                    "participant": PARTICIPANT,
+                    "status": {"type": "string", "enum": ["QUEUED", "SENDING", "SENT", "DELIVERED", "READ", "FAILED", "RECEIVED"]},
+                    "payload": ref("Payload"), "externalId": {"type": "string"},
                     "errorCode": {"type": "string"}, "errorReason": {"type": "string"},
                     "createdAt": {"type": "string", "format": "date-time"}, "sentAt": {"type": "string", "format": "date-time"},
                     "deliveredAt": {"type": "string", "format": "date-time"}, "readAt": {"type": "string", "format": "date-time"},
                     "failedAt": {"type": "string", "format": "date-time"}}},
                 "MessageEnvelope": {"type": "object", "required": ["data", "meta"], "properties": {"data": ref("Message"), "meta": ref("Meta")}},
+                "Payload": {"description": "What the message carries, by `type`; lookups and `MESSAGE_RECEIVED` show the same shape.", "anyOf": [
+                    {"title": "TEXT", "type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": {"type": "string"}}},
+                    {"title": "IMAGE, VIDEO, AUDIO, DOCUMENT, STICKER", "type": "object", "required": ["mimeType", "size", "sha256"], "properties": {
+                        "mimeType": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"},
+                        "caption": {"type": "string"}, "fileName": {"type": "string"},
+                        "mediaUrl": {"type": "string", "description": "`MESSAGE_RECEIVED` only: a time-limited link to the received file."}}},
+                    {"title": "LOCATION", "type": "object", "required": ["latitude", "longitude"], "properties": {
+                        "latitude": {"type": "number"}, "longitude": {"type": "number"}, "name": {"type": "string"}, "address": {"type": "string"}}},
+                    {"title": "REACTION", "type": "object", "required": ["targetExternalId", "emoji"], "properties": {
+                        "targetExternalId": {"type": "string"}, "emoji": {"type": "string", "description": "Empty: the reaction was removed."}}}]},
+                **spwp_event_schemas(),
                 "Error": {"type": "object", "required": ["statusCode", "code", "message", "details", "path", "timestamp", "requestId"], "properties": {
                     "statusCode": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
                     "details": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
@@ -323,7 +386,8 @@ def loginwa() -> dict:
     e164 = {"type": "string", "pattern": "^\\+?[1-9][0-9]{6,14}$"}
     webhook_body = {
         "url": {"type": "string", "format": "iri", "pattern": "^https?://", "maxLength": 2048},
-        "events": {"type": "array", "items": {"type": "string", "enum": EVENT_NAMES}},
+        "events": {"type": "array", "description": "LoginWA event names; SPWP's (`MESSAGE_RECEIVED`, `MESSAGE_STATUS`, `ACCOUNT_CONNECTED`, `ACCOUNT_DISCONNECTED`) are taken too and stored as the events they stand for. Empty: every event.",
+                   "items": {"type": "string", "enum": EVENT_NAMES + SPWP_EVENT_NAMES}},
         "secret": {"type": "string", "minLength": 16, "maxLength": 256},
         "retry_count": {"type": "integer", "minimum": 0, "maximum": 10},
         "format": {"type": "string", "enum": ["loginwa", "spwp", "standard"]},
@@ -401,7 +465,7 @@ def loginwa() -> dict:
                         body={k: v for k, v in webhook_body.items() if k in ("url", "events", "secret", "retry_count")} | {"active": {"type": "boolean"}}, body_required=False),
             "delete": lw("deleteWebhook", "Remove an endpoint", "webhooks", ("200", SUCCESS), "404", params=[webhook_id]),
         },
-        "/api/v1/webhooks/{id}/test": {"post": lw("testWebhook", "Send a signed webhook.test", "webhooks", ("200", SUCCESS), "404", params=[webhook_id])},
+        "/api/v1/webhooks/{id}/test": {"post": lw("testWebhook", "Send a signed webhook.test (to an `spwp` endpoint: an SPWP `WEBHOOK_TEST` event)", "webhooks", ("200", SUCCESS), "404", params=[webhook_id])},
         "/api/v1/webhooks/{id}/regenerate-secret": {"post": lw("regenerateSecret", "A new secret; the old one signs too for 24 h", "webhooks", ("200", {"type": "object", "required": ["id", "secret"], "properties": {
             "id": {"type": "string"}, "secret": {"type": "string"}, "previous_secret_valid_until": DATE}}), "404", params=[webhook_id])},
         "/api/v1/webhooks/{id}/deliveries": {"get": lw("listDeliveries", "Deliveries, newest first", "webhooks", ("200", {"type": "object", "required": ["deliveries"], "properties": {

@@ -273,6 +273,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         push_name: Option<String>,
         content: Content,
+        /// A group message's author, as a person's JID (`from` is then the group's). Absent
+        /// otherwise, and from bridges that predate it, which read and write the old bodies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant: Option<String>,
     },
 }
 
@@ -331,6 +335,14 @@ mod tests {
         let json = serde_json::to_value(&otp).unwrap();
         assert_eq!(json["expires_at_ms"], 1_800_000_000_000u64);
         assert_eq!(serde_json::from_value::<SendRequest>(json).unwrap(), otp);
+    }
+
+    #[test]
+    fn an_inbound_without_participant_is_the_old_shape() {
+        let old = r#"{"type":"inbound","external_id":"3EB0","from":"1@s.whatsapp.net","content":{"type":"text","text":"hi"}}"#;
+        let kind: EventKind = serde_json::from_str(old).unwrap();
+        assert!(matches!(&kind, EventKind::Inbound { participant: None, .. }), "{kind:?}");
+        assert_eq!(serde_json::to_string(&kind).unwrap(), old);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Received {
     /// Where a reply goes, as a JID string.
     pub from: String,
     pub push_name: Option<String>,
+    /// In a group, the member who wrote it, as a JID string.
+    pub participant: Option<String>,
     pub body: ReceivedBody,
 }
 
@@ -80,17 +82,27 @@ impl Refusal {
 
 /// The event to forward for `received`, or why it is dropped.
 pub fn screen(received: Received) -> Result<EventKind, Refusal> {
-    let Received { external_id, from, push_name, body } = received;
+    let Received { external_id, from, push_name, participant, body } = received;
     if !is_message_id(&external_id) {
         return Err(Refusal::MessageId);
     }
-    let from = Jid::parse(&from).map_err(|_| Refusal::Sender)?.to_string();
+    let from = Jid::parse(&from).map_err(|_| Refusal::Sender)?;
+    // Only a group has members; an author that is not a person's number (a LID alias) is
+    // left out rather than the message refused: the message stands without it.
+    let participant = match from {
+        Jid::Group(_) => participant.and_then(|p| match Jid::parse(&p) {
+            Ok(author @ Jid::User(_)) => Some(author.to_string()),
+            _ => None,
+        }),
+        Jid::User(_) => None,
+    };
+    let from = from.to_string();
     let content = match body {
         ReceivedBody::Content(content) => screen_content(content)?,
         ReceivedBody::Unsupported { .. } => return Err(Refusal::Unsupported),
     };
     let push_name = push_name.and_then(|name| trimmed(&name, MAX_NAME_CHARS));
-    Ok(EventKind::Inbound { external_id, from, push_name, content })
+    Ok(EventKind::Inbound { external_id, from, push_name, content, participant })
 }
 
 fn screen_content(content: Content) -> Result<Content, Refusal> {
@@ -180,6 +192,7 @@ mod tests {
             external_id: "3EB0A1B2C3D4E5F60718".into(),
             from: FROM.into(),
             push_name: Some("Ann".into()),
+            participant: None,
             body: ReceivedBody::Content(body),
         }
     }
@@ -223,6 +236,27 @@ mod tests {
         }
         let poll = Received { body: ReceivedBody::Unsupported { kind: "poll".into() }, ..ok };
         assert_eq!(screen(poll), Err(Refusal::Unsupported));
+    }
+
+    #[test]
+    fn only_a_group_message_names_its_author_and_only_by_number() {
+        let participant_of = |from: &str, participant: &str| {
+            let received = Received {
+                from: from.into(),
+                participant: Some(participant.into()),
+                ..received(Content::Text { text: "hi".into() })
+            };
+            let Ok(EventKind::Inbound { participant, .. }) = screen(received) else { panic!("refused") };
+            participant
+        };
+        let group = "120363025246125486@g.us";
+        assert_eq!(
+            participant_of(group, "447911123456@s.whatsapp.net").as_deref(),
+            Some("447911123456@s.whatsapp.net")
+        );
+        assert_eq!(participant_of(group, "98765432101234@lid"), None, "a LID alias is left out");
+        assert_eq!(participant_of(group, "1@g.us"), None);
+        assert_eq!(participant_of(FROM, "447911123456@s.whatsapp.net"), None, "a direct chat has no members");
     }
 
     #[test]
@@ -320,9 +354,10 @@ mod tests {
                     external_id: external_id.clone(),
                     from: from.clone(),
                     push_name: name.clone(),
+                    participant: None,
                     body: ReceivedBody::Content(body),
                 });
-                let Ok(EventKind::Inbound { external_id: id, from: sender, push_name, content }) = forwarded else { continue };
+                let Ok(EventKind::Inbound { external_id: id, from: sender, push_name, content, .. }) = forwarded else { continue };
                 prop_assert!(Jid::parse(&sender).is_ok());
                 prop_assert!(is_message_id(&id));
                 let bounded = |s: &Option<String>, max: usize| {

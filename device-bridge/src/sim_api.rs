@@ -23,7 +23,7 @@ use crate::engine::Location;
 use crate::error::{ApiError, JsonBody};
 use crate::ids::DeviceId;
 use crate::inbound::ReceivedBody;
-use crate::jid::{is_group_id, PhoneNumber};
+use crate::jid::{is_group_id, Jid, PhoneNumber};
 use crate::media::{parse_mime_type, MediaStore};
 use crate::pair_code::PairCode;
 
@@ -91,7 +91,10 @@ struct PairRequest {
 #[derive(Deserialize)]
 struct InboundRequest {
     device_id: String,
+    /// A phone number, or a group's JID (`<group id>@g.us`) for a group message.
     from: String,
+    /// A group message's author: a phone number (unchecked: any string).
+    participant: Option<String>,
     /// The sender's WhatsApp display name.
     name: Option<String>,
     text: Option<String>,
@@ -185,16 +188,32 @@ async fn disconnect(State(api): State<SimApi>, Path(device_id): Path<String>) ->
 
 async fn inbound(State(api): State<SimApi>, JsonBody(req): JsonBody<InboundRequest>) -> Result<Json<Value>, ApiError> {
     let device_id = DeviceId::parse(&req.device_id).map_err(ApiError::invalid_request)?;
-    let (from, body) =
+    let (from, participant, body) =
         if req.unchecked { unchecked(&req, &api.media).await? } else { checked(&req, &api.media).await? };
     let external_id = req.external_id.filter(|_| req.unchecked);
-    let external_id = api.sim.inbound(&device_id, from, external_id, req.name, body)?;
+    let external_id = api.sim.inbound(&device_id, from, participant, external_id, req.name, body)?;
     Ok(Json(json!({ "external_id": external_id })))
 }
 
-/// What a genuine WhatsApp client can send.
-async fn checked(req: &InboundRequest, media: &MediaStore) -> Result<(String, ReceivedBody), ApiError> {
-    let from = PhoneNumber::parse(&req.from).map_err(ApiError::invalid_request)?;
+/// The chat, its author in a group, and what was sent.
+type Inbound = (String, Option<String>, ReceivedBody);
+
+/// What a genuine WhatsApp client can send: from a number, or from a group's member.
+async fn checked(req: &InboundRequest, media: &MediaStore) -> Result<Inbound, ApiError> {
+    let (from, participant) = match (Jid::parse(&req.from), &req.participant) {
+        (Ok(group @ Jid::Group(_)), Some(author)) => {
+            let author =
+                PhoneNumber::parse(author).map_err(|e| ApiError::invalid_request(format!("participant: {e}")))?;
+            (group, Some(author.jid().to_string()))
+        }
+        (Ok(Jid::Group(_)), None) => {
+            return Err(ApiError::invalid_request("a group message needs its participant, the member who wrote it"))
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::invalid_request("participant is for group messages (from: <group id>@g.us)"))
+        }
+        (_, None) => (PhoneNumber::parse(&req.from).map_err(ApiError::invalid_request)?.jid(), None),
+    };
     if req.kind.is_some() || req.external_id.is_some() {
         return Err(ApiError::invalid_request("kind and external_id are for unchecked inbound only"));
     }
@@ -218,19 +237,23 @@ async fn checked(req: &InboundRequest, media: &MediaStore) -> Result<(String, Re
         }
         _ => return Err(ApiError::invalid_request("give exactly one of text, media, location and reaction")),
     };
-    Ok((from.jid().to_string(), ReceivedBody::Content(content)))
+    Ok((from.to_string(), participant, ReceivedBody::Content(content)))
 }
 
 /// As the real engine decodes what a modified client sent: fields as they came,
 /// numbers as the protobuf doubles carried them. Only what makes a request at all
 /// (one kind of content, media bytes to store) is required.
-async fn unchecked(req: &InboundRequest, media: &MediaStore) -> Result<(String, ReceivedBody), ApiError> {
-    // The engine reports a direct chat by the sender's JID.
-    let from = if !req.from.is_empty() && req.from.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{}@s.whatsapp.net", req.from)
-    } else {
-        req.from.clone()
+async fn unchecked(req: &InboundRequest, media: &MediaStore) -> Result<Inbound, ApiError> {
+    // The engine reports a person (the sender of a direct chat, a group's author) by their JID.
+    let person = |id: &str| {
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{id}@s.whatsapp.net")
+        } else {
+            id.to_owned()
+        }
     };
+    let from = person(&req.from);
+    let participant = req.participant.as_deref().map(person);
     let content = match (&req.text, &req.media, &req.location, &req.reaction, &req.kind) {
         (Some(text), None, None, None, None) => Content::Text { text: text.clone() },
         (None, Some(m), None, None, None) => received_media(m, m.mime_type.clone(), media).await?,
@@ -243,10 +266,12 @@ async fn unchecked(req: &InboundRequest, media: &MediaStore) -> Result<(String, 
         (None, None, None, Some(r), None) => {
             Content::Reaction { target_external_id: r.external_id.clone(), emoji: r.emoji.clone() }
         }
-        (None, None, None, None, Some(kind)) => return Ok((from, ReceivedBody::Unsupported { kind: kind.clone() })),
+        (None, None, None, None, Some(kind)) => {
+            return Ok((from, participant, ReceivedBody::Unsupported { kind: kind.clone() }))
+        }
         _ => return Err(ApiError::invalid_request("give exactly one of text, media, location, reaction and kind")),
     };
-    Ok((from, ReceivedBody::Content(content)))
+    Ok((from, participant, ReceivedBody::Content(content)))
 }
 
 /// Stores the file the phone sent, as a real engine stores what it downloads.

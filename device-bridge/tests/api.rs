@@ -219,11 +219,39 @@ async fn sim_control_api_plays_the_phones() {
             external_id,
             from: jid(FRIEND),
             push_name: None,
-            content: wagate_contract::wire::Content::Text { text: "hi".into() }
+            content: wagate_contract::wire::Content::Text { text: "hi".into() },
+            participant: None,
         }
     );
     let bad_inbound = Some(json!({ "device_id": "dev_a", "from": "14155552671@s.whatsapp.net", "text": "hi" }));
     assert_eq!(bridge.sim("POST", "/sim/inbound", bad_inbound).await.0, StatusCode::BAD_REQUEST);
+
+    // A group message, as CONTRACT.md has the simulator take it: the group and its author.
+    let group = |participant: Value| {
+        Some(
+            json!({ "device_id": "dev_a", "from": "120363025246125486@g.us", "participant": participant, "text": "hi all" }),
+        )
+    };
+    let (status, body) = bridge.sim("POST", "/sim/inbound", group(json!("447911123456"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let external_id = body["external_id"].as_str().unwrap().to_owned();
+    let event = worker
+        .wait_for(
+            "group Inbound",
+            |e| matches!(&e.kind, EventKind::Inbound { external_id: id, .. } if *id == external_id),
+        )
+        .await;
+    let EventKind::Inbound { from, participant, .. } = event.kind else { unreachable!() };
+    assert_eq!(
+        (from.as_str(), participant.as_deref()),
+        ("120363025246125486@g.us", Some("447911123456@s.whatsapp.net"))
+    );
+    for bad in [json!(null), json!("12"), json!("120363025246125486@g.us"), json!(5)] {
+        assert_eq!(bridge.sim("POST", "/sim/inbound", group(bad.clone())).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let direct_with_author =
+        Some(json!({ "device_id": "dev_a", "from": FRIEND, "participant": "447911123456", "text": "hi" }));
+    assert_eq!(bridge.sim("POST", "/sim/inbound", direct_with_author).await.0, StatusCode::BAD_REQUEST);
 
     assert_eq!(bridge.sim("POST", "/sim/devices/dev_a/disconnect", None).await.0, StatusCode::OK);
     let event = worker.wait_for("Disconnected", |e| matches!(e.kind, EventKind::Disconnected { .. })).await;
@@ -245,7 +273,7 @@ async fn sim_control_api_plays_the_phones() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["qr_updated", "connected", "inbound", "disconnected"]);
+    assert_eq!(kinds, ["qr_updated", "connected", "inbound", "inbound", "disconnected"]);
 }
 
 #[tokio::test]

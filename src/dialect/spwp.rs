@@ -8,7 +8,7 @@ use wagate_contract::wire::{Content, MediaKind};
 
 use super::RequestMeta;
 use crate::domain::error::{ApiError, Rule};
-use crate::domain::message::MessageStatus;
+use crate::domain::message::{Direction, MessageStatus};
 use crate::domain::phone::Recipient;
 
 pub fn envelope(data: Value, meta: &RequestMeta) -> Value {
@@ -34,7 +34,11 @@ pub enum PhoneCheck {
 pub struct MessageFields<'a> {
     pub id: &'a str,
     pub device_id: &'a str,
+    pub direction: Direction,
+    /// The chat: the recipient of an outbound message, the sender (or group) of an inbound one.
     pub recipient: &'a Recipient,
+    /// An inbound group message's author, by number.
+    pub participant: Option<&'a str>,
     pub content: &'a Content,
     pub status: MessageStatus,
     pub external_id: Option<&'a str>,
@@ -42,19 +46,26 @@ pub struct MessageFields<'a> {
     pub error_reason: Option<&'a str>,
 }
 
-/// An outbound message as SPWP shows it; `times` are the `…At` fields already formatted.
+/// A message as SPWP shows it; `times` are the `…At` fields already formatted.
 pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static str, String)>) -> Value {
     let (kind, payload) = content(m.content);
+    let direction = match m.direction {
+        Direction::In => "IN",
+        Direction::Out => "OUT",
+    };
     let mut body = json!({
         "id": m.id,
         "accountId": m.device_id,
-        "direction": "OUT",
+        "direction": direction,
         "type": kind,
         "remoteJid": m.recipient.jid(),
         "status": m.status,
         "payload": payload,
     });
     let fields = body.as_object_mut().expect("built as an object");
+    if let Some(number) = m.participant {
+        fields.insert("participant".into(), Recipient::Phone(number.to_owned()).jid().into());
+    }
     let optional = [("externalId", m.external_id), ("errorCode", m.error_code), ("errorReason", m.error_reason)];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -67,7 +78,8 @@ pub fn message(m: MessageFields<'_>, times: impl IntoIterator<Item = (&'static s
     body
 }
 
-/// SPWP's message `type` and `payload` for what a message carries.
+/// SPWP's message `type` and `payload` for what a message carries, sent or received: message
+/// lookups and `MESSAGE_RECEIVED` webhooks show the same shape.
 pub fn content(content: &Content) -> (&'static str, Value) {
     match content {
         Content::Text { text } => ("TEXT", json!({ "text": text })),
@@ -242,7 +254,9 @@ mod tests {
         let fields = MessageFields {
             id: "msg_1",
             device_id: "dev_1",
+            direction: Direction::Out,
             recipient: &recipient,
+            participant: None,
             content: &content,
             status: MessageStatus::Failed,
             external_id: None,
@@ -258,6 +272,68 @@ mod tests {
                 "errorCode": "engine_error", "errorReason": "boom", "createdAt": "2026-05-04T13:24:18.835Z",
             })
         );
+    }
+
+    /// An inbound group message looked up: the reference's message shape, direction IN.
+    #[test]
+    fn a_received_message_shows_its_chat_and_author() {
+        let group = Recipient::Group("120363025246125486".into());
+        let content = Content::Text { text: "hi all".into() };
+        let fields = MessageFields {
+            id: "msg_1",
+            device_id: "dev_1",
+            direction: Direction::In,
+            recipient: &group,
+            participant: Some("447911123456"),
+            content: &content,
+            status: MessageStatus::Received,
+            external_id: Some("3EB08703"),
+            error_code: None,
+            error_reason: None,
+        };
+        let body = message(fields, [("createdAt", "2026-05-04T13:24:21.402Z".to_owned())]);
+        assert_eq!(
+            body,
+            json!({
+                "id": "msg_1", "accountId": "dev_1", "direction": "IN", "type": "TEXT",
+                "remoteJid": "120363025246125486@g.us", "participant": "447911123456@s.whatsapp.net",
+                "externalId": "3EB08703", "status": "RECEIVED", "payload": {"text": "hi all"},
+                "createdAt": "2026-05-04T13:24:21.402Z",
+            })
+        );
+    }
+
+    #[test]
+    fn payloads_are_camel_case_and_text_is_only_its_text() {
+        use wagate_contract::wire::MediaRef;
+        assert_eq!(content(&Content::Text { text: "Hi there!".into() }), ("TEXT", json!({"text": "Hi there!"})));
+        let media = MediaRef {
+            sha256: "ab".repeat(32),
+            size: 3,
+            mime_type: "application/pdf".into(),
+            file_name: Some("invoice-3214.pdf".into()),
+        };
+        let document = Content::Media { kind: MediaKind::Document, media, caption: Some("Your invoice".into()) };
+        assert_eq!(
+            content(&document),
+            (
+                "DOCUMENT",
+                json!({"mimeType": "application/pdf", "size": 3, "sha256": "ab".repeat(32),
+                       "caption": "Your invoice", "fileName": "invoice-3214.pdf"})
+            )
+        );
+        let place = Content::Location {
+            latitude: 36.1911,
+            longitude: 44.0094,
+            name: Some("Erbil Citadel".into()),
+            address: None,
+        };
+        assert_eq!(
+            content(&place),
+            ("LOCATION", json!({"latitude": 36.1911, "longitude": 44.0094, "name": "Erbil Citadel"}))
+        );
+        let reaction = Content::Reaction { target_external_id: "3EB0".into(), emoji: "👍".into() };
+        assert_eq!(content(&reaction), ("REACTION", json!({"targetExternalId": "3EB0", "emoji": "👍"})));
     }
 
     #[test]

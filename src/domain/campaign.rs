@@ -195,7 +195,7 @@ impl ContactStatus {
             MessageStatus::Delivered => Some(Self::Delivered),
             MessageStatus::Read => Some(Self::Read),
             MessageStatus::Failed => Some(Self::Failed),
-            MessageStatus::Queued | MessageStatus::Sending => None,
+            MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => None,
         }
     }
 }

@@ -229,7 +229,7 @@ impl What {
             MessageStatus::Delivered => Some(Self::MessageDelivered(progress)),
             MessageStatus::Read => Some(Self::MessageRead(progress)),
             MessageStatus::Failed => Some(Self::MessageFailed(progress)),
-            MessageStatus::Queued | MessageStatus::Sending => None,
+            MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => None,
         }
     }
 
@@ -278,6 +278,9 @@ pub struct Incoming {
     pub name: Option<String>,
     /// Sent to a group (`…@g.us`) rather than to the number itself.
     pub group: bool,
+    /// In a group, the number of the member who wrote it (`from` is the group's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
     /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `location` or `reaction`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -377,6 +380,14 @@ pub struct MessageProgress {
     pub error_code: Option<String>,
     pub error_reason: Option<String>,
     pub trace_id: String,
+    /// When it reached each status (Unix ms), as far as known; absent from events stored by
+    /// releases that did not record them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<u64>,
 }
 
 /// `device.connected`.
@@ -532,6 +543,7 @@ mod tests {
             external_id: "3EB0".into(),
             name: None,
             group,
+            participant: None,
             kind: "text".into(),
             content: Content::Text { text: "hi".into() },
             media: None,
@@ -553,6 +565,9 @@ mod tests {
             error_code: None,
             error_reason: None,
             trace_id: "t".into(),
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
         };
         assert_eq!(What::of_message(MessageStatus::Read, progress.clone()).unwrap().name(), EventName::MessageRead);
         assert!(What::of_message(MessageStatus::Sending, progress).is_none());

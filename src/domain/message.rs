@@ -1,4 +1,5 @@
 //! The outbound message lifecycle: QUEUED → SENDING → SENT → DELIVERED → READ, or FAILED.
+//! An inbound message is RECEIVED, and stays so.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,28 @@ impl Priority {
     }
 }
 
+/// Whether the app sent a message or one of its numbers received it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    #[default]
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "in",
+            Self::Out => "out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::In, Self::Out].into_iter().find(|d| d.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageStatus {
@@ -56,11 +79,13 @@ pub enum MessageStatus {
     Delivered,
     Read,
     Failed,
+    /// Inbound: someone sent it to the number. No report moves it.
+    Received,
 }
 
 impl MessageStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Read | Self::Failed)
+        matches!(self, Self::Read | Self::Failed | Self::Received)
     }
 
     /// Whether WhatsApp has decided on the message: it took it (SENT or later) or refused it.
@@ -76,6 +101,7 @@ impl MessageStatus {
             Self::Delivered => 3,
             Self::Read => 4,
             Self::Failed => 5,
+            Self::Received => 6,
         }
     }
 
@@ -87,6 +113,7 @@ impl MessageStatus {
     /// WhatsApp (device offline, bridge unreachable) is retried later.
     pub fn can_become(self, next: Self) -> bool {
         match (self, next) {
+            (Self::Received, _) | (_, Self::Received) => false,
             (Self::Sending, Self::Queued) => true,
             (Self::Failed, _) | (_, Self::Queued) => false,
             (Self::Queued | Self::Sending, Self::Failed) => true,
@@ -103,11 +130,12 @@ impl MessageStatus {
             Self::Delivered => "DELIVERED",
             Self::Read => "READ",
             Self::Failed => "FAILED",
+            Self::Received => "RECEIVED",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Sending, Self::Sent, Self::Delivered, Self::Read, Self::Failed]
+        [Self::Queued, Self::Sending, Self::Sent, Self::Delivered, Self::Read, Self::Failed, Self::Received]
             .into_iter()
             .find(|status| status.as_str() == s)
     }
@@ -136,6 +164,15 @@ mod tests {
         for next in [Queued, Sending, Sent, Delivered, Read, Failed] {
             assert!(!Failed.can_become(next));
         }
+    }
+
+    #[test]
+    fn a_received_message_never_moves() {
+        for other in [Queued, Sending, Sent, Delivered, Read, Failed] {
+            assert!(!Received.can_become(other) && !other.can_become(Received), "{other:?}");
+        }
+        assert_eq!(MessageStatus::parse("RECEIVED"), Some(Received));
+        assert!(Received.is_terminal());
     }
 
     #[test]

@@ -5,12 +5,14 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use wagate_contract::wire::Content;
 
 use super::device::DeviceStatus;
 use super::events::{Data, Event, EventName, What};
 use super::ids::{DeviceId, MessageId};
 use super::message::MessageStatus;
+use super::phone::Recipient;
+// SPWP's one payload renderer, which its message lookups use too.
+use crate::dialect::spwp;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,14 +70,30 @@ fn key_of(format: Format, secret: &str) -> Vec<u8> {
 /// SPWP's event names; events it has none for are not sent to `spwp` endpoints.
 fn spwp_name(name: EventName) -> Option<&'static str> {
     match name {
-        EventName::MessageIncoming => Some("MESSAGE_RECEIVED"),
+        EventName::MessageIncoming => Some(SPWP_RECEIVED),
         EventName::MessageSent | EventName::MessageDelivered | EventName::MessageRead | EventName::MessageFailed => {
-            Some("MESSAGE_STATUS")
+            Some(SPWP_STATUS)
         }
         EventName::DeviceConnected => Some("ACCOUNT_CONNECTED"),
         EventName::DeviceDisconnected => Some("ACCOUNT_DISCONNECTED"),
         _ => None,
     }
+}
+
+const SPWP_RECEIVED: &str = "MESSAGE_RECEIVED";
+const SPWP_STATUS: &str = "MESSAGE_STATUS";
+/// wagate's name for a test delivery in SPWP's words (the reference has no test event).
+pub const SPWP_TEST: &str = "WEBHOOK_TEST";
+
+/// The events an endpoint's `events` filter entry stands for: a LoginWA name is itself; an
+/// SPWP name is every event SPWP delivers under it (`MESSAGE_STATUS` is four), so a client
+/// written from either reference can subscribe in its own words. `None` for unknown names.
+pub fn events_named(name: &str) -> Option<Vec<EventName>> {
+    if let Some(event) = EventName::parse(name) {
+        return Some(vec![event]);
+    }
+    let named: Vec<EventName> = EventName::ALL.into_iter().filter(|e| spwp_name(*e) == Some(name)).collect();
+    (!named.is_empty()).then_some(named)
 }
 
 /// `{"event"|"type": <name>, "timestamp", "data"}`: LoginWA and Standard Webhooks bodies.
@@ -92,11 +110,11 @@ struct NamedBody<'a> {
 /// SPWP's envelope: `{"event", "accountId", "occurredAt", "data"}`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SpwpBody<'a> {
+struct SpwpBody<'a, D> {
     event: &'a str,
-    account_id: Option<&'a DeviceId>,
+    account_id: Option<&'a str>,
     occurred_at: String,
-    data: SpwpData<'a>,
+    data: D,
 }
 
 #[derive(Serialize)]
@@ -113,30 +131,33 @@ struct SpwpReceived<'a> {
     id: &'a MessageId,
     direction: &'static str,
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'static str,
     remote_jid: String,
+    /// A group message's author as a JID (wagate's addition; `remoteJid` is the group's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant: Option<String>,
     external_id: &'a str,
     status: &'static str,
-    payload: SpwpPayload<'a>,
+    payload: serde_json::Value,
 }
 
-/// The message's content, with the link to its file for media.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SpwpPayload<'a> {
-    #[serde(flatten)]
-    content: &'a Content,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    media_url: Option<&'a str>,
-}
-
+/// `…At` fields appear once the message reached that status; the error only on failure.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SpwpStatus<'a> {
     id: &'a MessageId,
+    #[serde(skip_serializing_if = "Option::is_none")]
     external_id: Option<&'a str>,
     status: MessageStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error_reason: Option<&'a str>,
 }
 
@@ -148,24 +169,36 @@ struct SpwpAccount<'a> {
     reason: Option<&'a str>,
 }
 
-fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
+fn spwp_data<'a>(what: &'a What, iso: &impl Fn(u64) -> String) -> Option<SpwpData<'a>> {
     Some(match what {
-        What::MessageIncoming(m) => SpwpData::Received(SpwpReceived {
-            id: &m.message_id,
-            direction: "IN",
-            kind: m.kind.to_uppercase(),
-            remote_jid: m.remote_jid(),
-            external_id: &m.external_id,
-            status: "RECEIVED",
-            payload: SpwpPayload { content: &m.content, media_url: m.media.as_ref().map(|media| media.url.as_str()) },
-        }),
+        What::MessageIncoming(m) => {
+            // The payload as `GET /public/messages/{id}` shows it, with the file's link for media.
+            let (kind, mut payload) = spwp::content(&m.content);
+            if let (Some(media), Some(fields)) = (&m.media, payload.as_object_mut()) {
+                fields.insert("mediaUrl".into(), media.url.as_str().into());
+            }
+            SpwpData::Received(SpwpReceived {
+                id: &m.message_id,
+                direction: "IN",
+                kind,
+                remote_jid: m.remote_jid(),
+                participant: m.participant.clone().map(|number| Recipient::Phone(number).jid()),
+                external_id: &m.external_id,
+                status: "RECEIVED",
+                payload,
+            })
+        }
         What::MessageSent(m) | What::MessageDelivered(m) | What::MessageRead(m) | What::MessageFailed(m) => {
+            let failed = m.status == MessageStatus::Failed;
             SpwpData::Status(SpwpStatus {
                 id: &m.message_id,
                 external_id: m.external_id.as_deref(),
                 status: m.status,
-                error_code: m.error_code.as_deref(),
-                error_reason: m.error_reason.as_deref(),
+                sent_at: m.sent_at.map(iso),
+                delivered_at: m.delivered_at.map(iso),
+                read_at: m.read_at.map(iso),
+                error_code: m.error_code.as_deref().filter(|_| failed),
+                error_reason: m.error_reason.as_deref().filter(|_| failed),
             })
         }
         What::DeviceConnected(d) => {
@@ -184,24 +217,44 @@ fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
     })
 }
 
-/// The body of the test delivery an endpoint's owner asks for (`webhook.test`, in every format).
-pub fn test_body(webhook_id: &str, timestamp: String) -> String {
-    #[derive(Serialize)]
-    struct TestData<'a> {
-        message: &'a str,
-        webhook_id: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Test<'a> {
-        data: TestData<'a>,
-        event: &'a str,
-        timestamp: String,
-        r#type: &'a str,
-    }
-    let data = TestData { message: "This is a test event from wagate", webhook_id };
-    let test = Test { data, event: "webhook.test", timestamp, r#type: "webhook.test" };
-    serde_json::to_string(&test).expect("a test body always encodes")
+/// The test delivery an endpoint's owner asks for: its event name and body. LoginWA and
+/// Standard Webhooks endpoints get `webhook.test`; SPWP ones an SPWP envelope named
+/// [`SPWP_TEST`] with the endpoint's account (if it is limited to one) as `accountId`.
+pub fn test_body(format: Format, webhook_id: &str, account_id: Option<&str>, timestamp: String) -> (String, String) {
+    const MESSAGE: &str = "This is a test event from wagate";
+    let body = match format {
+        Format::Loginwa | Format::Standard => {
+            #[derive(Serialize)]
+            struct TestData<'a> {
+                message: &'a str,
+                webhook_id: &'a str,
+            }
+            #[derive(Serialize)]
+            struct Test<'a> {
+                data: TestData<'a>,
+                event: &'a str,
+                timestamp: String,
+                r#type: &'a str,
+            }
+            let data = TestData { message: MESSAGE, webhook_id };
+            let test = Test { data, event: TEST, timestamp, r#type: TEST };
+            return (TEST.to_owned(), serde_json::to_string(&test).expect("a test body always encodes"));
+        }
+        Format::Spwp => {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct TestData<'a> {
+                webhook_id: &'a str,
+                message: &'a str,
+            }
+            let data = TestData { webhook_id, message: MESSAGE };
+            SpwpBody { event: SPWP_TEST, account_id, occurred_at: timestamp, data }
+        }
+    };
+    (SPWP_TEST.to_owned(), serde_json::to_string(&body).expect("a test body always encodes"))
 }
+
+const TEST: &str = "webhook.test";
 
 /// The body a delivery of `event` carries, fixed once for the delivery's life, and the event
 /// name its headers carry; `None` when the format has no name for the event. `iso` formats a
@@ -222,9 +275,9 @@ pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Optio
             let spwp = spwp_name(event.name())?;
             let body = SpwpBody {
                 event: spwp,
-                account_id: event.device_id.as_ref(),
+                account_id: event.device_id.as_ref().map(DeviceId::as_str),
                 occurred_at: timestamp,
-                data: spwp_data(&event.what)?,
+                data: spwp_data(&event.what, &iso)?,
             };
             (spwp, serde_json::to_vec(&body))
         }
@@ -292,16 +345,48 @@ mod tests {
     use super::*;
     use crate::domain::events::{DeviceConnected, InboundMedia, Incoming, MessageProgress, OtpEnded, QrReady};
     use serde_json::Value;
+    use wagate_contract::wire::Content;
 
     const DEVICE: &str = "dev_0123456789abcdef";
 
     #[test]
     fn the_test_body_is_as_receivers_got_it() {
         // Keys sorted, as `json!` wrote them before (its maps are sorted).
+        let loginwa = r#"{"data":{"message":"This is a test event from wagate","webhook_id":"wh_1"},"event":"webhook.test","timestamp":"2026-01-01T00:00:00.000Z","type":"webhook.test"}"#;
+        for format in [Format::Loginwa, Format::Standard] {
+            let test = test_body(format, "wh_1", Some(DEVICE), "2026-01-01T00:00:00.000Z".into());
+            assert_eq!(test, ("webhook.test".to_owned(), loginwa.to_owned()));
+        }
+    }
+
+    /// SPWP's envelope, as its events are: an SPWP receiver parses it like any other.
+    #[test]
+    fn an_spwp_test_body_is_an_spwp_event() {
+        let (name, body) = test_body(Format::Spwp, "wh_1", Some(DEVICE), "2026-05-04T13:24:21.402Z".into());
+        assert_eq!(name, "WEBHOOK_TEST");
         assert_eq!(
-            test_body("wh_1", "2026-01-01T00:00:00.000Z".into()),
-            r#"{"data":{"message":"This is a test event from wagate","webhook_id":"wh_1"},"event":"webhook.test","timestamp":"2026-01-01T00:00:00.000Z","type":"webhook.test"}"#
+            body,
+            format!(
+                r#"{{"event":"WEBHOOK_TEST","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"webhookId":"wh_1","message":"This is a test event from wagate"}}}}"#
+            )
         );
+        let (_, unscoped) = test_body(Format::Spwp, "wh_1", None, "t".into());
+        assert!(unscoped.contains(r#""accountId":null"#), "{unscoped}");
+    }
+
+    #[test]
+    fn a_filter_takes_either_references_names() {
+        assert_eq!(events_named("message.read"), Some(vec![EventName::MessageRead]));
+        assert_eq!(events_named("MESSAGE_RECEIVED"), Some(vec![EventName::MessageIncoming]));
+        let status =
+            [EventName::MessageSent, EventName::MessageDelivered, EventName::MessageRead, EventName::MessageFailed];
+        assert_eq!(events_named("MESSAGE_STATUS"), Some(status.to_vec()));
+        assert_eq!(events_named("ACCOUNT_CONNECTED"), Some(vec![EventName::DeviceConnected]));
+        assert_eq!(events_named("ACCOUNT_DISCONNECTED"), Some(vec![EventName::DeviceDisconnected]));
+        for unknown in ["", "message_received", "WEBHOOK_TEST", "webhook.test", "MESSAGE_STATUS ", &"A".repeat(10_000)]
+        {
+            assert_eq!(events_named(unknown), None, "{unknown:?}");
+        }
     }
     const MESSAGE: &str = "msg_0123456789abcdef0123456789abcdef";
 
@@ -324,7 +409,21 @@ mod tests {
             error_code: None,
             error_reason: None,
             trace_id: "trace".into(),
+            sent_at: None,
+            delivered_at: Some(DELIVERED_AT),
+            read_at: None,
         }))
+    }
+
+    /// The reference's example times.
+    const DELIVERED_AT: u64 = 1_746_365_061_402;
+
+    fn reference_iso(ms: u64) -> String {
+        match ms {
+            DELIVERED_AT | 1_780_000_000_000 => "2026-05-04T13:24:21.402Z".into(),
+            1_746_365_059_121 => "2026-05-04T13:24:19.121Z".into(),
+            other => format!("t{other}"),
+        }
     }
 
     fn incoming(from: &str, group: bool, text: &str) -> Incoming {
@@ -336,6 +435,7 @@ mod tests {
             external_id: "3EB08703".into(),
             name: None,
             group,
+            participant: None,
             kind: "text".into(),
             content: Content::Text { text: text.into() },
             media: None,
@@ -379,60 +479,130 @@ mod tests {
         assert_eq!(headers[1], ("x-loginwa-signature", hex::encode(hmac(b"s3cret", &[&body]))));
     }
 
-    /// The reference's inbound text example, key for key and in its order.
+    /// The reference's inbound text example, byte for byte (with wagate's ids).
     #[test]
     fn spwp_inbound_text_is_the_references_example() {
         let event = at(What::MessageIncoming(Box::new(incoming("9647507644809", false, "Hi there!"))));
-        let (name, body) = body(Format::Spwp, &event, iso).unwrap();
+        let (name, body) = body(Format::Spwp, &event, reference_iso).unwrap();
         assert_eq!(name, "MESSAGE_RECEIVED");
         let expected = format!(
-            r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"#
+            r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"text":"Hi there!"}}}}}}"#
         );
-        assert!(text(&body).starts_with(&expected), "{}", text(&body));
-        let parsed: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(parsed["data"]["payload"]["text"], "Hi there!");
+        assert_eq!(text(&body), expected);
     }
 
     #[test]
-    fn spwp_keeps_a_group_messages_group() {
-        let event = at(What::MessageIncoming(Box::new(incoming("120363025246125486", true, "hi all"))));
-        let (_, body) = body(Format::Spwp, &event, iso).unwrap();
-        let parsed: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(parsed["data"]["remoteJid"], "120363025246125486@g.us");
+    fn spwp_keeps_a_group_messages_group_and_names_its_author() {
+        let mut message = incoming("120363025246125486", true, "hi all");
+        message.participant = Some("447911123456".into());
+        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+        let expected = format!(
+            r#""data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"120363025246125486@g.us","participant":"447911123456@s.whatsapp.net","externalId":"3EB08703","#
+        );
+        assert!(text(&body).contains(&expected), "{}", text(&body));
+        let (_, loginwa) = super::body(
+            Format::Loginwa,
+            &at(What::MessageIncoming(Box::new(Incoming {
+                participant: Some("447911123456".into()),
+                ..incoming("120363025246125486", true, "hi all")
+            }))),
+            iso,
+        )
+        .unwrap();
+        let data = &serde_json::from_slice::<Value>(&loginwa).unwrap()["data"];
+        assert_eq!(
+            (&data["from"], &data["group"], &data["participant"]),
+            (&"120363025246125486".into(), &true.into(), &"447911123456".into())
+        );
+    }
+
+    /// Reactions and locations in the payload shape their lookups show.
+    #[test]
+    fn spwp_payloads_are_those_of_a_lookup() {
+        for content in [
+            Content::Reaction { target_external_id: "3EB0AB".into(), emoji: "👍".into() },
+            Content::Location { latitude: 36.1911, longitude: 44.0094, name: None, address: Some("Erbil".into()) },
+        ] {
+            let message = Incoming { content: content.clone(), ..incoming("9647507644809", false, "") };
+            let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+            let data = &serde_json::from_slice::<Value>(&body).unwrap()["data"];
+            let (kind, payload) = spwp::content(&content);
+            assert_eq!((data["type"].as_str(), &data["payload"]), (Some(kind), &payload));
+        }
     }
 
     #[test]
     fn spwp_media_links_its_file() {
+        use wagate_contract::wire::{MediaKind, MediaRef};
+        let file =
+            MediaRef { sha256: "ab".into(), size: 3, mime_type: "image/png".into(), file_name: Some("a.png".into()) };
         let mut message = incoming("9647507644809", false, "");
         message.kind = "image".into();
+        message.content = Content::Media { kind: MediaKind::Image, media: file, caption: Some("look".into()) };
         message.media = Some(InboundMedia {
             mime_type: "image/png".into(),
             size: 3,
             sha256: "ab".into(),
-            file_name: None,
+            file_name: Some("a.png".into()),
             url: "https://x/api/v1/media/ab".into(),
             url_expires_at: "t".into(),
         });
         let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
-        let parsed: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            (parsed["data"]["type"].as_str(), parsed["data"]["payload"]["mediaUrl"].as_str()),
-            (Some("IMAGE"), Some("https://x/api/v1/media/ab"))
+        assert!(
+            text(&body).contains(
+                r#""type":"IMAGE","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{"caption":"look","fileName":"a.png","mediaUrl":"https://x/api/v1/media/ab","mimeType":"image/png","sha256":"ab","size":3}}"#
+            ),
+            "{}",
+            text(&body)
         );
     }
 
-    /// The reference's status example: `id`, `externalId`, `status` first, in its order.
+    /// The reference's status example, byte for byte (with wagate's ids).
     #[test]
-    fn spwp_signs_timestamp_dot_body_and_maps_names() {
-        let (name, body) = body(Format::Spwp, &delivered(), iso).unwrap();
+    fn spwp_status_is_the_references_example_and_signs_timestamp_dot_body() {
+        let (name, body) = body(Format::Spwp, &delivered(), reference_iso).unwrap();
         assert_eq!(name, "MESSAGE_STATUS");
         let expected = format!(
-            r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","#
+            r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","deliveredAt":"2026-05-04T13:24:21.402Z"}}}}"#
         );
-        assert!(text(&body).starts_with(&expected), "{}", text(&body));
+        assert_eq!(text(&body), expected);
         let h = headers(Format::Spwp, &["new", "old"], "dlv_1", &name, &body, 1234);
         let expected = |k: &[u8]| hex::encode(hmac(k, &[b"1234", b".", &body]));
         assert_eq!(h[3].1, format!("t=1234,v1={},v1={}", expected(b"new"), expected(b"old")));
+    }
+
+    #[test]
+    fn spwp_status_says_when_and_why_it_failed() {
+        let What::MessageDelivered(progress) = delivered().what else { unreachable!() };
+        let read = MessageProgress {
+            status: MessageStatus::Read,
+            sent_at: Some(1_746_365_059_121),
+            read_at: Some(1_780_000_000_000),
+            error_code: Some("stale".into()),
+            ..progress.clone()
+        };
+        let (_, body) = body(Format::Spwp, &at(What::MessageRead(read)), reference_iso).unwrap();
+        assert!(
+            text(&body).ends_with(r#""status":"READ","sentAt":"2026-05-04T13:24:19.121Z","deliveredAt":"2026-05-04T13:24:21.402Z","readAt":"2026-05-04T13:24:21.402Z"}}"#),
+            "an error only on failure: {}",
+            text(&body)
+        );
+        let failed = MessageProgress {
+            status: MessageStatus::Failed,
+            external_id: None,
+            delivered_at: None,
+            error_code: Some("engine_error".into()),
+            error_reason: Some("boom".into()),
+            ..progress
+        };
+        let (_, body) = super::body(Format::Spwp, &at(What::MessageFailed(failed)), iso).unwrap();
+        assert!(
+            text(&body).ends_with(&format!(
+                r#""data":{{"id":"{MESSAGE}","status":"FAILED","errorCode":"engine_error","errorReason":"boom"}}}}"#
+            )),
+            "{}",
+            text(&body)
+        );
     }
 
     #[test]

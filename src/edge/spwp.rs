@@ -149,7 +149,9 @@ fn render(m: &MessageView) -> Value {
     let fields = MessageFields {
         id: &m.id,
         device_id: &m.device_id,
+        direction: m.direction,
         recipient: &m.recipient,
+        participant: m.participant.as_deref(),
         content: &m.content,
         status: m.status,
         external_id: m.external_id.as_deref(),

@@ -12,7 +12,7 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::scope;
 use crate::domain::validate::Fields;
-use crate::domain::webhook::Format;
+use crate::domain::webhook::{self, Format};
 use crate::objects::call;
 use crate::protocol::app::Tenant;
 use crate::protocol::webhooks::{
@@ -96,11 +96,24 @@ fn url(f: &mut Fields<'_>, ctx: &Ctx<'_>, required: bool) -> Option<String> {
     }
 }
 
+/// LoginWA's event names, or SPWP's (each stands for the events it names, see
+/// `webhook::events_named`), or both.
 fn events(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<EventName>> {
     let value = body.get("events").filter(|v| !v.is_null())?;
-    match serde_json::from_value::<Vec<EventName>>(value.clone()) {
-        Ok(events) => Some(events),
-        Err(_) => {
+    let named = value.as_array().and_then(|names| {
+        let mut events = Vec::new();
+        for name in names {
+            for event in webhook::events_named(name.as_str()?)? {
+                if !events.contains(&event) {
+                    events.push(event);
+                }
+            }
+        }
+        Some(events)
+    });
+    match named {
+        Some(events) => Some(events),
+        None => {
             let reason = "must be a list of event names from available_events".into();
             f.fail("events", Rule::Invalid { reason });
             None

@@ -6,7 +6,7 @@ use wagate_contract::wire::{BridgeEvent, Content};
 
 use crate::domain::device::DeviceStatus;
 use crate::domain::ids::{AppId, DeviceId, MessageId};
-use crate::domain::message::{MessageStatus, Priority};
+use crate::domain::message::{Direction, MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 
 crate::protocol! {
@@ -145,6 +145,12 @@ pub struct MessageView {
     pub delivered_at: Option<u64>,
     pub read_at: Option<u64>,
     pub failed_at: Option<u64>,
+    /// Absent from the objects of releases that stored outbound messages only.
+    #[serde(default)]
+    pub direction: Direction,
+    /// An inbound group message's author, by number (`recipient` is then the group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
 }
 
 #[cfg(test)]

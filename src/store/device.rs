@@ -14,7 +14,7 @@ use crate::domain::events::{
     DeviceConnected, DeviceDisconnected, Event, InboundMedia, Incoming, MessageProgress, QrReady, What,
 };
 use crate::domain::ids::{trace_id, AppId, DeviceId, MessageId};
-use crate::domain::message::{MessageStatus, Priority};
+use crate::domain::message::{Direction, MessageStatus, Priority};
 use crate::domain::phone::Recipient;
 use crate::domain::schema::Migration;
 use crate::protocol::app::{self, AppOutboxOp, AutoReply};
@@ -22,7 +22,7 @@ use crate::protocol::campaign::{CampaignOp, ContactOutcome};
 use crate::protocol::device::{CampaignRef, CreateDevice, DeviceView, MessageView, NewMessage};
 
 /// Oldest first; append, never edit (see `domain::schema`).
-pub const MIGRATIONS: [Migration; 2] = [
+pub const MIGRATIONS: [Migration; 3] = [
     Migration::Sql(&[
         "CREATE TABLE IF NOT EXISTS device (
             one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL, app_id TEXT NOT NULL, label TEXT,
@@ -48,6 +48,11 @@ pub const MIGRATIONS: [Migration; 2] = [
     ]),
     // Added on every construction by releases from before versioning.
     Migration::AddColumns(&[("messages", "expires_at", "INTEGER")]),
+    // Inbound messages are kept too, for `GET …/messages/{id}`; every earlier row was outbound.
+    Migration::Sql(&[
+        "ALTER TABLE messages ADD COLUMN direction TEXT NOT NULL DEFAULT 'out'",
+        "ALTER TABLE messages ADD COLUMN participant TEXT",
+    ]),
 ];
 
 /// What a one-time code message shows once it left: the code itself is not kept.
@@ -96,6 +101,8 @@ pub struct MessageRow {
     pub sensitive: i64,
     /// A one-time code's expiry (Unix ms), from `NewMessage::code_expires_at`.
     pub expires_at: Option<u64>,
+    pub direction: String,
+    pub participant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +387,8 @@ pub fn message(sql: &impl Sql, app_id: &AppId, message_id: &MessageId) -> Result
         .ok_or_else(|| ApiError::not_found("message"))?;
     let decode = |e: serde_json::Error| ApiError::internal(format!("stored message {} is corrupt: {e}", row.id));
     Ok(MessageView {
+        direction: Direction::parse(&row.direction).ok_or_else(|| ApiError::internal("stored direction is unknown"))?,
+        participant: row.participant,
         device_id: message_id.device().to_string(),
         recipient: serde_json::from_str(&row.recipient).map_err(decode)?,
         content: serde_json::from_str(&row.content).map_err(decode)?,
@@ -503,14 +512,15 @@ pub fn trim(sql: &impl Sql, cutoff: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The column a status stamps with its time.
-fn stamped(status: MessageStatus) -> Option<&'static str> {
+/// The time columns a move to `status` stamps (each once: an earlier stamp stays), with the
+/// steps a skipping receipt passed over (read before delivered); none for a status no report sets.
+fn stamped(status: MessageStatus) -> &'static [&'static str] {
     match status {
-        MessageStatus::Sent => Some("sent_at"),
-        MessageStatus::Delivered => Some("delivered_at"),
-        MessageStatus::Read => Some("read_at"),
-        MessageStatus::Failed => Some("failed_at"),
-        MessageStatus::Queued | MessageStatus::Sending => None,
+        MessageStatus::Sent => &["sent_at"],
+        MessageStatus::Delivered => &["sent_at", "delivered_at"],
+        MessageStatus::Read => &["sent_at", "delivered_at", "read_at"],
+        MessageStatus::Failed => &["failed_at"],
+        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Received => &[],
     }
 }
 
@@ -525,7 +535,10 @@ pub fn advance(
     external_id: Option<String>,
     failure: Option<(String, String)>,
 ) -> Result<Vec<FollowUp>, ApiError> {
-    let Some(time_column) = stamped(next) else { return Ok(vec![]) };
+    let columns = stamped(next);
+    if columns.is_empty() {
+        return Ok(vec![]);
+    }
     let Some(id) = MessageId::parse(message_id) else { return Ok(vec![]) };
     let Some(row) = message_row(sql, &id)? else { return Ok(vec![]) };
     let current = MessageStatus::parse(&row.status).ok_or_else(|| ApiError::internal("stored status is unknown"))?;
@@ -533,26 +546,18 @@ pub fn advance(
         return Ok(vec![]);
     }
     let (code, reason) = failure.unzip();
+    // One assignment per column: SQLite keeps only the last of several to the same column.
+    let stamps: String = columns.iter().map(|c| format!(", {c} = COALESCE({c}, ?)")).collect();
+    let mut binds = vec![next.as_str().into(), external_id.into(), code.into(), reason.into()];
+    binds.extend(columns.iter().map(|_| at.into()));
+    binds.push(id.as_str().into());
     sql.run(
         &format!(
-            "UPDATE messages SET status = ?, {time_column} = ?, external_id = COALESCE(?, external_id),
-             error_code = COALESCE(?, error_code), error_reason = COALESCE(?, error_reason),
-             sent_at = CASE WHEN ? THEN COALESCE(sent_at, ?) ELSE sent_at END,
-             delivered_at = CASE WHEN ? THEN COALESCE(delivered_at, ?) ELSE delivered_at END
+            "UPDATE messages SET status = ?, external_id = COALESCE(?, external_id),
+             error_code = COALESCE(?, error_code), error_reason = COALESCE(?, error_reason){stamps}
              WHERE id = ?"
         ),
-        vec![
-            next.as_str().into(),
-            at.into(),
-            external_id.into(),
-            code.into(),
-            reason.into(),
-            matches!(next, MessageStatus::Delivered | MessageStatus::Read).into(),
-            at.into(),
-            (next == MessageStatus::Read).into(),
-            at.into(),
-            id.as_str().into(),
-        ],
+        binds,
     )?;
     if row.sensitive != 0 && matches!(next, MessageStatus::Sent | MessageStatus::Failed) {
         let withheld = Content::Text { text: WITHHELD_TEXT.into() };
@@ -572,6 +577,9 @@ pub fn advance(
         error_code: updated.error_code.clone(),
         error_reason: updated.error_reason,
         trace_id: updated.trace_id,
+        sent_at: updated.sent_at,
+        delivered_at: updated.delivered_at,
+        read_at: updated.read_at,
     };
     let Some(what) = What::of_message(next, progress) else { return Ok(vec![]) };
     let event = Event::new(Some(device_id), at, what);
@@ -624,10 +632,12 @@ pub fn apply(
         EventKind::MessageFailed { message_id, code, reason } => {
             advance(sql, &message_id, MessageStatus::Failed, at, None, Some((code, reason)))
         }
-        EventKind::Inbound { external_id, from, push_name, content } => {
-            let device_id = device(sql)?.id()?;
+        EventKind::Inbound { external_id, from, push_name, content, participant } => {
+            let device = device(sql)?;
+            let device_id = device.id()?;
             let group = from.ends_with("@g.us");
-            let from = from.split('@').next().unwrap_or_default().to_owned();
+            let user = |jid: String| jid.split('@').next().unwrap_or_default().to_owned();
+            let (from, participant) = (user(from), participant.map(user));
             let (kind, body) = match &content {
                 Content::Text { text } => ("text", Some(text.clone())),
                 Content::Media { kind, caption, .. } => (kind.as_str(), caption.clone()),
@@ -638,14 +648,34 @@ pub fn apply(
                 Content::Media { media: file, .. } => Some(media(file, at)?),
                 _ => None,
             };
+            let message_id = MessageId::generate(&device_id);
+            let chat = if group { Recipient::Group(from.clone()) } else { Recipient::Phone(from.clone()) };
+            // Kept as the app's outbound messages are, for as long, so its id can be looked up.
+            sql.run(
+                "INSERT INTO messages (id, app_id, recipient, content, status, external_id, trace_id, created_at,
+                 direction, participant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    message_id.as_str().into(),
+                    device.app_id.as_str().into(),
+                    serde_json::to_string(&chat).map_err(ApiError::internal)?.into(),
+                    serde_json::to_string(&content).map_err(ApiError::internal)?.into(),
+                    MessageStatus::Received.as_str().into(),
+                    external_id.as_str().into(),
+                    trace_id().into(),
+                    at.into(),
+                    Direction::In.as_str().into(),
+                    participant.clone().into(),
+                ],
+            )?;
             let what = What::MessageIncoming(Box::new(Incoming {
-                message_id: MessageId::generate(&device_id),
+                message_id,
                 from,
                 body,
                 device_id: device_id.clone(),
                 external_id,
                 name: push_name,
                 group,
+                participant,
                 kind: kind.to_owned(),
                 content,
                 media,
@@ -872,6 +902,34 @@ mod tests {
         assert!(advance(&sql, "msg_unknown", MessageStatus::Sent, 40, None, None).unwrap().is_empty());
     }
 
+    /// Each status stamps its own time (the SQL once assigned `sent_at` and `delivered_at` twice,
+    /// and SQLite keeps only the last assignment), and its event says when each step happened.
+    #[test]
+    fn each_step_stamps_its_time_and_its_event_carries_them() {
+        let sql = store();
+        let id = queued(&sql, message(Priority::Normal, None, 5));
+        let times = |follow_ups: Vec<FollowUp>| {
+            let Some(FollowUp::App(AppOutboxOp::Record(app::Record { event }))) = follow_ups.into_iter().next() else {
+                panic!("no event")
+            };
+            let (What::MessageSent(p) | What::MessageDelivered(p) | What::MessageRead(p)) = event.what else {
+                panic!("{event:?}")
+            };
+            (p.sent_at, p.delivered_at, p.read_at)
+        };
+        let sent = advance(&sql, id.as_str(), MessageStatus::Sent, 10, Some("wamid".into()), None).unwrap();
+        assert_eq!(times(sent), (Some(10), None, None));
+        let delivered = advance(&sql, id.as_str(), MessageStatus::Delivered, 20, None, None).unwrap();
+        assert_eq!(times(delivered), (Some(10), Some(20), None));
+        let read = advance(&sql, id.as_str(), MessageStatus::Read, 30, None, None).unwrap();
+        assert_eq!(times(read), (Some(10), Some(20), Some(30)));
+        let shown = super::message(&sql, &app(), &id).unwrap();
+        assert_eq!(
+            (shown.sent_at, shown.delivered_at, shown.read_at, shown.failed_at),
+            (Some(10), Some(20), Some(30), None)
+        );
+    }
+
     #[test]
     fn a_sent_code_withholds_its_text_and_a_failure_refunds_and_tells_its_campaign() {
         let sql = store();
@@ -934,13 +992,14 @@ mod tests {
     }
 
     #[test]
-    fn an_inbound_group_message_names_its_group() {
+    fn an_inbound_group_message_names_its_group_and_author_and_is_kept_for_its_app() {
         let sql = store();
         let inbound = EventKind::Inbound {
             external_id: "wamid.in".into(),
             from: "120363025246125244@g.us".into(),
             push_name: Some("Ann".into()),
             content: Content::Text { text: "hello".into() },
+            participant: Some("447911123456@s.whatsapp.net".into()),
         };
         let no_media = |_: &MediaRef, _| -> Result<InboundMedia, ApiError> { unreachable!("no file") };
         let follow_ups = apply(&sql, bridge("e1", 10, inbound), no_media).unwrap();
@@ -950,7 +1009,23 @@ mod tests {
         assert_eq!(event.name(), EventName::MessageIncoming);
         let What::MessageIncoming(incoming) = &event.what else { panic!("{event:?}") };
         assert_eq!((incoming.from.as_str(), incoming.group), ("120363025246125244", true));
+        assert_eq!(incoming.participant.as_deref(), Some("447911123456"));
         assert_eq!((incoming.body.as_deref(), incoming.name.as_deref()), (Some("hello"), Some("Ann")));
+
+        let shown = super::message(&sql, &app(), &incoming.message_id).unwrap();
+        assert_eq!((shown.direction, shown.status), (Direction::In, MessageStatus::Received));
+        assert_eq!(shown.recipient, Recipient::Group("120363025246125244".into()));
+        assert_eq!(
+            (shown.external_id.as_deref(), shown.participant.as_deref()),
+            (Some("wamid.in"), Some("447911123456"))
+        );
+        assert_eq!(shown.content, Content::Text { text: "hello".into() });
+        let other = AppId::parse("app_fedcba9876543210").unwrap();
+        assert!(matches!(super::message(&sql, &other, &incoming.message_id), Err(ApiError::NotFound { .. })));
+        assert!(advance(&sql, incoming.message_id.as_str(), MessageStatus::Read, 11, None, None).unwrap().is_empty());
+        assert!(due(&sql, 100).unwrap().is_none(), "an inbound message is never sent");
+        trim(&sql, 11).unwrap();
+        assert!(message_row(&sql, &incoming.message_id).unwrap().is_none(), "kept as long as outbound ones");
     }
 
     #[test]

@@ -448,8 +448,9 @@ impl<S: Outbox> WebhookHandler for S {
 
     async fn test_endpoint(&self, TestEndpoint { scope, id, now }: TestEndpoint) -> Result<TestQueued, ApiError> {
         let endpoint = visible_endpoint(self, &id, scope.as_ref())?;
-        let body = webhook::test_body(&endpoint.id, self.iso(now));
-        let delivery_id = insert_delivery(self, &endpoint.id, "evt_test", "webhook.test", &body, now)?;
+        let format = Format::parse(&endpoint.format).unwrap_or_default();
+        let (name, body) = webhook::test_body(format, &endpoint.id, endpoint.device_id.as_deref(), self.iso(now));
+        let delivery_id = insert_delivery(self, &endpoint.id, "evt_test", &name, &body, now)?;
         self.wake().await?;
         Ok(TestQueued { delivery_id })
     }
@@ -901,8 +902,20 @@ mod tests {
         let queued = now(app.test_endpoint(TestEndpoint { scope: None, id: id.clone(), now: T0 + 3 })).unwrap();
         let stored = &deliveries(&app, &id)[0];
         assert_eq!((stored.id.as_str(), stored.event_name.as_str()), (queued.delivery_id.as_str(), "webhook.test"));
-        assert_eq!(stored.body, webhook::test_body(&id, iso(T0 + 3)));
+        assert_eq!(stored.body, webhook::test_body(Format::Loginwa, &id, None, iso(T0 + 3)).1);
         assert_eq!(app.wakes.get(), 1);
+
+        let account = device(1);
+        let op = CreateEndpoint {
+            scope: None,
+            spec: EndpointSpec { format: Format::Spwp, ..spec(Some(&account), vec![]) },
+            now: T0,
+        };
+        let spwp = now(app.create_endpoint(op)).unwrap().endpoint.id;
+        now(app.test_endpoint(TestEndpoint { scope: None, id: spwp.clone(), now: T0 + 4 })).unwrap();
+        let stored = &deliveries(&app, &spwp)[0];
+        assert_eq!(stored.event_name, webhook::SPWP_TEST, "the SPWP headers name it in SPWP's words");
+        assert_eq!(stored.body, webhook::test_body(Format::Spwp, &spwp, Some(account.as_str()), iso(T0 + 4)).1);
     }
 
     #[test]

@@ -110,7 +110,7 @@ def test_failed_deliveries_are_kept_and_replayed_with_their_id(stack, new_tenant
     r = tenant.post(f"/api/v1/webhooks/{hook['id']}/deliveries/{failed[0]['id']}/replay")
     assert r.status_code == 200
     [replayed] = eventually(lambda: receiver.delivered("/hook"))
-    assert replayed["headers"]["x-wa-delivery-id"] == failed[0]["id"] and replayed["headers"]["x-wa-event"] == "webhook.test"
+    assert replayed["headers"]["x-wa-delivery-id"] == failed[0]["id"] and replayed["headers"]["x-wa-event"] == "WEBHOOK_TEST"
     assert tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=succeeded").json()["deliveries"][0]["id"] == failed[0]["id"]
 
     receiver.mode = "fail"
@@ -230,24 +230,104 @@ def test_inbound_media_comes_with_a_time_limited_download_link(stack, new_tenant
     assert requests.get(link["url"].split("?")[0]).status_code == 422, "a link without its signature is refused"
 
     spwp = eventually(lambda: [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == "MESSAGE_RECEIVED"])
-    assert spwp[0]["data"]["type"] == "IMAGE" and spwp[0]["data"]["payload"]["mediaUrl"] == link["url"]
+    assert spwp[0]["data"]["type"] == "IMAGE"
+    assert spwp[0]["data"]["payload"] == {"mimeType": "image/jpeg", "size": len(photo), "sha256": hashlib.sha256(photo).hexdigest(),
+                                          "caption": "look", "mediaUrl": link["url"]}, "the camelCase shape of outbound payloads"
 
 
-def test_a_group_message_reaches_spwp_with_its_group_jid(stack, new_tenant, receiver):
-    """A group message's SPWP `remoteJid` is the group's JID. Before the events were typed it
-    came out as `<group id>@s.whatsapp.net`, a chat that does not exist."""
+def test_a_group_message_reaches_spwp_with_its_group_jid_and_author(stack, new_tenant, receiver):
+    """A group message's SPWP `remoteJid` is the group's JID and `participant` the member's, sent
+    as CONTRACT.md has the simulator take it. (It once came out as `<group id>@s.whatsapp.net`,
+    a chat that does not exist, and named nobody.)"""
     tenant = new_tenant()
     create(tenant, receiver.url("/loginwa"), format="loginwa", events=["message.incoming"])
     create(tenant, receiver.url("/spwp"), format="spwp")
     device = tenant.link_device(fresh_phone("62836"))
-    group = "120363025246125486"
-    # As the real engine reports a group chat (the simulator's checked path knows no groups yet).
-    stack.sim("POST", "/sim/inbound", {"device_id": device, "from": f"{group}@g.us", "text": "hi all", "unchecked": True})
+    group = fresh_phone("120363")
+    sent = stack.sim("POST", "/sim/inbound", {"device_id": device, "from": f"{group}@g.us", "participant": "447911123456", "text": "hi all"})
+    assert sent[0] == 200, sent
     spwp = eventually(lambda: [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == "MESSAGE_RECEIVED"])
-    assert spwp[0]["data"]["remoteJid"] == f"{group}@g.us" and spwp[0]["data"]["payload"]["text"] == "hi all"
+    data = spwp[0]["data"]
+    assert list(data) == ["id", "direction", "type", "remoteJid", "participant", "externalId", "status", "payload"]
+    assert data == {"id": data["id"], "direction": "IN", "type": "TEXT", "remoteJid": f"{group}@g.us",
+                    "participant": "447911123456@s.whatsapp.net", "externalId": sent[1]["external_id"],
+                    "status": "RECEIVED", "payload": {"text": "hi all"}}
     [delivery] = eventually(lambda: receiver.delivered("/loginwa"))
-    data = json.loads(delivery["body"])["data"]
-    assert data["group"] is True and data["from"] == group
+    loginwa = json.loads(delivery["body"])["data"]
+    assert list(loginwa)[:4] == ["message_id", "from", "body", "device_id"], "the reference's fields first"
+    assert (loginwa["group"], loginwa["from"], loginwa["participant"]) == (True, group, "447911123456")
+
+    # A reply to the group's JID reaches the group.
+    reply = tenant.post("/api/v1/public/messages/text", {"to": f"{group}@g.us", "text": "hello group"})
+    assert reply.status_code == 202, reply.text
+    assert [m["text"] for m in eventually(lambda: inbox(stack, group))] == ["hello group"]
+
+
+def test_spwp_events_are_the_references_bodies_and_filters_take_its_names(stack, new_tenant, receiver):
+    """MESSAGE_RECEIVED and MESSAGE_STATUS key for key as the reference prints them; an endpoint
+    subscribed by SPWP names gets just those events."""
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/spwp"), format="spwp", events=["MESSAGE_RECEIVED", "MESSAGE_STATUS"])
+    assert hook["events"] == ["message.incoming", "message.sent", "message.delivered", "message.read", "message.failed"]
+    device = tenant.link_device(fresh_phone("62837"))
+    to = fresh_phone()
+    sent = tenant.post("/api/v1/public/messages/text", {"to": to, "text": "Your verification code is 482310"})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["data"]["id"]
+    inbound = stack.sim("POST", "/sim/inbound", {"device_id": device, "from": "9647507644809", "text": "Hi there!"})[1]
+
+    def bodies(name):
+        return [json.loads(r["body"]) for r in receiver.delivered("/spwp") if event_of(r) == name]
+
+    statuses = eventually(lambda: {b["data"]["status"] for b in bodies("MESSAGE_STATUS")} >= {"SENT", "DELIVERED", "READ"} and bodies("MESSAGE_STATUS"))
+    [received] = eventually(lambda: bodies("MESSAGE_RECEIVED"))
+    assert list(received) == ["event", "accountId", "occurredAt", "data"] and received["accountId"] == device
+    assert received["data"] == {"id": received["data"]["id"], "direction": "IN", "type": "TEXT",
+                                "remoteJid": "9647507644809@s.whatsapp.net", "externalId": inbound["external_id"],
+                                "status": "RECEIVED", "payload": {"text": "Hi there!"}}
+    assert list(received["data"]) == ["id", "direction", "type", "remoteJid", "externalId", "status", "payload"]
+
+    by_status = {b["data"]["status"]: b["data"] for b in statuses}
+    delivered = by_status["DELIVERED"]
+    assert list(delivered) == ["id", "externalId", "status", "sentAt", "deliveredAt"], delivered
+    assert delivered["id"] == message_id and delivered["externalId"]
+    looked_up = tenant.get(f"/api/v1/public/messages/{message_id}").json()["data"]
+    assert (delivered["sentAt"], delivered["deliveredAt"]) == (looked_up["sentAt"], looked_up["deliveredAt"])
+    assert list(by_status["SENT"]) == ["id", "externalId", "status", "sentAt"]
+    assert list(by_status["READ"]) == ["id", "externalId", "status", "sentAt", "deliveredAt", "readAt"]
+
+    doomed = tenant.post("/api/v1/public/messages/text", {"to": fresh_phone("997"), "text": "doomed"}).json()["data"]["id"]
+    failed = eventually(lambda: [b["data"] for b in bodies("MESSAGE_STATUS") if b["data"]["id"] == doomed and b["data"]["status"] == "FAILED"])
+    assert failed[0]["errorCode"] and failed[0]["errorReason"] and "deliveredAt" not in failed[0]
+    stack.sim("POST", f"/sim/devices/{device}/disconnect")
+    time.sleep(1)
+    assert not bodies("ACCOUNT_CONNECTED") and not bodies("ACCOUNT_DISCONNECTED"), "not subscribed"
+
+    mixed = create(tenant, receiver.url("/mixed"), format="spwp", events=["ACCOUNT_CONNECTED", "device.disconnected", "MESSAGE_RECEIVED", "message.incoming"])
+    assert mixed["events"] == ["device.connected", "device.disconnected", "message.incoming"]
+    for bad in [["MESSAGE_SENT"], ["message_received"], "MESSAGE_STATUS", [5], ["A" * 100_000]]:
+        r = tenant.post("/api/v1/webhooks", {"url": receiver.url("/x"), "format": "spwp", "events": bad})
+        assert r.status_code == 422 and list(r.json()["errors"]) == ["events"], (bad, r.text[:200])
+    r = tenant.patch(f"/api/v1/webhooks/{hook['id']}", {"events": ["ACCOUNT_DISCONNECTED"]})
+    assert r.status_code == 200 and r.json()["events"] == ["device.disconnected"], r.text
+
+
+def test_an_spwp_test_delivery_is_an_spwp_event(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/spwp"), format="spwp")
+    loginwa = create(tenant, receiver.url("/loginwa"), format="loginwa")
+    for h in (hook, loginwa):
+        assert tenant.post(f"/api/v1/webhooks/{h['id']}/test").status_code in (200, 202)
+    [r] = eventually(lambda: receiver.delivered("/spwp"))
+    ts = r["headers"]["x-wa-timestamp"]
+    expected = hmac.new(hook["secret"].encode(), f"{ts}.".encode() + r["body"], hashlib.sha256).hexdigest()
+    assert r["headers"]["x-wa-signature"] == f"t={ts},v1={expected}" and r["headers"]["x-wa-event"] == "WEBHOOK_TEST"
+    body = json.loads(r["body"])
+    assert list(body) == ["event", "accountId", "occurredAt", "data"]
+    assert (body["event"], body["accountId"]) == ("WEBHOOK_TEST", None) and body["occurredAt"].endswith("Z")
+    assert body["data"] == {"webhookId": hook["id"], "message": "This is a test event from wagate"}
+    [r] = eventually(lambda: receiver.delivered("/loginwa"))
+    assert json.loads(r["body"])["event"] == "webhook.test" and r["headers"]["x-loginwa-event"] == "webhook.test"
 
 
 def test_an_auto_reply_answers_on_the_virtual_phone_and_the_event_is_still_delivered(stack, new_tenant, receiver):

@@ -141,6 +141,7 @@ impl SimEngine {
         &self,
         device_id: &DeviceId,
         from: String,
+        participant: Option<String>,
         external_id: Option<String>,
         push_name: Option<String>,
         body: ReceivedBody,
@@ -151,7 +152,8 @@ impl SimEngine {
             Some(_) => return Err(SimError::NotConnected),
         }
         let external_id = external_id.unwrap_or_else(new_external_id);
-        self.events.receive(device_id, Received { external_id: external_id.clone(), from, push_name, body });
+        self.events
+            .receive(device_id, Received { external_id: external_id.clone(), from, push_name, participant, body });
         Ok(external_id)
     }
 

@@ -306,26 +306,40 @@ async fn unlink_inbound_and_logout() {
     let dev = net.connected("dev_a", "6281111111111").await;
     let from = "14155552671@s.whatsapp.net".to_owned();
 
-    let external_id = net.engine.inbound(&dev, from.clone(), None, Some("Ana".into()), hi()).unwrap();
+    let external_id = net.engine.inbound(&dev, from.clone(), None, None, Some("Ana".into()), hi()).unwrap();
     assert_eq!(
         net.next().await,
         EventKind::Inbound {
             external_id,
             from: "14155552671@s.whatsapp.net".into(),
             push_name: Some("Ana".into()),
-            content: Content::Text { text: "hi".into() }
+            content: Content::Text { text: "hi".into() },
+            participant: None,
+        }
+    );
+    let group = "120363025246125486@g.us".to_owned();
+    let author = Some("447911123456@s.whatsapp.net".to_owned());
+    let external_id = net.engine.inbound(&dev, group.clone(), author.clone(), None, None, hi()).unwrap();
+    assert_eq!(
+        net.next().await,
+        EventKind::Inbound {
+            external_id,
+            from: group,
+            push_name: None,
+            content: Content::Text { text: "hi".into() },
+            participant: author,
         }
     );
 
     // What the bridge's checks refuse never becomes an event.
     let unknown = ReceivedBody::Unsupported { kind: "poll".into() };
-    net.engine.inbound(&dev, from.clone(), None, None, unknown).unwrap();
-    net.engine.inbound(&dev, "98765432101234@lid".into(), None, None, hi()).unwrap();
+    net.engine.inbound(&dev, from.clone(), None, None, None, unknown).unwrap();
+    net.engine.inbound(&dev, "98765432101234@lid".into(), None, None, None, hi()).unwrap();
     net.quiet().await;
 
     net.engine.unlink(&dev).unwrap();
     assert_eq!(net.next().await, EventKind::Disconnected { reason: "unlinked from phone".into(), logged_out: true });
-    assert!(matches!(net.engine.inbound(&dev, from, None, None, hi()), Err(SimError::NotConnected)));
+    assert!(matches!(net.engine.inbound(&dev, from, None, None, None, hi()), Err(SimError::NotConnected)));
     assert!(matches!(net.engine.unlink(&dev), Err(SimError::NotConnected)));
     assert_eq!(net.engine.status(&dev).await.unwrap(), Some(DeviceStatus::Disconnected));
 

@@ -98,6 +98,8 @@ pub struct Incoming {
     /// Where a reply goes: the sender's phone JID for a direct chat, the group's JID for a group.
     pub from: String,
     pub push_name: Option<String>,
+    /// In a group, the member who wrote it, by phone JID when WhatsApp gave one.
+    pub participant: Option<String>,
     pub body: InboundBody,
 }
 
@@ -117,6 +119,7 @@ impl Incoming {
             external_id: self.external_id.clone(),
             from: self.from.clone(),
             push_name: self.push_name.clone(),
+            participant: self.participant.clone(),
             body,
         }
     }
@@ -193,6 +196,7 @@ pub fn classify(event: &Event) -> Option<Signal> {
                         external_id: m.info.id.clone(),
                         from: reply_address(&m.info.source)?,
                         push_name: Some(m.info.push_name.clone()).filter(|n| !n.is_empty()),
+                        participant: author(&m.info.source),
                         body: inbound_body(&m.message)?,
                     })
                 })
@@ -221,6 +225,16 @@ fn reply_address(source: &MessageSource) -> Option<String> {
     let phone_jid =
         [Some(chat), source.sender_alt.as_ref(), Some(&source.sender)].into_iter().flatten().find(|jid| jid.is_pn());
     Some(phone_jid.unwrap_or(chat).to_non_ad().to_string())
+}
+
+/// Who wrote a group message, as a JID string: the phone JID, which group members more and
+/// more travel as the alternate of their LID; `None` outside groups.
+fn author(source: &MessageSource) -> Option<String> {
+    if !source.chat.is_group() {
+        return None;
+    }
+    let sender = [Some(&source.sender), source.sender_alt.as_ref()].into_iter().flatten().find(|jid| jid.is_pn());
+    Some(sender.unwrap_or(&source.sender).to_non_ad().to_string())
 }
 
 fn logged_out_reason(event: &LoggedOut) -> String {
@@ -457,6 +471,8 @@ mod tests {
         let Some(Signal::Messages(incoming)) = classify(&event) else { panic!("no messages") };
         let got: Vec<(&str, &str, &InboundBody)> =
             incoming.iter().map(|m| (m.external_id.as_str(), m.from.as_str(), &m.body)).collect();
+        let authors: Vec<Option<&str>> = incoming.iter().map(|m| m.participant.as_deref()).collect();
+        assert_eq!(authors, [None, None, Some("6281234567890@s.whatsapp.net")], "a group message names its author");
         assert_eq!(
             got,
             vec![

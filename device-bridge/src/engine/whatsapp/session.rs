@@ -747,6 +747,7 @@ mod tests {
             external_id: "3EB0IN".into(),
             from: "14155552671@s.whatsapp.net".into(),
             push_name: Some("Ana".into()),
+            participant: None,
             body: InboundBody::Ready(Content::Text { text: "hello".into() }),
         };
         inner.on_signal(&session, &attempt, Signal::Messages(vec![hi_again()]));
@@ -757,6 +758,7 @@ mod tests {
                 from: "14155552671@s.whatsapp.net".into(),
                 push_name: Some("Ana".into()),
                 content: Content::Text { text: "hello".into() },
+                participant: None,
             }]
         );
         // The bridge's checks apply to this engine's messages as to the simulator's.
