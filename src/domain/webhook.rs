@@ -8,9 +8,10 @@ use sha2::Sha256;
 use wagate_contract::wire::Content;
 
 use super::device::DeviceStatus;
-use super::events::{Data, Event, EventName, What};
+use super::events::{Data, Event, EventName, MessageProgress, What};
 use super::ids::{DeviceId, MessageId};
 use super::message::MessageStatus;
+use super::time;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +33,23 @@ impl Format {
             "standard" => Some(Self::Standard),
             _ => None,
         }
+    }
+
+    /// A body's time: LoginWA's reference prints `2026-06-01T12:00:00+00:00`; SPWP's, and
+    /// Standard Webhooks bodies, carry milliseconds.
+    pub fn timestamp(self, ms: u64) -> String {
+        match self {
+            Self::Loginwa => time::seconds_offset(ms),
+            Self::Spwp | Self::Standard => time::millis(ms),
+        }
+    }
+
+    /// Whether a replaced secret goes on signing through its grace. `X-LoginWA-Signature` is
+    /// one bare hex HMAC, with no room for a second signature, so a LoginWA endpoint's new
+    /// secret takes over at once; SPWP's and Standard Webhooks' headers carry one signature
+    /// per secret.
+    pub fn signs_with_previous_secret(self) -> bool {
+        !matches!(self, Self::Loginwa)
     }
 }
 
@@ -80,13 +98,31 @@ fn spwp_name(name: EventName) -> Option<&'static str> {
 
 /// `{"event"|"type": <name>, "timestamp", "data"}`: LoginWA and Standard Webhooks bodies.
 #[derive(Serialize)]
-struct NamedBody<'a> {
+struct NamedBody<'a, D> {
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
     timestamp: String,
-    data: Data<'a>,
+    data: D,
+}
+
+/// LoginWA's `data`: the event's body, a message's status in lowercase as the reference
+/// writes statuses (`delivered`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LoginwaData<'a> {
+    Progress(MessageProgress<&'static str>),
+    Other(Data<'a>),
+}
+
+fn loginwa_data(what: &What) -> LoginwaData<'_> {
+    match what {
+        What::MessageSent(m) | What::MessageDelivered(m) | What::MessageRead(m) | What::MessageFailed(m) => {
+            LoginwaData::Progress(m.lowercase())
+        }
+        other => LoginwaData::Other(other.data()),
+    }
 }
 
 /// SPWP's envelope: `{"event", "accountId", "occurredAt", "data"}`.
@@ -184,8 +220,9 @@ fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
     })
 }
 
-/// The body of the test delivery an endpoint's owner asks for (`webhook.test`, in every format).
-pub fn test_body(webhook_id: &str, timestamp: String) -> String {
+/// The body of the test delivery an endpoint's owner asks for (`webhook.test`, in every format,
+/// with the format's time).
+pub fn test_body(format: Format, webhook_id: &str, at_ms: u64) -> String {
     #[derive(Serialize)]
     struct TestData<'a> {
         message: &'a str,
@@ -199,23 +236,22 @@ pub fn test_body(webhook_id: &str, timestamp: String) -> String {
         r#type: &'a str,
     }
     let data = TestData { message: "This is a test event from wagate", webhook_id };
-    let test = Test { data, event: "webhook.test", timestamp, r#type: "webhook.test" };
+    let test = Test { data, event: "webhook.test", timestamp: format.timestamp(at_ms), r#type: "webhook.test" };
     serde_json::to_string(&test).expect("a test body always encodes")
 }
 
 /// The body a delivery of `event` carries, fixed once for the delivery's life, and the event
-/// name its headers carry; `None` when the format has no name for the event. `iso` formats a
-/// time in ms.
-pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Option<(String, Vec<u8>)> {
+/// name its headers carry; `None` when the format has no name for the event.
+pub fn body(format: Format, event: &Event) -> Option<(String, Vec<u8>)> {
     let name = event.name().as_str();
-    let timestamp = iso(event.at_ms);
+    let timestamp = format.timestamp(event.at_ms);
     let (header_name, body) = match format {
-        Format::Loginwa | Format::Standard => {
-            let (event_field, type_field) = match format {
-                Format::Loginwa => (Some(name), None),
-                _ => (None, Some(name)),
-            };
-            let body = NamedBody { event: event_field, kind: type_field, timestamp, data: event.what.data() };
+        Format::Loginwa => {
+            let body = NamedBody { event: Some(name), kind: None, timestamp, data: loginwa_data(&event.what) };
+            (name, serde_json::to_vec(&body))
+        }
+        Format::Standard => {
+            let body = NamedBody { event: None, kind: Some(name), timestamp, data: event.what.data() };
             (name, serde_json::to_vec(&body))
         }
         Format::Spwp => {
@@ -232,8 +268,9 @@ pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Optio
     Some((header_name.to_owned(), body.expect("webhook bodies serialise")))
 }
 
-/// The headers of one delivery attempt. Each secret in `secrets` signs (the previous one too,
-/// during a rotation's grace period) where the scheme carries several signatures.
+/// The headers of one delivery attempt. `secrets` are the current one first, then the previous
+/// one during a rotation's grace period where the format keeps it
+/// (`Format::signs_with_previous_secret`); LoginWA's single signature is the current secret's.
 pub fn headers(
     format: Format,
     secrets: &[&str],
@@ -299,9 +336,11 @@ mod tests {
     fn the_test_body_is_as_receivers_got_it() {
         // Keys sorted, as `json!` wrote them before (its maps are sorted).
         assert_eq!(
-            test_body("wh_1", "2026-01-01T00:00:00.000Z".into()),
+            test_body(Format::Spwp, "wh_1", 1_767_225_600_000),
             r#"{"data":{"message":"This is a test event from wagate","webhook_id":"wh_1"},"event":"webhook.test","timestamp":"2026-01-01T00:00:00.000Z","type":"webhook.test"}"#
         );
+        assert!(test_body(Format::Loginwa, "wh_1", 1_767_225_600_000)
+            .contains(r#""timestamp":"2026-01-01T00:00:00+00:00""#));
     }
     const MESSAGE: &str = "msg_0123456789abcdef0123456789abcdef";
 
@@ -343,10 +382,6 @@ mod tests {
         }
     }
 
-    fn iso(ms: u64) -> String {
-        format!("t{ms}")
-    }
-
     fn text(body: &[u8]) -> &str {
         std::str::from_utf8(body).unwrap()
     }
@@ -354,27 +389,29 @@ mod tests {
     /// The reference's `message.incoming` example, key for key and in its order.
     #[test]
     fn loginwa_incoming_is_the_references_example() {
-        let (name, body) = body(
-            Format::Loginwa,
-            &at(What::MessageIncoming(Box::new(incoming("6281234567890", false, "Hello!")))),
-            iso,
-        )
-        .unwrap();
+        let (name, body) =
+            body(Format::Loginwa, &at(What::MessageIncoming(Box::new(incoming("6281234567890", false, "Hello!")))))
+                .unwrap();
         assert_eq!(name, "message.incoming");
         let expected = format!(
-            r#"{{"event":"message.incoming","timestamp":"t1780000000000","data":{{"message_id":"{MESSAGE}","from":"6281234567890","body":"Hello!","device_id":"{DEVICE}","#
+            r#"{{"event":"message.incoming","timestamp":"2026-05-28T20:26:40+00:00","data":{{"message_id":"{MESSAGE}","from":"6281234567890","body":"Hello!","device_id":"{DEVICE}","#
         );
         assert!(text(&body).starts_with(&expected), "{}", text(&body));
     }
 
     #[test]
     fn loginwa_signs_the_raw_body_in_hex() {
-        let (name, body) = body(Format::Loginwa, &delivered(), iso).unwrap();
+        let (name, body) = body(Format::Loginwa, &delivered()).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             (parsed["event"].as_str(), parsed["data"]["status"].as_str()),
-            (Some("message.delivered"), Some("DELIVERED"))
+            (Some("message.delivered"), Some("delivered")),
+            "LoginWA writes statuses in lowercase"
         );
+        let expected = format!(
+            r#"{{"event":"message.delivered","timestamp":"2026-05-28T20:26:40+00:00","data":{{"message_id":"{MESSAGE}","device_id":"{DEVICE}","phone":"9647507644809","remote_jid":"9647507644809@s.whatsapp.net","status":"delivered","external_id":"3EB0870363BFDA49AB9A72","error_code":null,"error_reason":null,"trace_id":"trace"}}}}"#
+        );
+        assert_eq!(text(&body), expected);
         let headers = headers(Format::Loginwa, &["s3cret"], "dlv_1", &name, &body, 0);
         assert_eq!(headers[1], ("x-loginwa-signature", hex::encode(hmac(b"s3cret", &[&body]))));
     }
@@ -383,10 +420,10 @@ mod tests {
     #[test]
     fn spwp_inbound_text_is_the_references_example() {
         let event = at(What::MessageIncoming(Box::new(incoming("9647507644809", false, "Hi there!"))));
-        let (name, body) = body(Format::Spwp, &event, iso).unwrap();
+        let (name, body) = body(Format::Spwp, &event).unwrap();
         assert_eq!(name, "MESSAGE_RECEIVED");
         let expected = format!(
-            r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"#
+            r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"2026-05-28T20:26:40.000Z","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"#
         );
         assert!(text(&body).starts_with(&expected), "{}", text(&body));
         let parsed: Value = serde_json::from_slice(&body).unwrap();
@@ -396,7 +433,7 @@ mod tests {
     #[test]
     fn spwp_keeps_a_group_messages_group() {
         let event = at(What::MessageIncoming(Box::new(incoming("120363025246125486", true, "hi all"))));
-        let (_, body) = body(Format::Spwp, &event, iso).unwrap();
+        let (_, body) = body(Format::Spwp, &event).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(parsed["data"]["remoteJid"], "120363025246125486@g.us");
     }
@@ -413,7 +450,7 @@ mod tests {
             url: "https://x/api/v1/media/ab".into(),
             url_expires_at: "t".into(),
         });
-        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message)))).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             (parsed["data"]["type"].as_str(), parsed["data"]["payload"]["mediaUrl"].as_str()),
@@ -424,10 +461,10 @@ mod tests {
     /// The reference's status example: `id`, `externalId`, `status` first, in its order.
     #[test]
     fn spwp_signs_timestamp_dot_body_and_maps_names() {
-        let (name, body) = body(Format::Spwp, &delivered(), iso).unwrap();
+        let (name, body) = body(Format::Spwp, &delivered()).unwrap();
         assert_eq!(name, "MESSAGE_STATUS");
         let expected = format!(
-            r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"t1780000000000","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","#
+            r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"2026-05-28T20:26:40.000Z","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","#
         );
         assert!(text(&body).starts_with(&expected), "{}", text(&body));
         let h = headers(Format::Spwp, &["new", "old"], "dlv_1", &name, &body, 1234);
@@ -442,7 +479,7 @@ mod tests {
             status: DeviceStatus::Online,
             phone_number: "62811".into(),
         }));
-        let (name, body) = body(Format::Spwp, &connected, iso).unwrap();
+        let (name, body) = body(Format::Spwp, &connected).unwrap();
         assert_eq!(name, "ACCOUNT_CONNECTED");
         assert!(
             text(&body).ends_with(r#""data":{"status":"online","phoneNumber":"62811","reason":null}}"#),
@@ -451,13 +488,13 @@ mod tests {
         );
         let otp =
             at(What::OtpVerified(OtpEnded { session_id: "s".into(), phone_number: "62".into(), verified_at: None }));
-        assert_eq!(super::body(Format::Spwp, &otp, iso), None, "SPWP has no OTP events");
+        assert_eq!(super::body(Format::Spwp, &otp), None, "SPWP has no OTP events");
         let qr = at(What::DeviceQrReady(QrReady {
             device_id: device(),
             status: DeviceStatus::QrWaiting,
             qr_code: "q".into(),
         }));
-        assert_eq!(super::body(Format::Spwp, &qr, iso), None, "SPWP has no QR events");
+        assert_eq!(super::body(Format::Spwp, &qr), None, "SPWP has no QR events");
     }
 
     #[test]
@@ -465,8 +502,11 @@ mod tests {
         let secret = new_secret(Format::Standard);
         assert!(secret.starts_with("whsec_"));
         let key = base64::engine::general_purpose::STANDARD.decode(&secret[6..]).unwrap();
-        let (_, body) = body(Format::Standard, &delivered(), iso).unwrap();
-        assert!(text(&body).starts_with(r#"{"type":"message.delivered","timestamp":"t1780000000000","data":{"#));
+        let (_, body) = body(Format::Standard, &delivered()).unwrap();
+        assert!(
+            text(&body).starts_with(r#"{"type":"message.delivered","timestamp":"2026-05-28T20:26:40.000Z","data":{"#)
+        );
+        assert!(text(&body).contains(r#""status":"DELIVERED""#), "Standard Webhooks bodies keep the stored status");
         let h = headers(Format::Standard, &[&secret], "dlv_1", "message.delivered", &body, 1_700_000_123_456);
         assert_eq!(h[1], ("webhook-timestamp", "1700000123".to_owned()));
         let mac = hmac(&key, &[b"dlv_1.1700000123.", &body]);
