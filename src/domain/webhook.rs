@@ -414,6 +414,8 @@ mod tests {
         assert_eq!(text(&body), expected);
         let headers = headers(Format::Loginwa, &["s3cret"], "dlv_1", &name, &body, 0);
         assert_eq!(headers[1], ("x-loginwa-signature", hex::encode(hmac(b"s3cret", &[&body]))));
+        assert!(!Format::Loginwa.signs_with_previous_secret(), "one hex signature has no room for the old secret's");
+        assert!(Format::Spwp.signs_with_previous_secret() && Format::Standard.signs_with_previous_secret());
     }
 
     /// The reference's inbound text example, key for key and in its order.

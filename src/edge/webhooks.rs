@@ -114,7 +114,7 @@ fn events(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<EventName
 
 /// The reference sets no bounds on a chosen secret: any non-empty one up to 256 characters.
 fn secret(f: &mut Fields<'_>) -> Option<String> {
-    let secret = f.string("secret", false, 1, SECRET_MAX_CHARS)?;
+    let secret = f.string("secret", false, 0, SECRET_MAX_CHARS)?;
     if secret.trim().is_empty() {
         f.fail("secret", Rule::Invalid { reason: "must not be blank".into() });
         return None;
