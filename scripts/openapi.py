@@ -323,9 +323,9 @@ def loginwa() -> dict:
     e164 = {"type": "string", "pattern": "^\\+?[1-9][0-9]{6,14}$"}
     country_code = {"type": "string", "pattern": "^\\+?[1-9][0-9]{0,3}$", "examples": ["62", "+62"], "description":
         "Default country code if not in `phone`: a national number takes it (`81234567890` with `62` is `6281234567890`), "
-        "a leading 0 is replaced by it. A `phone` written internationally (`+…`, `00…`, a JID) or already beginning with "
-        "this code is left as it is, so write another country's number with `+`. Without it, only a leading-0 number is "
-        "completed, with the app's `default_country_code`."}
+        "a leading 0 is replaced by it. A `phone` written internationally (`+…`, `00…`, a JID), already beginning with "
+        "this code, or too long to be national (with the code it would pass 15 digits) is left as it is; write any other "
+        "number of another country with `+`. Without it, only a leading-0 number is completed, with the app's `default_country_code`."}
     webhook_body = {
         "url": {"type": "string", "format": "iri", "pattern": "^https?://", "maxLength": 2048},
         "events": {"type": "array", "items": {"type": "string", "enum": EVENT_NAMES}},
@@ -348,7 +348,7 @@ def loginwa() -> dict:
     paths = {
         "/api/auth/start": {"post": lw("startOtp", "Send a one-time code", "otp", ("200", {"type": "object", "required": ["session_id", "expires_in", "debug_code"], "properties": {
             "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "503",
-            body={"phone": {"type": "string", "minLength": 1, "maxLength": 64}, "country_code": country_code,
+            body={"phone": e164, "country_code": country_code,
                   "otp_length": {"type": "integer", "minimum": 4, "maximum": 8},
                   "message_template": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\{code\\}"}, "meta": OBJ},
             required=["phone"], description="The code goes out over WhatsApp ahead of other traffic. `debug_code` is null in production.")},

@@ -90,9 +90,11 @@ impl Recipient {
     /// Parses a number with LoginWA's `country_code`, "default country code if not in phone":
     /// a national number takes `given` (`81234567890` with `62` is `6281234567890`; a leading 0
     /// is replaced by it). A number is taken to hold its country code already when it is written
-    /// internationally (`+…`, `00…`, a JID) or begins with `given` itself: a number of another
-    /// country must then be written with `+`. Without `given`, only a leading-zero local number
-    /// is completed, with the app's `app_default`.
+    /// internationally (`+…`, `00…`, a JID), begins with `given` itself, or is too long to be a
+    /// national number (with `given` in front it would pass E.164's 15 digits, so it must be an
+    /// international one); any other number of another country must be written with `+`.
+    /// Without `given`, only a leading-zero local number is completed, with the app's
+    /// `app_default`.
     pub fn parse_with_country_code(
         input: &str,
         given: Option<&CountryCode>,
@@ -104,7 +106,8 @@ impl Recipient {
             && !digits.is_empty()
             && digits.bytes().all(|b| b.is_ascii_digit())
             && !digits.starts_with('0')
-            && !digits.starts_with(cc.as_str());
+            && !digits.starts_with(cc.as_str())
+            && cc.as_str().len() + digits.len() <= MAX_DIGITS;
         match national {
             true => international_digits(&format!("{}{digits}", cc.as_str())).map(Self::Phone),
             false => Self::parse(input, Some(cc.as_str())),
@@ -224,7 +227,10 @@ mod tests {
         assert_eq!(with("14155552671"), Ok(Recipient::Phone("6214155552671".into())), "bare: taken as national");
         assert_eq!(with("9647507644809@s.whatsapp.net"), Ok(Recipient::Phone("9647507644809".into())));
         assert_eq!(with("120363025246125486@g.us"), Ok(Recipient::Group("120363025246125486".into())));
-        assert_eq!(with("8123456789012345"), Err(PhoneError::TooLong), "the country code counts");
+        assert_eq!(with("81234567890123"), Ok(Recipient::Phone("81234567890123".into())), "too long to be national");
+        assert_eq!(with("8123456789012"), Ok(Recipient::Phone("628123456789012".into())), "15 digits with it");
+        assert_eq!(with("8123456789012345"), Err(PhoneError::TooLong));
+        assert_eq!(with("081234567890123"), Err(PhoneError::TooLong), "the country code replacing the 0 counts");
         assert_eq!(with("81a"), Err(PhoneError::InvalidCharacters));
         assert_eq!(with(""), Err(PhoneError::Empty));
     }

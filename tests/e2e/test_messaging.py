@@ -176,7 +176,7 @@ def test_loginwa_country_code_completes_a_national_number(stack, sender):
         eventually(lambda: [m["text"] for m in inbox(stack, to)] == ["hi"])
     r = sender.post("/api/v1/messages/send", {"phone": "8123456789", "country_code": "abc", "message": "hi"})
     assert r.status_code == 422 and r.json()["error"] == "validation_failed" and list(r.json()["errors"]) == ["country_code"], r.text
-    r = sender.post("/api/v1/messages/send", {"phone": "81234567890123", "country_code": "62", "message": "hi"})
+    r = sender.post("/api/v1/messages/send", {"phone": "081234567890123", "country_code": "62", "message": "hi"})
     assert r.status_code == 422 and list(r.json()["errors"]) == ["phone"], "the completed number is too long"
 
 
