@@ -260,7 +260,7 @@ def lw_error(description: str, extra: dict | None = None) -> dict:
 LW_ERRORS = {
     "401": lw_error("unauthorized: missing, unknown, revoked or expired key (429 after too many from one address)"),
     "402": lw_error("subscription_suspended"),
-    "403": lw_error("ip_not_allowed (with `ip`), key_scoped_to_device (the key acts for one device; this is app-wide), or a plan limit such as device_limit_reached"),
+    "403": lw_error("ip_not_allowed (\"Your IP address is not whitelisted for this API key.\", with `ip`), key_scoped_to_device (the key acts for one device; this is app-wide), or a plan limit such as device_limit_reached"),
     "404": lw_error("not_found"),
     "405": lw_error("method_not_allowed (with an `Allow` header)"),
     "409": lw_error("conflict: the resource is not in a state that allows this"),
@@ -327,6 +327,13 @@ OBJ = {"type": "object"}
 NULLABLE_STR = {"type": ["string", "null"]}
 DATE = {"type": "string", "format": "date-time"}
 NULLABLE_DATE = {"type": ["string", "null"], "format": "date-time"}
+# LoginWA's reference prints whole seconds: `Z` for OTP and campaign times, `+00:00` for devices and webhooks.
+SECONDS_Z = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+SECONDS_OFFSET = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\+00:00$"
+DATE_Z = DATE | {"pattern": SECONDS_Z, "examples": ["2026-06-01T12:00:00Z"]}
+NULLABLE_DATE_Z = NULLABLE_DATE | {"pattern": SECONDS_Z, "examples": ["2026-06-01T12:00:00Z"]}
+DATE_OFFSET = DATE | {"pattern": SECONDS_OFFSET, "examples": ["2026-06-01T10:00:00+00:00"]}
+NULLABLE_DATE_OFFSET = NULLABLE_DATE | {"pattern": SECONDS_OFFSET, "examples": ["2026-06-01T10:00:00+00:00"]}
 SUCCESS = {"type": "object", "required": ["success"], "properties": {"success": {"const": True}}}
 EVENT_NAMES = ["message.incoming", "message.sent", "message.delivered", "message.read", "message.failed",
                "device.connected", "device.disconnected", "device.qr_ready", "otp.verified", "otp.expired",
@@ -342,7 +349,7 @@ def loginwa() -> dict:
         "id": {"type": "string"}, "engine_device_id": {"type": "string"}, "label": NULLABLE_STR,
         "status": {"type": "string", "enum": ["registering", "qr_waiting", "online", "offline"]},
         "phone_number": NULLABLE_STR, "is_online": {"type": "boolean"}, "qr_code": NULLABLE_STR,
-        "pair_code": NULLABLE_STR, "disconnect_reason": NULLABLE_STR, "last_seen_at": NULLABLE_DATE, "created_at": DATE}}
+        "pair_code": NULLABLE_STR, "disconnect_reason": NULLABLE_STR, "last_seen_at": NULLABLE_DATE_OFFSET, "created_at": DATE_OFFSET}}
     pairing = {"type": "object", "required": ["device_id", "status", "qr_status_url"], "properties": {
         "device_id": {"type": "string"}, "engine_device_id": {"type": "string"}, "label": NULLABLE_STR,
         "status": {"type": "string"}, "qr_code": NULLABLE_STR, "pair_code": NULLABLE_STR, "job_id": {"type": "string"},
@@ -351,7 +358,7 @@ def loginwa() -> dict:
         "id": {"type": "string"}, "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
         "format": {"type": "string", "enum": ["loginwa", "spwp", "standard"]}, "device_id": NULLABLE_STR,
         "retry_count": {"type": "integer"}, "active": {"type": "boolean"}, "disabled_reason": NULLABLE_STR,
-        "created_at": DATE, "secret": {"type": "string", "description": "Only when created."}, "health": OBJ}}
+        "created_at": DATE_OFFSET, "secret": {"type": "string", "description": "Only when created."}, "health": OBJ}}
     rule = {"type": "object", "required": ["id", "match", "pattern", "reply", "active", "priority", "hits"], "properties": {
         "id": {"type": "string"}, "match": {"type": "string", "enum": ["exact", "contains", "regex"]},
         "pattern": {"type": "string"}, "reply": {"type": "string"}, "device_id": NULLABLE_STR,
@@ -364,9 +371,9 @@ def loginwa() -> dict:
         "progress": {"type": "object", "required": ["total", "sent", "delivered", "failed", "pending", "percentage"], "properties": {
             "total": {"type": "integer"}, "sent": {"type": "integer"}, "delivered": {"type": "integer"},
             "failed": {"type": "integer"}, "pending": {"type": "integer"}, "percentage": {"type": "number"}}},
-        "estimated_duration": {"type": "string"}, "delay_seconds": {"type": "integer"}, "schedule_at": NULLABLE_DATE,
-        "media": {"type": ["object", "null"]}, "device_ids": {"type": "array"}, "created_at": DATE,
-        "started_at": NULLABLE_DATE, "completed_at": NULLABLE_DATE}}
+        "estimated_duration": {"type": "string"}, "delay_seconds": {"type": "integer"}, "schedule_at": NULLABLE_DATE_Z,
+        "media": {"type": ["object", "null"]}, "device_ids": {"type": "array"}, "created_at": DATE_Z,
+        "started_at": NULLABLE_DATE_Z, "completed_at": NULLABLE_DATE_Z}}
     page_of = lambda item: {"type": "object", "required": ["current_page", "data", "per_page", "total", "last_page"], "properties": {
         "current_page": {"type": "integer"}, "data": {"type": "array", "items": item}, "per_page": {"type": "integer"},
         "total": {"type": "integer"}, "last_page": {"type": "integer"}}}
@@ -384,15 +391,24 @@ def loginwa() -> dict:
         {"type": "string", "pattern": "^\\+?[1-9][0-9]{9,14}$"},
         {"type": "string", "pattern": "^[1-9][0-9]{6,14}@(s\\.whatsapp\\.net|c\\.us)$"}]}
     e164 = {"type": "string", "pattern": "^\\+?[1-9][0-9]{6,14}$"}
+    country_code = {"type": "string", "pattern": "^\\+?[1-9][0-9]{0,3}$", "examples": ["62", "+62"], "description":
+        "Default country code if not in `phone`: a national number takes it (`81234567890` with `62` is `6281234567890`), "
+        "a leading 0 is replaced by it. A `phone` written internationally (`+…`, `00…`, a JID), already beginning with "
+        "this code, or too long to be national (with the code it would pass 15 digits) is left as it is; write any other "
+        "number of another country with `+`. Without it, only a leading-0 number is completed, with the app's `default_country_code`."}
     webhook_body = {
         "url": {"type": "string", "format": "iri", "pattern": "^https?://", "maxLength": 2048},
         "events": {"type": "array", "description": "LoginWA event names; SPWP's (`MESSAGE_RECEIVED`, `MESSAGE_STATUS`, `ACCOUNT_CONNECTED`, `ACCOUNT_DISCONNECTED`) are taken too and stored as the events they stand for. Empty: every event.",
                    "items": {"type": "string", "enum": EVENT_NAMES + SPWP_EVENT_NAMES}},
-        "secret": {"type": "string", "minLength": 16, "maxLength": 256},
+        "secret": {"type": "string", "minLength": 1, "maxLength": 256, "description": "Any non-blank secret of your choosing; one is generated when omitted."},
         "retry_count": {"type": "integer", "minimum": 0, "maximum": 10},
         "format": {"type": "string", "enum": ["loginwa", "spwp", "standard"]},
         "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"},
     }
+    webhook_patch = {k: v for k, v in webhook_body.items() if k in ("url", "events", "secret", "retry_count")} | {"active": {"type": "boolean"}}
+    secret_change = ("A `loginwa` endpoint signs with the new secret at once: `X-LoginWA-Signature` carries one hex HMAC, "
+                     "so there is no room for the old one's. `spwp` and `standard` endpoints, whose headers carry a signature per secret, "
+                     "are signed with the old secret too for 24 h.")
     rule_body = {
         "match": {"type": "string", "enum": ["exact", "contains", "regex"]},
         "pattern": {"type": "string", "minLength": 1, "maxLength": 500},
@@ -404,12 +420,12 @@ def loginwa() -> dict:
         "/api/auth/start": {"post": lw("startOtp", "Send a one-time code", "otp", ("200", {"type": "object", "required": ["session_id", "expires_in", "debug_code"], "properties": {
             "session_id": {"type": "string"}, "expires_in": {"type": "integer"}, "debug_code": NULLABLE_STR}}), "422", "502", "503",
             said={"502": SEND_REFUSED + " The session is ended: it cannot be verified."},
-            body={"phone": e164, "country_code": {"type": "string", "pattern": "^[1-9][0-9]{0,3}$"},
+            body={"phone": e164, "country_code": country_code,
                   "otp_length": {"type": "integer", "minimum": 4, "maximum": 8},
                   "message_template": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\{code\\}"}, "meta": OBJ},
             required=["phone"], description="The code goes out over WhatsApp ahead of other traffic. `debug_code` is null in production. " + SEND_WAIT)},
         "/api/auth/verify": {"post": lw("verifyOtp", "Check a one-time code", "otp", ("200", {"type": "object", "required": ["status"], "properties": {
-            "status": {"const": "verified"}, "phone_number": {"type": "string"}, "verified_at": NULLABLE_DATE}}), "422",
+            "status": {"const": "verified"}, "phone_number": {"type": "string"}, "verified_at": NULLABLE_DATE_Z}}), "422",
             body={"session_id": {"type": "string", "minLength": 1, "maxLength": 64}, "otp_code": {"type": "string", "minLength": 1, "maxLength": 16}},
             required=["session_id", "otp_code"], description="422 with `status` invalid_code (and `attempts_remaining`), expired or max_attempts.",
             said={"422": "validation_failed, or the code is not accepted: invalid_code (with `attempts_remaining`), expired or max_attempts"})},
@@ -419,7 +435,7 @@ def loginwa() -> dict:
             said={"409": "idempotency_key_in_use: the first request with this `Idempotency-Key` is still being handled; retry once it has answered",
                   "502": SEND_REFUSED + " Replayed as it is under the same `Idempotency-Key`; a new key sends again."},
             description=SEND_WAIT,
-            body={"phone": phone_or_jid, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
+            body={"phone": phone_or_jid, "country_code": country_code, "message": {"type": "string", "minLength": 1, "maxLength": 4096},
                   "device_id": {"type": "string", "pattern": "^dev_[0-9a-f]{16}$"}, "meta": OBJ},
             required=["phone", "message"], params=[{"$ref": "#/components/parameters/IdempotencyKey"}])},
         "/api/v1/devices": {
@@ -461,13 +477,16 @@ def loginwa() -> dict:
         },
         "/api/v1/webhooks/{id}": {
             "get": lw("getWebhook", "An endpoint and its delivery health", "webhooks", ("200", webhook), "404", params=[webhook_id]),
+            "put": lw("replaceWebhook", "Change an endpoint (as PATCH does)", "webhooks", ("200", webhook), "404", "422", params=[webhook_id],
+                      body=webhook_patch, body_required=False, description=secret_change),
             "patch": lw("updateWebhook", "Change an endpoint", "webhooks", ("200", webhook), "404", "422", params=[webhook_id],
-                        body={k: v for k, v in webhook_body.items() if k in ("url", "events", "secret", "retry_count")} | {"active": {"type": "boolean"}}, body_required=False),
+                        body=webhook_patch, body_required=False, description=secret_change),
             "delete": lw("deleteWebhook", "Remove an endpoint", "webhooks", ("200", SUCCESS), "404", params=[webhook_id]),
         },
         "/api/v1/webhooks/{id}/test": {"post": lw("testWebhook", "Send a signed webhook.test (to an `spwp` endpoint: an SPWP `WEBHOOK_TEST` event)", "webhooks", ("200", SUCCESS), "404", params=[webhook_id])},
-        "/api/v1/webhooks/{id}/regenerate-secret": {"post": lw("regenerateSecret", "A new secret; the old one signs too for 24 h", "webhooks", ("200", {"type": "object", "required": ["id", "secret"], "properties": {
-            "id": {"type": "string"}, "secret": {"type": "string"}, "previous_secret_valid_until": DATE}}), "404", params=[webhook_id])},
+        "/api/v1/webhooks/{id}/regenerate-secret": {"post": lw("regenerateSecret", "A new signing secret", "webhooks", ("200", {"type": "object", "required": ["id", "secret", "previous_secret_valid_until"], "properties": {
+            "id": {"type": "string"}, "secret": {"type": "string"}, "previous_secret_valid_until": NULLABLE_DATE_OFFSET}}), "404", params=[webhook_id],
+            description=secret_change + " `previous_secret_valid_until` says until when the old one signs (null: it has stopped).")},
         "/api/v1/webhooks/{id}/deliveries": {"get": lw("listDeliveries", "Deliveries, newest first", "webhooks", ("200", {"type": "object", "required": ["deliveries"], "properties": {
             "deliveries": {"type": "array", "items": OBJ}}}), "404", "422", params=[webhook_id, query("status", {"type": "string", "enum": ["pending", "succeeded", "failed"]})])},
         "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay": {"post": lw("replayDelivery", "Send one delivery again, same id and body", "webhooks", ("200", SUCCESS), "404", params=[webhook_id, path_id("delivery_id")])},
@@ -512,6 +531,8 @@ def loginwa() -> dict:
         "/api/v1/ip-whitelist": {
             "get": lw("listIps", "The IP whitelist and whether it is enforced", "ip-whitelist", ("200", allow_list), access=KEY_ANY_IP),
             "post": lw("addIp", "Add an address or CIDR range (409 if present)", "ip-whitelist", ("201", OBJ), "403", "409", "422",
+                       description="The entry answers as it was given: `203.0.113.5` stays `203.0.113.5` (here and in the list), a range stays a range. "
+                                   "`203.0.113.5` and `203.0.113.5/32` are one entry: adding either when the other is present is a 409.",
                        body={"ip_address": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}],
                                               "description": "An address, or a CIDR range such as `203.0.113.0/24` or `2001:db8::/32`."},
                              "label": {"type": "string", "minLength": 1, "maxLength": 100}}, required=["ip_address"], access=KEY_ANY_IP,

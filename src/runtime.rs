@@ -11,10 +11,9 @@ pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
-/// RFC 3339 in UTC with milliseconds, as both references print times.
-pub fn iso(ms: u64) -> String {
-    String::from(js_sys::Date::new(&JsValue::from_f64(ms as f64)).to_iso_string())
-}
+/// RFC 3339 in UTC with milliseconds (`domain::time::millis`), as SPWP and wagate's own views
+/// print times; LoginWA's forms are `domain::time::{seconds_z, seconds_offset}`.
+pub use crate::domain::time::millis as iso;
 
 /// `YYYY-MM` of `ms`: the monthly quota period.
 pub fn month_of(ms: u64) -> String {

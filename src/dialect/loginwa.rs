@@ -58,7 +58,7 @@ pub fn error(err: &ApiError) -> (u16, Value) {
         ApiError::DeviceNotConnected => (503, "no_device_connected", "The selected WhatsApp device is not connected"),
         ApiError::Conflict { message } => return (409, json!({"error": "conflict", "message": message})),
         ApiError::IpNotAllowed { ip } => {
-            let message = "Requests from this IP address are not allowed for this API key";
+            let message = "Your IP address is not whitelisted for this API key.";
             return (403, json!({"error": "ip_not_allowed", "message": message, "ip": ip}));
         }
         ApiError::Forbidden { code, message } => return (403, json!({"error": code, "message": message})),
@@ -200,6 +200,16 @@ mod tests {
             "the reference's code and words, with what the message log says of it"
         );
         assert_eq!(error(&ApiError::not_found("device")).1["message"], "Device not found");
+    }
+
+    #[test]
+    fn ip_not_allowed_is_the_references_body() {
+        let (status, body) = error(&ApiError::IpNotAllowed { ip: "203.0.113.5".into() });
+        assert_eq!(status, 403);
+        assert_eq!(
+            body.to_string(),
+            r#"{"error":"ip_not_allowed","ip":"203.0.113.5","message":"Your IP address is not whitelisted for this API key."}"#
+        );
     }
 
     #[test]

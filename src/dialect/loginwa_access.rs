@@ -1,8 +1,9 @@
 //! LoginWA's IP whitelist answers (`/api/v1/ip-whitelist…`): the list with whether it is
-//! enforced, one entry, or a bare success.
+//! enforced, one entry (a single address bare, as it was added), or a bare success.
 
 use serde_json::{json, Value};
 
+use crate::domain::allowlist;
 use crate::protocol::access::{AllowList, AllowedIp};
 
 pub fn allow_list(list: &AllowList, iso: impl Fn(u64) -> String) -> Value {
@@ -11,7 +12,8 @@ pub fn allow_list(list: &AllowList, iso: impl Fn(u64) -> String) -> Value {
 }
 
 pub fn entry(e: &AllowedIp, iso: impl Fn(u64) -> String) -> Value {
-    json!({"id": e.id, "ip_address": e.ip_address, "label": e.label, "created_at": iso(e.created_at)})
+    let ip_address = allowlist::shown(&e.ip_address);
+    json!({"id": e.id, "ip_address": ip_address, "label": e.label, "created_at": iso(e.created_at)})
 }
 
 /// A removal, and every other change that has nothing to show.
@@ -43,7 +45,7 @@ mod tests {
             shown,
             json!({"restriction_enabled": true, "count": 2, "ips": [
                 {"id": "ip_1", "ip_address": "10.0.0.0/8", "label": "office", "created_at": "t1"},
-                {"id": "ip_2", "ip_address": "203.0.113.7/32", "label": null, "created_at": "t2"},
+                {"id": "ip_2", "ip_address": "203.0.113.7", "label": null, "created_at": "t2"},
             ]})
         );
     }

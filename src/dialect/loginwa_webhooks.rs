@@ -34,7 +34,7 @@ pub fn created(c: &CreatedEndpoint, iso: impl Fn(u64) -> String) -> Value {
 }
 
 pub fn rotated(r: &RotatedSecret, iso: impl Fn(u64) -> String) -> Value {
-    json!({"id": r.id, "secret": r.secret, "previous_secret_valid_until": iso(r.previous_secret_valid_until)})
+    json!({"id": r.id, "secret": r.secret, "previous_secret_valid_until": r.previous_secret_valid_until.map(iso)})
 }
 
 pub fn deleted() -> Value {

@@ -23,6 +23,16 @@ pub fn parse_entry(text: &str) -> Result<IpNet, String> {
     Ok(canonical)
 }
 
+/// An entry as clients see it: what they added, so a single address (stored `/32` or `/128`
+/// so that `203.0.113.5` and `203.0.113.5/32` are one entry) shows bare, a range as a range.
+/// An entry that no longer parses shows as stored.
+pub fn shown(stored: &str) -> String {
+    match parse_entry(stored) {
+        Ok(net) if net.prefix_len() == net.max_prefix_len() => net.addr().to_string(),
+        _ => stored.to_owned(),
+    }
+}
+
 /// The client's address from the header, IPv4-mapped IPv6 seen as the IPv4 address it maps.
 pub fn client_ip(header: Option<&str>) -> Option<IpAddr> {
     let ip: IpAddr = header?.trim().parse().ok()?;
@@ -108,6 +118,21 @@ mod tests {
         for outside in ["203.0.113.8", "198.51.101.1", "2001:db9::1", "10.0.0.1", "::1"] {
             assert!(!allows(&list, ip(outside)), "{outside}");
         }
+    }
+
+    #[test]
+    fn single_addresses_show_bare_and_ranges_as_ranges() {
+        for (stored, seen) in [
+            ("203.0.113.5/32", "203.0.113.5"),
+            ("203.0.113.0/24", "203.0.113.0/24"),
+            ("2001:db8::1/128", "2001:db8::1"),
+            ("2001:db8::/32", "2001:db8::/32"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("garbage", "garbage"),
+        ] {
+            assert_eq!(shown(stored), seen, "{stored}");
+        }
+        assert_eq!(shown(&parse_entry("203.0.113.5").unwrap().to_string()), "203.0.113.5", "added bare, shown bare");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A webhook delivery's life: pending until an attempt claims it, then succeeded, retried on
 //! the Standard Webhooks schedule (`webhook::retry_delay_ms`) or kept as failed for replay; an
 //! endpoint failing without a break for too long is switched off; a regenerated secret leaves
-//! the old one signing alongside it for a grace period.
+//! the old one signing alongside it for a grace period where the format carries two signatures.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,10 +44,12 @@ impl DeliveryStatus {
 /// The old secret keeps signing alongside a regenerated one for this long.
 pub const ROTATION_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// Until when the secret replaced at `now` still signs. A second rotation within the grace
-/// replaces the previous secret: only the one just replaced goes on signing.
-pub fn previous_until(now: u64) -> u64 {
-    now + ROTATION_GRACE_MS
+/// Until when the secret an endpoint of `format` replaced at `now` still signs; `None` when the
+/// new one takes over at once (LoginWA: `webhook::Format::signs_with_previous_secret`). A second
+/// rotation within the grace replaces the previous secret: only the one just replaced goes on
+/// signing.
+pub fn previous_until(format: webhook::Format, now: u64) -> Option<u64> {
+    format.signs_with_previous_secret().then_some(now + ROTATION_GRACE_MS)
 }
 
 /// Whether the replaced secret still signs at `now`.
@@ -120,13 +122,16 @@ mod tests {
 
     #[test]
     fn a_replaced_secret_signs_through_its_grace_only() {
-        let until = previous_until(1_000);
+        use webhook::Format::{Loginwa, Spwp, Standard};
+        let until = previous_until(Spwp, 1_000).unwrap();
         assert!(previous_signs(Some(until), until - 1));
         assert!(!previous_signs(Some(until), until));
         assert!(!previous_signs(None, 0));
         // Rotating twice within the grace: the second replaces the first's new secret, whose
         // grace starts afresh; the original stops signing then.
-        assert_eq!(previous_until(2_000), until + 1_000);
+        assert_eq!(previous_until(Spwp, 2_000), Some(until + 1_000));
+        assert_eq!(previous_until(Standard, 1_000), Some(until));
+        assert_eq!(previous_until(Loginwa, 1_000), None, "one hex signature: the new secret takes over at once");
     }
 
     #[test]

@@ -367,15 +367,16 @@ impl From<AutoReplyNote> for NoteFields {
     }
 }
 
-/// `message.sent|delivered|read|failed`: an outbound message moved on.
+/// `message.sent|delivered|read|failed`: an outbound message moved on. `S` is how the status is
+/// written: the stored `MessageStatus` (`DELIVERED`), or LoginWA's lowercase (`lowercase`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessageProgress {
+pub struct MessageProgress<S = MessageStatus> {
     pub message_id: MessageId,
     pub device_id: DeviceId,
     /// The recipient as the client wrote it (number or group JID).
     pub phone: String,
     pub remote_jid: String,
-    pub status: MessageStatus,
+    pub status: S,
     pub external_id: Option<String>,
     pub error_code: Option<String>,
     pub error_reason: Option<String>,
@@ -388,6 +389,41 @@ pub struct MessageProgress {
     pub delivered_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_at: Option<u64>,
+}
+
+impl MessageProgress {
+    /// The same progress with the status as LoginWA's webhooks write it: `delivered`, as the
+    /// reference writes every status, and without the times of each status, which its bodies
+    /// do not carry.
+    pub fn lowercase(&self) -> MessageProgress<&'static str> {
+        let Self {
+            message_id,
+            device_id,
+            phone,
+            remote_jid,
+            status,
+            external_id,
+            error_code,
+            error_reason,
+            trace_id,
+            ..
+        } = self.clone();
+        let status = status.as_lowercase();
+        MessageProgress {
+            message_id,
+            device_id,
+            phone,
+            remote_jid,
+            status,
+            external_id,
+            error_code,
+            error_reason,
+            trace_id,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+        }
+    }
 }
 
 /// `device.connected`.

@@ -134,6 +134,19 @@ impl MessageStatus {
         }
     }
 
+    /// LoginWA's spelling: the reference writes statuses in lowercase (`sent`, `delivered`).
+    pub fn as_lowercase(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::Received => "received",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Queued, Self::Sending, Self::Sent, Self::Delivered, Self::Read, Self::Failed, Self::Received]
             .into_iter()
@@ -193,6 +206,7 @@ mod tests {
         for s in [Queued, Sending, Sent, Delivered, Read, Failed] {
             assert_eq!(MessageStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_lowercase(), s.as_str().to_ascii_lowercase());
         }
         assert!(Read.is_terminal() && Failed.is_terminal() && !Delivered.is_terminal());
     }

@@ -25,5 +25,6 @@ pub mod schema;
 pub mod scope;
 pub mod secretbox;
 pub mod template;
+pub mod time;
 pub mod validate;
 pub mod webhook;

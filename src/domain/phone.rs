@@ -10,6 +10,27 @@ const GROUP_SERVER: &str = "g.us";
 const MIN_DIGITS: usize = 7;
 const MAX_DIGITS: usize = 15;
 
+/// A country calling code as a request or an app gives it: `62` or `+62`, kept as digits.
+/// E.164 codes have 1 to 3 digits; 4 are allowed for the NANP areas often written so (`1684`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountryCode(String);
+
+impl CountryCode {
+    pub const RULE: &'static str = "must be 1 to 4 digits, optionally after a +, not starting with 0";
+
+    pub fn parse(input: &str) -> Option<Self> {
+        let digits = input.trim();
+        let digits = digits.strip_prefix('+').unwrap_or(digits);
+        let valid =
+            (1..=4).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        valid.then(|| Self(digits.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A valid recipient. Past the edge of the API a `Recipient` is always well-formed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
@@ -66,6 +87,33 @@ impl Recipient {
         }
     }
 
+    /// Parses a number with LoginWA's `country_code`, "default country code if not in phone":
+    /// a national number takes `given` (`81234567890` with `62` is `6281234567890`; a leading 0
+    /// is replaced by it). A number is taken to hold its country code already when it is written
+    /// internationally (`+…`, `00…`, a JID), begins with `given` itself, or is too long to be a
+    /// national number (with `given` in front it would pass E.164's 15 digits, so it must be an
+    /// international one); any other number of another country must be written with `+`.
+    /// Without `given`, only a leading-zero local number is completed, with the app's
+    /// `app_default`.
+    pub fn parse_with_country_code(
+        input: &str,
+        given: Option<&CountryCode>,
+        app_default: &str,
+    ) -> Result<Self, PhoneError> {
+        let Some(cc) = given else { return Self::parse(input, Some(app_default)) };
+        let digits = cleaned(input.trim());
+        let national = !input.contains('@')
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+            && !digits.starts_with(cc.as_str())
+            && cc.as_str().len() + digits.len() <= MAX_DIGITS;
+        match national {
+            true => international_digits(&format!("{}{digits}", cc.as_str())).map(Self::Phone),
+            false => Self::parse(input, Some(cc.as_str())),
+        }
+    }
+
     pub fn jid(&self) -> String {
         match self {
             Self::Phone(digits) => format!("{digits}@{USER_SERVER}"),
@@ -82,8 +130,13 @@ impl Recipient {
     }
 }
 
+/// The number without the separators people write in it.
+fn cleaned(input: &str) -> String {
+    input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect()
+}
+
 fn number(input: &str, default_country_code: Option<&str>) -> Result<String, PhoneError> {
-    let cleaned: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let cleaned = cleaned(input);
     let (has_plus, digits) = match cleaned.strip_prefix('+') {
         Some(rest) => (true, rest),
         None => (false, cleaned.as_str()),
@@ -148,6 +201,45 @@ mod tests {
         assert_eq!(phone("081234567890"), Ok(Recipient::Phone("6281234567890".into())));
         assert_eq!(Recipient::parse("081234567890", None), Err(PhoneError::MissingCountryCode));
         assert_eq!(phone("+081234567890"), Err(PhoneError::MissingCountryCode));
+    }
+
+    #[test]
+    fn country_codes_are_digits_with_an_optional_plus() {
+        assert_eq!(CountryCode::parse("62").unwrap().as_str(), "62");
+        assert_eq!(CountryCode::parse("+62").unwrap().as_str(), "62");
+        assert_eq!(CountryCode::parse(" 1684 ").unwrap().as_str(), "1684");
+        for bad in ["", "+", "062", "0", "6a", "12345", "++62", "62+", "６２", "-62", &"9".repeat(500)] {
+            assert_eq!(CountryCode::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_given_country_code_completes_national_numbers() {
+        let cc = CountryCode::parse("+62").unwrap();
+        let with = |input: &str| Recipient::parse_with_country_code(input, Some(&cc), "1");
+        let indonesian = Ok(Recipient::Phone("6281234567890".into()));
+        for input in
+            ["81234567890", "081234567890", "6281234567890", "+6281234567890", "812-3456-7890", "006281234567890"]
+        {
+            assert_eq!(with(input), indonesian, "{input}");
+        }
+        assert_eq!(with("+14155552671"), Ok(Recipient::Phone("14155552671".into())), "written internationally");
+        assert_eq!(with("14155552671"), Ok(Recipient::Phone("6214155552671".into())), "bare: taken as national");
+        assert_eq!(with("9647507644809@s.whatsapp.net"), Ok(Recipient::Phone("9647507644809".into())));
+        assert_eq!(with("120363025246125486@g.us"), Ok(Recipient::Group("120363025246125486".into())));
+        assert_eq!(with("81234567890123"), Ok(Recipient::Phone("81234567890123".into())), "too long to be national");
+        assert_eq!(with("8123456789012"), Ok(Recipient::Phone("628123456789012".into())), "15 digits with it");
+        assert_eq!(with("8123456789012345"), Err(PhoneError::TooLong));
+        assert_eq!(with("081234567890123"), Err(PhoneError::TooLong), "the country code replacing the 0 counts");
+        assert_eq!(with("81a"), Err(PhoneError::InvalidCharacters));
+        assert_eq!(with(""), Err(PhoneError::Empty));
+    }
+
+    #[test]
+    fn without_a_given_country_code_only_local_numbers_take_the_apps() {
+        let without = |input: &str| Recipient::parse_with_country_code(input, None, "62");
+        assert_eq!(without("081234567890"), Ok(Recipient::Phone("6281234567890".into())));
+        assert_eq!(without("14155552671"), Ok(Recipient::Phone("14155552671".into())));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError, Rule};
 use super::ids::DeviceId;
-use super::phone::Recipient;
+use super::phone::{CountryCode, Recipient};
 
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -123,7 +123,11 @@ impl<'a> Fields<'a> {
     /// takes `default_country_code` when there is one.
     pub fn phone_number(&mut self, field: &str, required: bool, default_country_code: Option<&str>) -> Option<String> {
         let text = self.string(field, required, 1, 64)?;
-        match Recipient::parse(&text, default_country_code) {
+        self.person(field, Recipient::parse(&text, default_country_code))
+    }
+
+    fn person(&mut self, field: &str, parsed: Result<Recipient, super::phone::PhoneError>) -> Option<String> {
+        match parsed {
             Ok(Recipient::Phone(digits)) => Some(digits),
             Ok(Recipient::Group(_)) => {
                 self.fail(field, Rule::Invalid { reason: "must be a phone number, not a group".into() });
@@ -134,6 +138,23 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// A country calling code (`62` or `+62`).
+    pub fn country_code(&mut self, field: &str) -> Option<CountryCode> {
+        let text = self.string(field, false, 1, 16)?;
+        let code = CountryCode::parse(&text);
+        if code.is_none() {
+            self.fail(field, Rule::Invalid { reason: CountryCode::RULE.into() });
+        }
+        code
+    }
+
+    /// A person's number (not a group) completed with LoginWA's `country_code` when the request
+    /// gives one (`Recipient::parse_with_country_code`), else with the app's default.
+    pub fn phone_number_with(&mut self, field: &str, given: Option<&CountryCode>, app_default: &str) -> Option<String> {
+        let text = self.string(field, true, 1, 64)?;
+        self.person(field, Recipient::parse_with_country_code(&text, given, app_default))
     }
 
     /// A `dev_…` id.

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::device::DeviceStatus;
-use super::events::{Data, Event, EventName, What};
+use super::events::{Data, Event, EventName, MessageProgress, What};
 use super::ids::{DeviceId, MessageId};
 use super::message::MessageStatus;
 use super::phone::Recipient;
+use super::time;
 // SPWP's one payload renderer, which its message lookups use too.
 use crate::dialect::spwp;
 
@@ -34,6 +35,23 @@ impl Format {
             "standard" => Some(Self::Standard),
             _ => None,
         }
+    }
+
+    /// A body's time: LoginWA's reference prints `2026-06-01T12:00:00+00:00`; SPWP's, and
+    /// Standard Webhooks bodies, carry milliseconds.
+    pub fn timestamp(self, ms: u64) -> String {
+        match self {
+            Self::Loginwa => time::seconds_offset(ms),
+            Self::Spwp | Self::Standard => time::millis(ms),
+        }
+    }
+
+    /// Whether a replaced secret goes on signing through its grace. `X-LoginWA-Signature` is
+    /// one bare hex HMAC, with no room for a second signature, so a LoginWA endpoint's new
+    /// secret takes over at once; SPWP's and Standard Webhooks' headers carry one signature
+    /// per secret.
+    pub fn signs_with_previous_secret(self) -> bool {
+        !matches!(self, Self::Loginwa)
     }
 }
 
@@ -98,13 +116,31 @@ pub fn events_named(name: &str) -> Option<Vec<EventName>> {
 
 /// `{"event"|"type": <name>, "timestamp", "data"}`: LoginWA and Standard Webhooks bodies.
 #[derive(Serialize)]
-struct NamedBody<'a> {
+struct NamedBody<'a, D> {
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
     timestamp: String,
-    data: Data<'a>,
+    data: D,
+}
+
+/// LoginWA's `data`: the event's body, a message's status in lowercase as the reference
+/// writes statuses (`delivered`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LoginwaData<'a> {
+    Progress(MessageProgress<&'static str>),
+    Other(Data<'a>),
+}
+
+fn loginwa_data(what: &What) -> LoginwaData<'_> {
+    match what {
+        What::MessageSent(m) | What::MessageDelivered(m) | What::MessageRead(m) | What::MessageFailed(m) => {
+            LoginwaData::Progress(m.lowercase())
+        }
+        other => LoginwaData::Other(other.data()),
+    }
 }
 
 /// SPWP's envelope: `{"event", "accountId", "occurredAt", "data"}`.
@@ -169,7 +205,7 @@ struct SpwpAccount<'a> {
     reason: Option<&'a str>,
 }
 
-fn spwp_data<'a>(what: &'a What, iso: &impl Fn(u64) -> String) -> Option<SpwpData<'a>> {
+fn spwp_data(what: &What) -> Option<SpwpData<'_>> {
     Some(match what {
         What::MessageIncoming(m) => {
             // The payload as `GET /public/messages/{id}` shows it, with the file's link for media.
@@ -194,9 +230,9 @@ fn spwp_data<'a>(what: &'a What, iso: &impl Fn(u64) -> String) -> Option<SpwpDat
                 id: &m.message_id,
                 external_id: m.external_id.as_deref(),
                 status: m.status,
-                sent_at: m.sent_at.map(iso),
-                delivered_at: m.delivered_at.map(iso),
-                read_at: m.read_at.map(iso),
+                sent_at: m.sent_at.map(time::millis),
+                delivered_at: m.delivered_at.map(time::millis),
+                read_at: m.read_at.map(time::millis),
                 error_code: m.error_code.as_deref().filter(|_| failed),
                 error_reason: m.error_reason.as_deref().filter(|_| failed),
             })
@@ -219,9 +255,11 @@ fn spwp_data<'a>(what: &'a What, iso: &impl Fn(u64) -> String) -> Option<SpwpDat
 
 /// The test delivery an endpoint's owner asks for: its event name and body. LoginWA and
 /// Standard Webhooks endpoints get `webhook.test`; SPWP ones an SPWP envelope named
-/// [`SPWP_TEST`] with the endpoint's account (if it is limited to one) as `accountId`.
-pub fn test_body(format: Format, webhook_id: &str, account_id: Option<&str>, timestamp: String) -> (String, String) {
+/// [`SPWP_TEST`] with the endpoint's account (if it is limited to one) as `accountId`; each
+/// with its format's time.
+pub fn test_body(format: Format, webhook_id: &str, account_id: Option<&str>, at_ms: u64) -> (String, String) {
     const MESSAGE: &str = "This is a test event from wagate";
+    let timestamp = format.timestamp(at_ms);
     let body = match format {
         Format::Loginwa | Format::Standard => {
             #[derive(Serialize)]
@@ -257,18 +295,17 @@ pub fn test_body(format: Format, webhook_id: &str, account_id: Option<&str>, tim
 const TEST: &str = "webhook.test";
 
 /// The body a delivery of `event` carries, fixed once for the delivery's life, and the event
-/// name its headers carry; `None` when the format has no name for the event. `iso` formats a
-/// time in ms.
-pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Option<(String, Vec<u8>)> {
+/// name its headers carry; `None` when the format has no name for the event.
+pub fn body(format: Format, event: &Event) -> Option<(String, Vec<u8>)> {
     let name = event.name().as_str();
-    let timestamp = iso(event.at_ms);
+    let timestamp = format.timestamp(event.at_ms);
     let (header_name, body) = match format {
-        Format::Loginwa | Format::Standard => {
-            let (event_field, type_field) = match format {
-                Format::Loginwa => (Some(name), None),
-                _ => (None, Some(name)),
-            };
-            let body = NamedBody { event: event_field, kind: type_field, timestamp, data: event.what.data() };
+        Format::Loginwa => {
+            let body = NamedBody { event: Some(name), kind: None, timestamp, data: loginwa_data(&event.what) };
+            (name, serde_json::to_vec(&body))
+        }
+        Format::Standard => {
+            let body = NamedBody { event: None, kind: Some(name), timestamp, data: event.what.data() };
             (name, serde_json::to_vec(&body))
         }
         Format::Spwp => {
@@ -277,7 +314,7 @@ pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Optio
                 event: spwp,
                 account_id: event.device_id.as_ref().map(DeviceId::as_str),
                 occurred_at: timestamp,
-                data: spwp_data(&event.what, &iso)?,
+                data: spwp_data(&event.what)?,
             };
             (spwp, serde_json::to_vec(&body))
         }
@@ -285,8 +322,9 @@ pub fn body(format: Format, event: &Event, iso: impl Fn(u64) -> String) -> Optio
     Some((header_name.to_owned(), body.expect("webhook bodies serialise")))
 }
 
-/// The headers of one delivery attempt. Each secret in `secrets` signs (the previous one too,
-/// during a rotation's grace period) where the scheme carries several signatures.
+/// The headers of one delivery attempt. `secrets` are the current one first, then the previous
+/// one during a rotation's grace period where the format keeps it
+/// (`Format::signs_with_previous_secret`); LoginWA's single signature is the current secret's.
 pub fn headers(
     format: Format,
     secrets: &[&str],
@@ -353,16 +391,17 @@ mod tests {
     fn the_test_body_is_as_receivers_got_it() {
         // Keys sorted, as `json!` wrote them before (its maps are sorted).
         let loginwa = r#"{"data":{"message":"This is a test event from wagate","webhook_id":"wh_1"},"event":"webhook.test","timestamp":"2026-01-01T00:00:00.000Z","type":"webhook.test"}"#;
-        for format in [Format::Loginwa, Format::Standard] {
-            let test = test_body(format, "wh_1", Some(DEVICE), "2026-01-01T00:00:00.000Z".into());
-            assert_eq!(test, ("webhook.test".to_owned(), loginwa.to_owned()));
-        }
+        let test = test_body(Format::Standard, "wh_1", Some(DEVICE), 1_767_225_600_000);
+        assert_eq!(test, ("webhook.test".to_owned(), loginwa.to_owned()));
+        let (name, body) = test_body(Format::Loginwa, "wh_1", Some(DEVICE), 1_767_225_600_000);
+        assert_eq!(name, "webhook.test");
+        assert_eq!(body, loginwa.replace("00:00:00.000Z", "00:00:00+00:00"));
     }
 
     /// SPWP's envelope, as its events are: an SPWP receiver parses it like any other.
     #[test]
     fn an_spwp_test_body_is_an_spwp_event() {
-        let (name, body) = test_body(Format::Spwp, "wh_1", Some(DEVICE), "2026-05-04T13:24:21.402Z".into());
+        let (name, body) = test_body(Format::Spwp, "wh_1", Some(DEVICE), DELIVERED_AT);
         assert_eq!(name, "WEBHOOK_TEST");
         assert_eq!(
             body,
@@ -370,7 +409,7 @@ mod tests {
                 r#"{{"event":"WEBHOOK_TEST","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"webhookId":"wh_1","message":"This is a test event from wagate"}}}}"#
             )
         );
-        let (_, unscoped) = test_body(Format::Spwp, "wh_1", None, "t".into());
+        let (_, unscoped) = test_body(Format::Spwp, "wh_1", None, DELIVERED_AT);
         assert!(unscoped.contains(r#""accountId":null"#), "{unscoped}");
     }
 
@@ -415,15 +454,13 @@ mod tests {
         }))
     }
 
-    /// The reference's example times.
-    const DELIVERED_AT: u64 = 1_746_365_061_402;
+    /// The reference's example times: 2026-05-04T13:24:21.402Z and 13:24:19.121Z.
+    const DELIVERED_AT: u64 = 1_777_901_061_402;
+    const SENT_AT: u64 = 1_777_901_059_121;
 
-    fn reference_iso(ms: u64) -> String {
-        match ms {
-            DELIVERED_AT | 1_780_000_000_000 => "2026-05-04T13:24:21.402Z".into(),
-            1_746_365_059_121 => "2026-05-04T13:24:19.121Z".into(),
-            other => format!("t{other}"),
-        }
+    /// `event` when the reference's examples happened.
+    fn as_in_the_reference(event: Event) -> Event {
+        Event { at_ms: DELIVERED_AT, ..event }
     }
 
     fn incoming(from: &str, group: bool, text: &str) -> Incoming {
@@ -443,10 +480,6 @@ mod tests {
         }
     }
 
-    fn iso(ms: u64) -> String {
-        format!("t{ms}")
-    }
-
     fn text(body: &[u8]) -> &str {
         std::str::from_utf8(body).unwrap()
     }
@@ -454,36 +487,41 @@ mod tests {
     /// The reference's `message.incoming` example, key for key and in its order.
     #[test]
     fn loginwa_incoming_is_the_references_example() {
-        let (name, body) = body(
-            Format::Loginwa,
-            &at(What::MessageIncoming(Box::new(incoming("6281234567890", false, "Hello!")))),
-            iso,
-        )
-        .unwrap();
+        let (name, body) =
+            body(Format::Loginwa, &at(What::MessageIncoming(Box::new(incoming("6281234567890", false, "Hello!")))))
+                .unwrap();
         assert_eq!(name, "message.incoming");
         let expected = format!(
-            r#"{{"event":"message.incoming","timestamp":"t1780000000000","data":{{"message_id":"{MESSAGE}","from":"6281234567890","body":"Hello!","device_id":"{DEVICE}","#
+            r#"{{"event":"message.incoming","timestamp":"2026-05-28T20:26:40+00:00","data":{{"message_id":"{MESSAGE}","from":"6281234567890","body":"Hello!","device_id":"{DEVICE}","#
         );
         assert!(text(&body).starts_with(&expected), "{}", text(&body));
     }
 
     #[test]
     fn loginwa_signs_the_raw_body_in_hex() {
-        let (name, body) = body(Format::Loginwa, &delivered(), iso).unwrap();
+        let (name, body) = body(Format::Loginwa, &delivered()).unwrap();
         let parsed: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             (parsed["event"].as_str(), parsed["data"]["status"].as_str()),
-            (Some("message.delivered"), Some("DELIVERED"))
+            (Some("message.delivered"), Some("delivered")),
+            "LoginWA writes statuses in lowercase"
         );
+        let expected = format!(
+            r#"{{"event":"message.delivered","timestamp":"2026-05-28T20:26:40+00:00","data":{{"message_id":"{MESSAGE}","device_id":"{DEVICE}","phone":"9647507644809","remote_jid":"9647507644809@s.whatsapp.net","status":"delivered","external_id":"3EB0870363BFDA49AB9A72","error_code":null,"error_reason":null,"trace_id":"trace"}}}}"#
+        );
+        assert_eq!(text(&body), expected);
         let headers = headers(Format::Loginwa, &["s3cret"], "dlv_1", &name, &body, 0);
         assert_eq!(headers[1], ("x-loginwa-signature", hex::encode(hmac(b"s3cret", &[&body]))));
+        assert!(!Format::Loginwa.signs_with_previous_secret(), "one hex signature has no room for the old secret's");
+        assert!(Format::Spwp.signs_with_previous_secret() && Format::Standard.signs_with_previous_secret());
     }
 
     /// The reference's inbound text example, byte for byte (with wagate's ids).
     #[test]
     fn spwp_inbound_text_is_the_references_example() {
-        let event = at(What::MessageIncoming(Box::new(incoming("9647507644809", false, "Hi there!"))));
-        let (name, body) = body(Format::Spwp, &event, reference_iso).unwrap();
+        let event =
+            as_in_the_reference(at(What::MessageIncoming(Box::new(incoming("9647507644809", false, "Hi there!")))));
+        let (name, body) = body(Format::Spwp, &event).unwrap();
         assert_eq!(name, "MESSAGE_RECEIVED");
         let expected = format!(
             r#"{{"event":"MESSAGE_RECEIVED","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{{"text":"Hi there!"}}}}}}"#
@@ -495,7 +533,7 @@ mod tests {
     fn spwp_keeps_a_group_messages_group_and_names_its_author() {
         let mut message = incoming("120363025246125486", true, "hi all");
         message.participant = Some("447911123456".into());
-        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message)))).unwrap();
         let expected = format!(
             r#""data":{{"id":"{MESSAGE}","direction":"IN","type":"TEXT","remoteJid":"120363025246125486@g.us","participant":"447911123456@s.whatsapp.net","externalId":"3EB08703","#
         );
@@ -506,7 +544,6 @@ mod tests {
                 participant: Some("447911123456".into()),
                 ..incoming("120363025246125486", true, "hi all")
             }))),
-            iso,
         )
         .unwrap();
         let data = &serde_json::from_slice::<Value>(&loginwa).unwrap()["data"];
@@ -524,7 +561,7 @@ mod tests {
             Content::Location { latitude: 36.1911, longitude: 44.0094, name: None, address: Some("Erbil".into()) },
         ] {
             let message = Incoming { content: content.clone(), ..incoming("9647507644809", false, "") };
-            let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+            let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message)))).unwrap();
             let data = &serde_json::from_slice::<Value>(&body).unwrap()["data"];
             let (kind, payload) = spwp::content(&content);
             assert_eq!((data["type"].as_str(), &data["payload"]), (Some(kind), &payload));
@@ -547,7 +584,7 @@ mod tests {
             url: "https://x/api/v1/media/ab".into(),
             url_expires_at: "t".into(),
         });
-        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message))), iso).unwrap();
+        let (_, body) = body(Format::Spwp, &at(What::MessageIncoming(Box::new(message)))).unwrap();
         assert!(
             text(&body).contains(
                 r#""type":"IMAGE","remoteJid":"9647507644809@s.whatsapp.net","externalId":"3EB08703","status":"RECEIVED","payload":{"caption":"look","fileName":"a.png","mediaUrl":"https://x/api/v1/media/ab","mimeType":"image/png","sha256":"ab","size":3}}"#
@@ -560,7 +597,7 @@ mod tests {
     /// The reference's status example, byte for byte (with wagate's ids).
     #[test]
     fn spwp_status_is_the_references_example_and_signs_timestamp_dot_body() {
-        let (name, body) = body(Format::Spwp, &delivered(), reference_iso).unwrap();
+        let (name, body) = body(Format::Spwp, &as_in_the_reference(delivered())).unwrap();
         assert_eq!(name, "MESSAGE_STATUS");
         let expected = format!(
             r#"{{"event":"MESSAGE_STATUS","accountId":"{DEVICE}","occurredAt":"2026-05-04T13:24:21.402Z","data":{{"id":"{MESSAGE}","externalId":"3EB0870363BFDA49AB9A72","status":"DELIVERED","deliveredAt":"2026-05-04T13:24:21.402Z"}}}}"#
@@ -576,12 +613,12 @@ mod tests {
         let What::MessageDelivered(progress) = delivered().what else { unreachable!() };
         let read = MessageProgress {
             status: MessageStatus::Read,
-            sent_at: Some(1_746_365_059_121),
-            read_at: Some(1_780_000_000_000),
+            sent_at: Some(SENT_AT),
+            read_at: Some(DELIVERED_AT),
             error_code: Some("stale".into()),
             ..progress.clone()
         };
-        let (_, body) = body(Format::Spwp, &at(What::MessageRead(read)), reference_iso).unwrap();
+        let (_, body) = body(Format::Spwp, &as_in_the_reference(at(What::MessageRead(read)))).unwrap();
         assert!(
             text(&body).ends_with(r#""status":"READ","sentAt":"2026-05-04T13:24:19.121Z","deliveredAt":"2026-05-04T13:24:21.402Z","readAt":"2026-05-04T13:24:21.402Z"}}"#),
             "an error only on failure: {}",
@@ -595,7 +632,7 @@ mod tests {
             error_reason: Some("boom".into()),
             ..progress
         };
-        let (_, body) = super::body(Format::Spwp, &at(What::MessageFailed(failed)), iso).unwrap();
+        let (_, body) = super::body(Format::Spwp, &at(What::MessageFailed(failed))).unwrap();
         assert!(
             text(&body).ends_with(&format!(
                 r#""data":{{"id":"{MESSAGE}","status":"FAILED","errorCode":"engine_error","errorReason":"boom"}}}}"#
@@ -612,7 +649,7 @@ mod tests {
             status: DeviceStatus::Online,
             phone_number: "62811".into(),
         }));
-        let (name, body) = body(Format::Spwp, &connected, iso).unwrap();
+        let (name, body) = body(Format::Spwp, &connected).unwrap();
         assert_eq!(name, "ACCOUNT_CONNECTED");
         assert!(
             text(&body).ends_with(r#""data":{"status":"online","phoneNumber":"62811","reason":null}}"#),
@@ -621,13 +658,13 @@ mod tests {
         );
         let otp =
             at(What::OtpVerified(OtpEnded { session_id: "s".into(), phone_number: "62".into(), verified_at: None }));
-        assert_eq!(super::body(Format::Spwp, &otp, iso), None, "SPWP has no OTP events");
+        assert_eq!(super::body(Format::Spwp, &otp), None, "SPWP has no OTP events");
         let qr = at(What::DeviceQrReady(QrReady {
             device_id: device(),
             status: DeviceStatus::QrWaiting,
             qr_code: "q".into(),
         }));
-        assert_eq!(super::body(Format::Spwp, &qr, iso), None, "SPWP has no QR events");
+        assert_eq!(super::body(Format::Spwp, &qr), None, "SPWP has no QR events");
     }
 
     #[test]
@@ -635,8 +672,11 @@ mod tests {
         let secret = new_secret(Format::Standard);
         assert!(secret.starts_with("whsec_"));
         let key = base64::engine::general_purpose::STANDARD.decode(&secret[6..]).unwrap();
-        let (_, body) = body(Format::Standard, &delivered(), iso).unwrap();
-        assert!(text(&body).starts_with(r#"{"type":"message.delivered","timestamp":"t1780000000000","data":{"#));
+        let (_, body) = body(Format::Standard, &delivered()).unwrap();
+        assert!(
+            text(&body).starts_with(r#"{"type":"message.delivered","timestamp":"2026-05-28T20:26:40.000Z","data":{"#)
+        );
+        assert!(text(&body).contains(r#""status":"DELIVERED""#), "Standard Webhooks bodies keep the stored status");
         let h = headers(Format::Standard, &[&secret], "dlv_1", "message.delivered", &body, 1_700_000_123_456);
         assert_eq!(h[1], ("webhook-timestamp", "1700000123".to_owned()));
         let mac = hmac(&key, &[b"dlv_1.1700000123.", &body]);

@@ -168,7 +168,7 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
         api_rpm: f.integer("api_rpm", 1, LIMIT_MAX),
         auth_rpm: f.integer("auth_rpm", 1, LIMIT_MAX),
         max_devices: f.integer("max_devices", 0, 10_000),
-        default_country_code: f.string("default_country_code", false, 1, 4),
+        default_country_code: f.country_code("default_country_code").map(|cc| cc.as_str().to_owned()),
         quota_used: f.integer("quota_used", 0, LIMIT_MAX),
         warm_up_first_day_cap: f.integer("warm_up_first_day_cap", 1, LIMIT_MAX).map(|n| n as u64),
         warm_up_growth_percent: f.integer("warm_up_growth_percent", 0, 1000).map(|n| n as u64),
@@ -185,13 +185,6 @@ async fn update(req: &mut Request, ctx: &Ctx<'_>, app_id: &AppId) -> Outcome {
             keywords
         }),
     };
-    if patch
-        .default_country_code
-        .as_deref()
-        .is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0'))
-    {
-        f.fail("default_country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
-    }
     f.finish()?;
     let app = call(ctx.env, app_id.as_str(), Update { patch, period: month_of(now_ms()) }).await?;
     Ok(Reply::json(200, render::app(&app, now_ms(), &iso)))

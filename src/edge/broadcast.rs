@@ -19,6 +19,7 @@ use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::scope;
 use crate::domain::template::Template;
+use crate::domain::time::seconds_z;
 use crate::domain::validate::Fields;
 use crate::objects::call;
 use crate::protocol::app::{AppView, DeviceEntry, Get, ListDevices, Tenant};
@@ -84,7 +85,7 @@ pub async fn campaigns(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route:
             return Err(ApiError::not_found("campaign"));
         }
     }
-    let view = |view: &CampaignView| loginwa_campaigns::campaign(view, iso);
+    let view = |view: &CampaignView| loginwa_campaigns::campaign(view, seconds_z);
     let data = match act {
         Act::Get => view(&call(env, name, GetCampaign { app_id }).await?),
         Act::Send => view(&call(env, name, SendCampaign { app_id, now }).await?),
@@ -107,7 +108,7 @@ async fn list(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
             .await
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-    ok(200, loginwa_campaigns::campaigns(page, PAGE_SIZE, listed.total, &views, iso))
+    ok(200, loginwa_campaigns::campaigns(page, PAGE_SIZE, listed.total, &views, seconds_z))
 }
 
 struct Contacts {
@@ -307,7 +308,7 @@ async fn create(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let view = call(ctx.env, campaign_id.as_str(), CreateCampaign { spec }).await?;
     let device_id = scope::sole_device(&device_ids).cloned();
     call(ctx.env, tenant.app_id.as_str(), IndexCampaign { campaign_id, device_id, now }).await?;
-    ok(201, loginwa_campaigns::campaign(&view, iso))
+    ok(201, loginwa_campaigns::campaign(&view, seconds_z))
 }
 
 fn device_ids(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<DeviceId>> {

@@ -18,12 +18,13 @@ use crate::domain::message::TEXT_MAX_CHARS;
 use crate::domain::phone::Recipient;
 use crate::domain::qr;
 use crate::domain::scope;
+use crate::domain::time::seconds_offset;
 use crate::domain::validate::{json_object, Fields};
 use crate::objects::call;
 use crate::protocol::app::{AddDevice, DeviceEntry, ListDevices, Tenant};
 use crate::protocol::device::{CreateDevice, DeleteDevice, Device, DeviceView, GetDevice, RefreshQr};
 use crate::protocol::Operation;
-use crate::runtime::{iso, now_ms};
+use crate::runtime::now_ms;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outcome {
     let known = match route {
@@ -44,7 +45,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outc
         Keyed::CreateDevice => create_device(req, ctx, &tenant).await,
         Keyed::GetDevice { id } => {
             let device = device(ctx, &tenant, id, GetDevice { app_id: tenant.app_id.clone() }).await?;
-            Ok(Reply::json(200, loginwa_devices::device(&device, &iso)))
+            Ok(Reply::json(200, loginwa_devices::device(&device, &seconds_offset)))
         }
         Keyed::DeleteDevice { id } => {
             device(ctx, &tenant, id, DeleteDevice { app_id: tenant.app_id.clone() }).await?;
@@ -82,7 +83,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, route: LoginWa<'_>) -> Outc
 async fn list_devices(ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let devices: Vec<DeviceEntry> = call(ctx.env, tenant.app_id.as_str(), ListDevices {}).await?;
     let visible = devices.iter().filter(|d| scope::visible(tenant.device_scope.as_ref(), Some(&d.device_id)));
-    Ok(Reply::json(200, loginwa_devices::devices(visible, &iso)))
+    Ok(Reply::json(200, loginwa_devices::devices(visible, &seconds_offset)))
 }
 
 async fn create_device(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
@@ -126,6 +127,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let text = f.string("message", true, 1, TEXT_MAX_CHARS);
     let device_id = f.device_id("device_id");
     let meta = f.object("meta");
+    let country_code = f.country_code("country_code");
     let recipient = phone.and_then(|p| {
         let is_jid = p.contains('@');
         let length = p.chars().count();
@@ -134,7 +136,7 @@ async fn send_message(raw: &[u8], ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
             f.fail("phone", Rule::Invalid { reason: "must be between 10 and 20 characters".into() });
             return None;
         }
-        Recipient::parse(&p, Some(&tenant.default_country_code))
+        Recipient::parse_with_country_code(&p, country_code.as_ref(), &tenant.default_country_code)
             .map_err(|e| f.fail("phone", Rule::Invalid { reason: e.to_string() }))
             .ok()
     });

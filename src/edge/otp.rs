@@ -11,11 +11,12 @@ use crate::domain::error::{ApiError, Rule};
 use crate::domain::message::Priority;
 use crate::domain::otp::{self, Verdict};
 use crate::domain::phone::Recipient;
+use crate::domain::time::seconds_z;
 use crate::domain::validate::Fields;
 use crate::objects::call;
 use crate::protocol::app::Tenant;
 use crate::protocol::otp::{CancelSession, SessionAccepted, StartSession, Started, VerifyCode};
-use crate::runtime::{config, is_production, iso, now_ms, required_config};
+use crate::runtime::{config, is_production, now_ms, required_config};
 
 fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
     config(ctx.env, name).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -24,18 +25,14 @@ fn setting(ctx: &Ctx<'_>, name: &str, default: u64) -> u64 {
 pub async fn start(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcome {
     let body = json_body(req).await?;
     let mut f = Fields::new(&body);
-    let country_code = f.string("country_code", false, 1, 4);
-    if country_code.as_deref().is_some_and(|cc| !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0')) {
-        f.fail("country_code", Rule::Invalid { reason: "must be 1 to 4 digits, not starting with 0".into() });
-    }
+    let country_code = f.country_code("country_code");
     let length = f.integer("otp_length", otp::MIN_LENGTH as i64, otp::MAX_LENGTH as i64);
     let template = f.string("message_template", false, 1, otp::TEMPLATE_MAX_CHARS);
     if template.as_deref().is_some_and(|t| !t.contains(otp::CODE_PLACEHOLDER)) {
         f.fail("message_template", Rule::Invalid { reason: "must contain the {code} placeholder".into() });
     }
     let meta = f.object("meta");
-    let default_cc = country_code.clone().unwrap_or_else(|| tenant.default_country_code.clone());
-    let digits = f.phone_number("phone", true, Some(&default_cc));
+    let digits = f.phone_number_with("phone", country_code.as_ref(), &tenant.default_country_code);
     f.finish()?;
     let digits = digits.ok_or_else(|| ApiError::internal("validated fields missing"))?;
 
@@ -107,7 +104,7 @@ pub async fn verify(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant) -> Outcom
     let op = VerifyCode { session_id, app_id: tenant.app_id.clone(), code: code.trim().to_owned(), now: now_ms() };
     let outcome = call(ctx.env, &phone_key, op).await?;
     match outcome.verdict {
-        Verdict::Verified => Ok(Reply::json(200, loginwa_otp::verified(&outcome, iso))),
+        Verdict::Verified => Ok(Reply::json(200, loginwa_otp::verified(&outcome, seconds_z))),
         verdict => Err(ApiError::OtpRejected { verdict }),
     }
 }

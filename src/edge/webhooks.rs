@@ -11,6 +11,7 @@ use crate::domain::delivery::DeliveryStatus;
 use crate::domain::error::{ApiError, Rule};
 use crate::domain::events::EventName;
 use crate::domain::scope;
+use crate::domain::time::seconds_offset;
 use crate::domain::validate::Fields;
 use crate::domain::webhook::{self, Format};
 use crate::objects::call;
@@ -19,26 +20,29 @@ use crate::protocol::webhooks::{
     CreateEndpoint, DeleteEndpoint, EndpointPatch, EndpointSpec, GetEndpoint, ListDeliveries, ListEndpoints,
     RegenerateSecret, Replay, TestEndpoint, UpdateEndpoint,
 };
-use crate::runtime::{egress, iso, now_ms};
+use crate::runtime::{egress, now_ms};
 
 const DEFAULT_RETRIES: i64 = 3;
+const SECRET_MAX_CHARS: usize = 256;
 
 pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Webhooks<'_>) -> Outcome {
     let (env, app, now) = (ctx.env, tenant.app_id.as_str(), now_ms());
     let scope = tenant.device_scope.clone();
     let id = |s: &str| s.to_owned();
     let (status, body) = match route {
-        Webhooks::List => (200, loginwa_webhooks::endpoints(&call(env, app, ListEndpoints { scope }).await?, iso)),
+        Webhooks::List => {
+            (200, loginwa_webhooks::endpoints(&call(env, app, ListEndpoints { scope }).await?, seconds_offset))
+        }
         Webhooks::Create => {
             let create = CreateEndpoint { scope, spec: spec(&json_body(req).await?, ctx, tenant)?, now };
-            (201, loginwa_webhooks::created(&call(env, app, create).await?, iso))
+            (201, loginwa_webhooks::created(&call(env, app, create).await?, seconds_offset))
         }
         Webhooks::Get { id: wh } => {
-            (200, loginwa_webhooks::endpoint(&call(env, app, GetEndpoint { scope, id: id(wh) }).await?, iso))
+            (200, loginwa_webhooks::endpoint(&call(env, app, GetEndpoint { scope, id: id(wh) }).await?, seconds_offset))
         }
         Webhooks::Update { id: wh } => {
             let update = UpdateEndpoint { scope, id: id(wh), patch: patch(&json_body(req).await?, ctx)?, now };
-            (200, loginwa_webhooks::endpoint(&call(env, app, update).await?, iso))
+            (200, loginwa_webhooks::endpoint(&call(env, app, update).await?, seconds_offset))
         }
         Webhooks::Delete { id: wh } => {
             call(env, app, DeleteEndpoint { scope, id: id(wh) }).await?;
@@ -49,7 +53,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Web
         }
         Webhooks::RegenerateSecret { id: wh } => {
             let rotated = call(env, app, RegenerateSecret { scope, id: id(wh), now }).await?;
-            (200, loginwa_webhooks::rotated(&rotated, iso))
+            (200, loginwa_webhooks::rotated(&rotated, seconds_offset))
         }
         Webhooks::Deliveries { id: wh } => {
             let query: DeliveryQuery = ctx.query()?;
@@ -62,7 +66,7 @@ pub async fn route(req: &mut Request, ctx: &Ctx<'_>, tenant: &Tenant, route: Web
                 }
             };
             let listed = call(env, app, ListDeliveries { scope, id: id(wh), status }).await?;
-            (200, loginwa_webhooks::deliveries(&listed, iso))
+            (200, loginwa_webhooks::deliveries(&listed, seconds_offset))
         }
         Webhooks::ReplayDelivery { id: wh, delivery } => {
             let replay = Replay { scope, id: id(wh), delivery_id: Some(id(delivery)), since: None, now };
@@ -121,8 +125,14 @@ fn events(f: &mut Fields<'_>, body: &Map<String, Value>) -> Option<Vec<EventName
     }
 }
 
+/// The reference sets no bounds on a chosen secret: any non-empty one up to 256 characters.
 fn secret(f: &mut Fields<'_>) -> Option<String> {
-    f.string("secret", false, 16, 256)
+    let secret = f.string("secret", false, 0, SECRET_MAX_CHARS)?;
+    if secret.trim().is_empty() {
+        f.fail("secret", Rule::Invalid { reason: "must not be blank".into() });
+        return None;
+    }
+    Some(secret)
 }
 
 /// A device-scoped key's endpoint is always for its own device: an unscoped one would receive

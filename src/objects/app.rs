@@ -108,7 +108,7 @@ impl AppObject {
     /// the same transaction as the recording.
     /// Returns whether webhook deliveries were queued for the event.
     fn record(&self, event: &Event) -> Result<bool, ApiError> {
-        Ok(events::record(self, event)? && webhooks::fan_out(self, event, now_ms(), iso)?)
+        Ok(events::record(self, event)? && webhooks::fan_out(self, event, now_ms())?)
     }
 
     /// For the facets that send from the app's quota (auto-replies, opt-out confirmations).

@@ -8,11 +8,12 @@ use super::{call, end_alarm, migrate, serve};
 use crate::domain::error::ApiError;
 use crate::domain::events::{Event, OtpEnded, What};
 use crate::domain::otp::{SessionState, Wake};
+use crate::domain::time::seconds_z;
 use crate::protocol::app::Record;
 use crate::protocol::otp::{
     CancelSession, Otp, OtpHandler, SessionAccepted, StartSession, Started, Verified, VerifyCode,
 };
-use crate::runtime::{iso, now_ms, required_config};
+use crate::runtime::{now_ms, required_config};
 use crate::store::otp::{self as sessions, MIGRATIONS};
 
 const RETRY_MS: u64 = 5_000;
@@ -105,7 +106,7 @@ impl OtpObject {
                 verified_at,
             };
             let what = match session.state {
-                SessionState::Verified => What::OtpVerified(ended(Some(iso(session.at)))),
+                SessionState::Verified => What::OtpVerified(ended(Some(seconds_z(session.at)))),
                 _ => What::OtpExpired(ended(None)),
             };
             // One id per session and outcome, so a retried recording is not a second event.

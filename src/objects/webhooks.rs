@@ -35,10 +35,6 @@ impl Outbox for AppObject {
         }
         Ok(())
     }
-
-    fn iso(&self, ms: u64) -> String {
-        iso(ms)
-    }
 }
 
 impl AppObject {

@@ -146,7 +146,8 @@ pub struct CreatedEndpoint {
 pub struct RotatedSecret {
     pub id: String,
     pub secret: String,
-    pub previous_secret_valid_until: u64,
+    /// `None` when the new secret takes over at once (a `loginwa` endpoint).
+    pub previous_secret_valid_until: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

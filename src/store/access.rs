@@ -164,7 +164,8 @@ impl<S: Sql> AllowListHandler for S {
             .map_err(|reason| ApiError::field("ip_address", Rule::Invalid { reason }))?;
         let entry = net.to_string();
         if self.any("SELECT COUNT(*) AS n FROM ip_allow WHERE entry = ?", vec![entry.as_str().into()])? {
-            return Err(ApiError::Conflict { message: format!("{entry} is already on the whitelist") });
+            let shown = allowlist::shown(&entry);
+            return Err(ApiError::Conflict { message: format!("{shown} is already on the whitelist") });
         }
         let id = format!("ip_{}", random_hex(8));
         self.run(

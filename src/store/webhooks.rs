@@ -53,14 +53,13 @@ const CANDIDATES: i64 = 100;
 const PER_ENDPOINT: i64 = 4;
 
 /// What only the app's object can do for its endpoints: it holds the deployment's webhook key,
-/// its alarm sends the deliveries, and its runtime formats times.
+/// and its alarm sends the deliveries.
 #[allow(async_fn_in_trait)]
 pub trait Outbox: Sql {
     /// A signing secret sealed for storage (`WEBHOOK_KEY`).
     fn seal(&self, secret: &str) -> Result<String, ApiError>;
     /// Brings the delivery alarm forward to now, for deliveries just queued or made due.
     async fn wake(&self) -> Result<(), ApiError>;
-    fn iso(&self, ms: u64) -> String;
 }
 
 /// How a failed delivery is retried and when its endpoint gives up (configuration of the
@@ -212,7 +211,7 @@ fn insert_delivery(
 
 /// One delivery per matching active endpoint; called in the transaction that records `event`.
 /// Returns whether any delivery was queued.
-pub fn fan_out(sql: &impl Sql, event: &Event, now: u64, iso: impl Fn(u64) -> String) -> Result<bool, ApiError> {
+pub fn fan_out(sql: &impl Sql, event: &Event, now: u64) -> Result<bool, ApiError> {
     let endpoints = sql.rows::<EndpointRow>("SELECT * FROM webhooks WHERE active = 1", vec![])?;
     let mut queued = false;
     for endpoint in endpoints {
@@ -223,7 +222,7 @@ pub fn fan_out(sql: &impl Sql, event: &Event, now: u64, iso: impl Fn(u64) -> Str
             continue;
         }
         let format = Format::parse(&endpoint.format).unwrap_or_default();
-        if let Some((name, body)) = webhook::body(format, event, &iso) {
+        if let Some((name, body)) = webhook::body(format, event) {
             let body = String::from_utf8(body).map_err(ApiError::internal)?;
             insert_delivery(sql, &endpoint.id, &event.id, &name, &body, now)?;
             queued = true;
@@ -398,12 +397,13 @@ impl<S: Outbox> WebhookHandler for S {
         let current = visible_endpoint(self, &id, scope.as_ref())?;
         let sealed = patch.secret.as_deref().map(|s| self.seal(s)).transpose()?;
         let reenabled = patch.active == Some(true);
-        // A new secret keeps the replaced one signing through its grace; re-enabling starts the
-        // failure streak over.
+        let until = delivery::previous_until(Format::parse(&current.format).unwrap_or_default(), now);
+        // A new secret keeps the replaced one signing through its grace where the format has
+        // one; re-enabling starts the failure streak over.
         self.run(
             "UPDATE webhooks SET url = COALESCE(?1, url), events = COALESCE(?2, events),
              active = COALESCE(?3, active), retry_count = COALESCE(?4, retry_count),
-             previous_secret = CASE WHEN ?5 IS NULL THEN previous_secret ELSE secret END,
+             previous_secret = CASE WHEN ?5 IS NULL THEN previous_secret WHEN ?6 IS NULL THEN NULL ELSE secret END,
              previous_until = CASE WHEN ?5 IS NULL THEN previous_until ELSE ?6 END,
              secret = COALESCE(?5, secret),
              consecutive_failures = CASE WHEN ?7 = 1 THEN 0 ELSE consecutive_failures END,
@@ -415,7 +415,7 @@ impl<S: Outbox> WebhookHandler for S {
                 patch.active.into(),
                 patch.retry_count.into(),
                 sealed.into(),
-                delivery::previous_until(now).into(),
+                until.into(),
                 reenabled.into(),
                 current.id.into(),
             ],
@@ -438,9 +438,10 @@ impl<S: Outbox> WebhookHandler for S {
         let current = visible_endpoint(self, &id, scope.as_ref())?;
         let format = Format::parse(&current.format).unwrap_or_default();
         let secret = webhook::new_secret(format);
-        let until = delivery::previous_until(now);
+        let until = delivery::previous_until(format, now);
         self.run(
-            "UPDATE webhooks SET previous_secret = secret, previous_until = ?, secret = ? WHERE id = ?",
+            "UPDATE webhooks SET previous_secret = CASE WHEN ?1 IS NULL THEN NULL ELSE secret END,
+             previous_until = ?1, secret = ?2 WHERE id = ?3",
             vec![until.into(), self.seal(&secret)?.into(), id.into()],
         )?;
         Ok(RotatedSecret { id: current.id, secret, previous_secret_valid_until: until })
@@ -449,7 +450,7 @@ impl<S: Outbox> WebhookHandler for S {
     async fn test_endpoint(&self, TestEndpoint { scope, id, now }: TestEndpoint) -> Result<TestQueued, ApiError> {
         let endpoint = visible_endpoint(self, &id, scope.as_ref())?;
         let format = Format::parse(&endpoint.format).unwrap_or_default();
-        let (name, body) = webhook::test_body(format, &endpoint.id, endpoint.device_id.as_deref(), self.iso(now));
+        let (name, body) = webhook::test_body(format, &endpoint.id, endpoint.device_id.as_deref(), now);
         let delivery_id = insert_delivery(self, &endpoint.id, "evt_test", &name, &body, now)?;
         self.wake().await?;
         Ok(TestQueued { delivery_id })
@@ -555,10 +556,6 @@ mod tests {
             self.wakes.set(self.wakes.get() + 1);
             Ok(())
         }
-
-        fn iso(&self, ms: u64) -> String {
-            format!("t{ms}")
-        }
     }
 
     fn app() -> App {
@@ -601,7 +598,7 @@ mod tests {
 
     /// Queues a delivery of an event at `at` to every endpoint.
     fn queue(app: &App, at: u64) {
-        assert!(fan_out(app, &event(None, true, at), at, iso).unwrap());
+        assert!(fan_out(app, &event(None, true, at), at).unwrap());
     }
 
     fn deliveries(app: &App, webhook_id: &str) -> Vec<DeliveryRow> {
@@ -659,13 +656,16 @@ mod tests {
     #[test]
     fn a_new_secret_keeps_the_replaced_one_signing_through_its_grace() {
         let app = app();
-        let id = create(&app, None, vec![]).unwrap();
+        let op =
+            CreateEndpoint { scope: None, spec: EndpointSpec { format: Format::Spwp, ..spec(None, vec![]) }, now: T0 };
+        let id = now(app.create_endpoint(op)).unwrap().endpoint.id;
         let patch = EndpointPatch { secret: Some("s2".into()), ..Default::default() };
         now(app.update_endpoint(UpdateEndpoint { scope: None, id: id.clone(), patch, now: T0 + 5 })).unwrap();
         let rotated = row(&app, &id);
         assert_eq!(rotated.secret, "sealed:s2");
         assert_eq!(rotated.previous_secret.as_deref(), Some("sealed:s1"));
-        assert_eq!(rotated.previous_until, Some(delivery::previous_until(T0 + 5)));
+        assert_eq!(rotated.previous_until, delivery::previous_until(Format::Spwp, T0 + 5));
+        assert!(rotated.previous_until.is_some());
         // A change without a secret leaves both as they are.
         let patch = EndpointPatch { retry_count: Some(7), ..Default::default() };
         now(app.update_endpoint(UpdateEndpoint { scope: None, id: id.clone(), patch, now: T0 + 9 })).unwrap();
@@ -677,11 +677,30 @@ mod tests {
 
         let regenerated =
             now(app.regenerate_secret(RegenerateSecret { scope: None, id: id.clone(), now: T0 + 20 })).unwrap();
-        assert_eq!(regenerated.previous_secret_valid_until, delivery::previous_until(T0 + 20));
+        assert_eq!(regenerated.previous_secret_valid_until, delivery::previous_until(Format::Spwp, T0 + 20));
         let after = row(&app, &id);
         assert_eq!(after.secret, format!("sealed:{}", regenerated.secret));
         assert_eq!(after.previous_secret.as_deref(), Some("sealed:s2"));
         assert_eq!(app.wakes.get(), 0, "nothing was queued");
+    }
+
+    /// `X-LoginWA-Signature` holds one signature: a LoginWA endpoint's new secret takes over at once.
+    #[test]
+    fn a_loginwa_endpoints_new_secret_takes_over_at_once() {
+        let app = app();
+        let id = create(&app, None, vec![]).unwrap();
+        let patch = EndpointPatch { secret: Some("s2".into()), ..Default::default() };
+        now(app.update_endpoint(UpdateEndpoint { scope: None, id: id.clone(), patch, now: T0 + 5 })).unwrap();
+        let patched = row(&app, &id);
+        assert_eq!(
+            (patched.secret.as_str(), patched.previous_secret, patched.previous_until),
+            ("sealed:s2", None, None)
+        );
+        let regenerated =
+            now(app.regenerate_secret(RegenerateSecret { scope: None, id: id.clone(), now: T0 + 20 })).unwrap();
+        assert_eq!(regenerated.previous_secret_valid_until, None);
+        let after = row(&app, &id);
+        assert_eq!((after.previous_secret, after.previous_until), (None, None));
     }
 
     #[test]
@@ -715,23 +734,23 @@ mod tests {
         app.run("UPDATE webhooks SET active = 0 WHERE id = ?", vec![inactive.as_str().into()]).unwrap();
 
         let verified = event(Some(b.clone()), true, T0);
-        assert!(fan_out(&app, &verified, T0 + 1, iso).unwrap());
+        assert!(fan_out(&app, &verified, T0 + 1).unwrap());
         let queued = deliveries(&app, &every);
         assert_eq!(queued.len(), 1);
         let first = &queued[0];
         assert_eq!((first.event_id.as_str(), first.event_name.as_str()), (verified.id.as_str(), "otp.verified"));
         assert_eq!((first.status.as_str(), first.next_attempt_at, first.created_at), (PENDING, T0 + 1, T0 + 1));
-        assert!(first.body.contains(r#""timestamp":"t1800000000000""#), "{}", first.body);
+        assert!(first.body.contains(r#""timestamp":"2027-01-15T08:00:00+00:00""#), "{}", first.body);
         assert_eq!(deliveries(&app, &verified_only).len(), 1);
         for id in [&expired_only, &for_a, &inactive] {
             assert!(deliveries(&app, id).is_empty(), "{id}");
         }
-        assert!(fan_out(&app, &event(Some(a), false, T0), T0 + 2, iso).unwrap());
+        assert!(fan_out(&app, &event(Some(a), false, T0), T0 + 2).unwrap());
         assert_eq!(deliveries(&app, &for_a).len(), 1);
         assert_eq!(deliveries(&app, &expired_only).len(), 1);
         assert_eq!(deliveries(&app, &every).len(), 2);
         app.run("UPDATE webhooks SET active = 0", vec![]).unwrap();
-        assert!(!fan_out(&app, &event(None, true, T0), T0 + 3, iso).unwrap(), "nothing queued");
+        assert!(!fan_out(&app, &event(None, true, T0), T0 + 3).unwrap(), "nothing queued");
     }
 
     #[test]
@@ -902,7 +921,7 @@ mod tests {
         let queued = now(app.test_endpoint(TestEndpoint { scope: None, id: id.clone(), now: T0 + 3 })).unwrap();
         let stored = &deliveries(&app, &id)[0];
         assert_eq!((stored.id.as_str(), stored.event_name.as_str()), (queued.delivery_id.as_str(), "webhook.test"));
-        assert_eq!(stored.body, webhook::test_body(Format::Loginwa, &id, None, iso(T0 + 3)).1);
+        assert_eq!(stored.body, webhook::test_body(Format::Loginwa, &id, None, T0 + 3).1);
         assert_eq!(app.wakes.get(), 1);
 
         let account = device(1);
@@ -915,7 +934,7 @@ mod tests {
         now(app.test_endpoint(TestEndpoint { scope: None, id: spwp.clone(), now: T0 + 4 })).unwrap();
         let stored = &deliveries(&app, &spwp)[0];
         assert_eq!(stored.event_name, webhook::SPWP_TEST, "the SPWP headers name it in SPWP's words");
-        assert_eq!(stored.body, webhook::test_body(Format::Spwp, &spwp, Some(account.as_str()), iso(T0 + 4)).1);
+        assert_eq!(stored.body, webhook::test_body(Format::Spwp, &spwp, Some(account.as_str()), T0 + 4).1);
     }
 
     #[test]

@@ -23,9 +23,11 @@ def test_allow_list_admits_listed_addresses_and_ranges_only(stack, new_tenant):
     r = tenant.put(f"{WHITELIST}/restriction", {"enabled": True})
     assert r.status_code == 422 and "enabled" in r.json()["errors"], "cannot enable an empty list"
     for entry in ("203.0.113.7", "198.51.100.0/24", "2001:db8::/32"):
-        assert tenant.post(WHITELIST, {"ip_address": entry, "label": "office"}).status_code == 201
-    r = tenant.post(WHITELIST, {"ip_address": "203.0.113.7"})
-    assert r.status_code == 409
+        added = tenant.post(WHITELIST, {"ip_address": entry, "label": "office"})
+        assert added.status_code == 201 and added.json()["ip_address"] == entry, "answers what it was given"
+    for same in ("203.0.113.7", "203.0.113.7/32"):
+        r = tenant.post(WHITELIST, {"ip_address": same})
+        assert r.status_code == 409 and r.json()["error"] == "conflict", same
     r = tenant.post(WHITELIST, {"ip_address": "10.1.2.3/8"})
     assert r.status_code == 422 and "host bits" in r.json()["errors"]["ip_address"][0]
     r = tenant.put(f"{WHITELIST}/restriction", {"enabled": True})
@@ -35,14 +37,14 @@ def test_allow_list_admits_listed_addresses_and_ranges_only(stack, new_tenant):
         assert tenant.get("/api/v1/devices", headers=from_ip(inside)).status_code == 200, inside
     outside = tenant.get("/api/v1/devices", headers=from_ip("203.0.113.8"))
     assert outside.status_code == 403 and outside.json() == {
-        "error": "ip_not_allowed", "message": outside.json()["message"], "ip": "203.0.113.8"}
+        "error": "ip_not_allowed", "message": "Your IP address is not whitelisted for this API key.", "ip": "203.0.113.8"}
     spwp = tenant.post("/api/v1/public/messages/text", {"to": fresh_phone(), "text": "x"}, headers=from_ip("2001:db9::1"))
     assert spwp.status_code == 403 and spwp.json()["code"] == "IP_NOT_ALLOWED"
     # The list's own endpoints stay reachable from anywhere, so a client can fix its list.
     listed = tenant.get(WHITELIST, headers=from_ip("192.0.2.1"))
     assert listed.status_code == 200 and {e["ip_address"] for e in listed.json()["ips"]} == {
-        "203.0.113.7/32", "198.51.100.0/24", "2001:db8::/32"}
-    single = next(e["id"] for e in listed.json()["ips"] if e["ip_address"] == "203.0.113.7/32")
+        "203.0.113.7", "198.51.100.0/24", "2001:db8::/32"}
+    single = next(e["id"] for e in listed.json()["ips"] if e["ip_address"] == "203.0.113.7")
     assert tenant.delete(f"{WHITELIST}/{single}").status_code == 200
     assert tenant.get("/api/v1/devices", headers=from_ip("203.0.113.7")).status_code == 403
     assert tenant.put(f"{WHITELIST}/restriction", {"enabled": False}, headers=from_ip("192.0.2.1")).status_code == 200
@@ -53,6 +55,20 @@ def test_allow_list_admits_listed_addresses_and_ranges_only(stack, new_tenant):
     assert actions[:3] == ["ip_whitelist.restriction", "ip_whitelist.removed", "ip_whitelist.restriction"]
     assert actions.count("ip_whitelist.added") == 3
     assert all(a["actor"].startswith("key:key_") for a in audit["audit"] if a["action"].startswith("ip_"))
+
+
+def test_a_single_address_answers_bare_however_it_was_written(stack, new_tenant):
+    tenant = new_tenant()
+    for given, shown in (("203.0.113.5/32", "203.0.113.5"), ("2001:db8::1/128", "2001:db8::1"), ("2001:db8:0::2", "2001:db8::2")):
+        r = tenant.post(WHITELIST, {"ip_address": given})
+        assert r.status_code == 201 and r.json()["ip_address"] == shown, r.text
+    assert tenant.post(WHITELIST, {"ip_address": "203.0.113.5"}).status_code == 409
+    assert {e["ip_address"] for e in tenant.get(WHITELIST).json()["ips"]} == {"203.0.113.5", "2001:db8::1", "2001:db8::2"}
+    for hostile in ("203.0.113.5/33", "x" * 5000, "203.0.113.5/32/1", ""):
+        r = tenant.post(WHITELIST, {"ip_address": hostile})
+        assert r.status_code == 422 and r.json()["error"] == "validation_failed" and "ip_address" in r.json()["errors"], hostile
+    other = new_tenant()
+    assert other.get(WHITELIST).json()["ips"] == [], "another tenant's list is its own"
 
 
 def test_guessing_keys_from_one_address_is_throttled_for_every_key(stack, new_tenant):

@@ -4,6 +4,7 @@ adds up, pause/resume, schedule, the governor (opt-outs, warm-up, auto-pause), q
 import base64
 import hashlib
 import io
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -120,8 +121,17 @@ def test_a_scheduled_campaign_starts_by_itself(stack, new_tenant):
     campaign = create(tenant, [{"phone": phone, "name": "Later"}], schedule_at=at)
     assert campaign["status"] == "queued"
     assert inbox(stack, phone) == []
-    until_status(tenant, campaign["id"], "completed", timeout=30)
+    done = until_status(tenant, campaign["id"], "completed", timeout=30)
     assert [m["text"] for m in inbox(stack, phone)] == ["Hello Later"]
+    # The reference's form, `2026-06-01T12:00:00Z`: whole seconds, `Z`.
+    z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+    for field in ("created_at", "schedule_at"):
+        assert z.fullmatch(campaign[field]), campaign
+    for field in ("created_at", "schedule_at", "started_at", "completed_at"):
+        assert z.fullmatch(done[field]), done
+    assert done["schedule_at"] == at[:19] + "Z", "the schedule as given, to the second"
+    [listed] = tenant.get(CAMPAIGNS).json()["data"]["data"]
+    assert z.fullmatch(listed["created_at"]) and z.fullmatch(listed["completed_at"]), listed
 
 
 def test_invalid_campaigns_are_refused_with_the_field(stack, new_tenant):

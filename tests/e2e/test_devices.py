@@ -2,6 +2,7 @@
 code, unlinking, refreshing, deleting, and a bridge crash with messages in flight."""
 
 import io
+import re
 
 import zxingcpp
 from PIL import Image
@@ -41,6 +42,21 @@ def test_qr_rotates_renders_and_links(stack, new_tenant):
     assert len(ready) >= 2 and all(e["device_id"] == device_id and e["data"]["qr_code"] for e in ready)
     connected = tenant.events("device.connected")
     assert [e["data"]["phone_number"] for e in connected] == [phone]
+
+
+def test_device_times_are_the_references_offset_form(stack, new_tenant):
+    """`"last_seen_at": "2026-06-01T10:00:00+00:00"`: whole seconds, `+00:00`, in the list and the view."""
+    tenant = new_tenant()
+    device_id = tenant.link_device(fresh_phone("62829"))
+    offset = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
+    [listed] = tenant.get("/api/v1/devices").json()["devices"]
+    viewed = tenant.get(f"/api/v1/devices/{device_id}").json()
+    for shown in (listed, viewed):
+        assert offset.fullmatch(shown["created_at"]), shown
+        assert shown["last_seen_at"] is None or offset.fullmatch(shown["last_seen_at"]), shown
+    stack.sim("POST", f"/sim/devices/{device_id}/disconnect")
+    seen = eventually(lambda: tenant.get(f"/api/v1/devices/{device_id}").json()["last_seen_at"])
+    assert offset.fullmatch(seen), seen
 
 
 def test_pairing_by_phone_code(stack, new_tenant):

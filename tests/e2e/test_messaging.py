@@ -168,6 +168,19 @@ def test_invalid_fields_are_validation_errors(stack, sender):
         assert [d["field"] for d in r.json()["details"]] == [field], r.json()
 
 
+def test_loginwa_country_code_completes_a_national_number(stack, sender):
+    """The reference's `{"phone": "81234567890", "country_code": "62"}` goes to 6281234567890."""
+    for given, national in (("62", lambda p: p[2:]), ("+62", lambda p: "0" + p[2:]), ("+62", lambda p: p)):
+        to = fresh_phone()
+        r = sender.post("/api/v1/messages/send", {"phone": national(to), "country_code": given, "message": "hi"})
+        assert r.status_code == 200 and r.json()["phone"] == to, (given, national(to), r.text)
+        eventually(lambda: [m["text"] for m in inbox(stack, to)] == ["hi"])
+    r = sender.post("/api/v1/messages/send", {"phone": "8123456789", "country_code": "abc", "message": "hi"})
+    assert r.status_code == 422 and r.json()["error"] == "validation_failed" and list(r.json()["errors"]) == ["country_code"], r.text
+    r = sender.post("/api/v1/messages/send", {"phone": "081234567890123", "country_code": "62", "message": "hi"})
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["phone"], "the completed number is too long"
+
+
 def test_check_phone(stack, sender, new_tenant):
     r = sender.post("/api/v1/public/messages/check-phone", {"phone": "9647507644809"})
     assert r.status_code == 200

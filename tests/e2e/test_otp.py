@@ -41,7 +41,8 @@ def test_code_arrives_on_the_phone_and_verifies_once(stack, login):
 
     r = login.post("/api/auth/verify", {"session_id": started["session_id"], "otp_code": code})
     assert r.status_code == 200, r.text
-    assert r.json()["status"] == "verified" and r.json()["phone_number"] == phone and r.json()["verified_at"]
+    assert r.json()["status"] == "verified" and r.json()["phone_number"] == phone
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", r.json()["verified_at"]), "the reference's 2026-06-01T12:00:00Z"
     again = login.post("/api/auth/verify", {"session_id": started["session_id"], "otp_code": code})
     assert again.status_code == 422 and again.json()["status"] == "expired", "a session verifies at most once"
     [event] = eventually(lambda: [e for e in login.events("otp.verified") if e["data"]["session_id"] == started["session_id"]])
@@ -70,6 +71,31 @@ def test_invalid_requests(login):
         assert r.status_code == 422 and list(r.json()["errors"]) == [field], (body, r.text)
     r = login.post("/api/auth/verify", {"session_id": "nope", "otp_code": "123456"})
     assert r.status_code == 422 and r.json()["status"] == "expired"
+
+
+def test_country_code_completes_a_national_number(stack, login):
+    """The reference's `country_code`: "default country code if not in phone"."""
+    for given, national in (("62", lambda p: p[2:]), ("+62", lambda p: "0" + p[2:]), ("62", lambda p: p), ("+62", lambda p: "+" + p)):
+        phone = fresh_phone()
+        r = login.post("/api/auth/start", {"phone": national(phone), "country_code": given})
+        assert r.status_code == 200, (given, national(phone), r.text)
+        code = code_on(stack, phone)
+        verified = login.post("/api/auth/verify", {"session_id": r.json()["session_id"], "otp_code": code})
+        assert verified.status_code == 200 and verified.json()["phone_number"] == phone, (given, national(phone))
+    abroad = fresh_phone("1415")
+    r = login.post("/api/auth/start", {"phone": "+" + abroad, "country_code": "62"})
+    assert r.status_code == 200 and code_on(stack, abroad), "a number written with + keeps its own country code"
+
+
+def test_an_invalid_country_code_is_a_validation_error(login):
+    for bad in ("6a", "12345", "+", "0", "062", "６２", "6" * 10_000):
+        r = login.post("/api/auth/start", {"phone": "81234567890", "country_code": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json() == {"error": "validation_failed", "message": "Invalid request parameters",
+                            "errors": {"country_code": [r.json()["errors"]["country_code"][0]]}}, r.text
+        assert r.json()["errors"]["country_code"][0].startswith("The country code field must "), r.text
+    r = login.post("/api/auth/start", {"phone": "81234567890", "country_code": 62})
+    assert r.status_code == 422 and r.json()["errors"] == {"country_code": ["The country code field must be a string."]}
 
 
 def test_five_wrong_codes_lock_the_session(stack, login):

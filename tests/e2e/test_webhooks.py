@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 
@@ -19,6 +20,10 @@ def create(tenant, url, **fields):
     r = tenant.post("/api/v1/webhooks", {"url": url, **fields})
     assert r.status_code == 201, r.text
     return r.json()
+
+
+# The reference's `"timestamp": "2026-06-01T12:00:00+00:00"`: whole seconds and an offset.
+OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")
 
 
 def event_of(request) -> str:
@@ -59,7 +64,9 @@ def test_every_event_in_three_formats_with_verified_signatures(stack, new_tenant
         expected = hmac.new(hooks["loginwa"]["secret"].encode(), r["body"], hashlib.sha256).hexdigest()
         assert hmac.compare_digest(r["headers"]["x-loginwa-signature"], expected)
         body = json.loads(r["body"])
-        assert body["event"] == r["headers"]["x-loginwa-event"] and body["timestamp"] and "data" in body
+        assert body["event"] == r["headers"]["x-loginwa-event"] and OFFSET.fullmatch(body["timestamp"]) and "data" in body
+        if body["event"].startswith("message.") and body["event"] != "message.incoming":
+            assert body["data"]["status"] == body["event"].removeprefix("message."), "the reference's lowercase statuses"
     for r in receiver.delivered("/spwp"):
         ts = r["headers"]["x-wa-timestamp"]
         expected = hmac.new(hooks["spwp"]["secret"].encode(), f"{ts}.".encode() + r["body"], hashlib.sha256).hexdigest()
@@ -75,8 +82,15 @@ def test_every_event_in_three_formats_with_verified_signatures(stack, new_tenant
     assert incoming[0]["data"]["from"] == "14155552671" and incoming[0]["data"]["body"] == "hi there"
     read = [json.loads(r["body"]) for r in receiver.delivered("/loginwa") if event_of(r) == "message.read"]
     assert sent in {r["data"]["message_id"] for r in read}
-    health = tenant.get(f"/api/v1/webhooks/{hooks['loginwa']['id']}").json()["health"]
+    viewed = tenant.get(f"/api/v1/webhooks/{hooks['loginwa']['id']}").json()
+    health = viewed["health"]
     assert health["successes"] >= len(all_events) and health["consecutive_failures"] == 0
+    assert OFFSET.fullmatch(viewed["created_at"]) and OFFSET.fullmatch(health["last_success_at"]), viewed
+    assert OFFSET.fullmatch(hooks["loginwa"]["created_at"])
+    for r in receiver.delivered("/standard"):
+        body = json.loads(r["body"])
+        if body["type"] in ("message.sent", "message.delivered", "message.read", "message.failed"):
+            assert body["data"]["status"] == body["type"].removeprefix("message.").upper(), "other formats keep theirs"
 
 
 def test_a_receiver_outage_loses_nothing(stack, new_tenant, receiver):
@@ -133,6 +147,59 @@ def test_secret_rotation_signs_with_both_during_grace(stack, new_tenant, receive
     ts = r["headers"]["x-wa-timestamp"]
     sig = lambda secret: hmac.new(secret.encode(), f"{ts}.".encode() + r["body"], hashlib.sha256).hexdigest()
     assert r["headers"]["x-wa-signature"] == f"t={ts},v1={sig(rotated['secret'])},v1={sig(hook['secret'])}"
+    assert OFFSET.fullmatch(rotated["previous_secret_valid_until"]), rotated
+
+
+def test_a_loginwa_endpoints_new_secret_signs_alone_at_once(stack, new_tenant, receiver):
+    """`X-LoginWA-Signature` is one hex HMAC: after a rotation it is the new secret's, as the docs say."""
+    tenant = new_tenant()
+    hook = create(tenant, receiver.url("/hook"), format="loginwa")
+    rotated = tenant.post(f"/api/v1/webhooks/{hook['id']}/regenerate-secret").json()
+    assert rotated == {"id": hook["id"], "secret": rotated["secret"], "previous_secret_valid_until": None}
+    assert rotated["secret"] != hook["secret"]
+    tenant.post(f"/api/v1/webhooks/{hook['id']}/test")
+    [r] = eventually(lambda: receiver.delivered("/hook"))
+    expected = hmac.new(rotated["secret"].encode(), r["body"], hashlib.sha256).hexdigest()
+    assert r["headers"]["x-loginwa-signature"] == expected
+    assert OFFSET.fullmatch(json.loads(r["body"])["timestamp"])
+    # A secret set by PUT takes over at once too.
+    assert tenant.put(f"/api/v1/webhooks/{hook['id']}", {"secret": "mine"}).status_code == 200
+    tenant.post(f"/api/v1/webhooks/{hook['id']}/test")
+    [_, again] = eventually(lambda: len(d := receiver.delivered("/hook")) == 2 and d)
+    assert again["headers"]["x-loginwa-signature"] == hmac.new(b"mine", again["body"], hashlib.sha256).hexdigest()
+
+
+def test_put_updates_as_patch_does(stack, new_tenant):
+    tenant = new_tenant()
+    hook = create(tenant, "https://example.com/a", events=["message.sent"])
+    put = tenant.put(f"/api/v1/webhooks/{hook['id']}", {"url": "https://example.com/b", "retry_count": 7, "active": False})
+    assert put.status_code == 200, put.text
+    assert put.json() == tenant.get(f"/api/v1/webhooks/{hook['id']}").json()
+    assert (put.json()["url"], put.json()["retry_count"], put.json()["active"], put.json()["events"]) == ("https://example.com/b", 7, False, ["message.sent"])
+    patched = tenant.patch(f"/api/v1/webhooks/{hook['id']}", {"url": "https://example.com/c"}).json()
+    assert patched == {**put.json(), "url": "https://example.com/c"}
+    bad = tenant.put(f"/api/v1/webhooks/{hook['id']}", {"retry_count": 11})
+    assert bad.status_code == 422 and list(bad.json()["errors"]) == ["retry_count"]
+    assert tenant.put("/api/v1/webhooks/wh_nope", {"active": True}).status_code == 404
+    other = new_tenant()
+    assert other.put(f"/api/v1/webhooks/{hook['id']}", {"url": "https://example.com/x"}).status_code == 404, "another tenant's"
+
+
+def test_a_chosen_secret_of_any_sane_length(stack, new_tenant, receiver):
+    tenant = new_tenant()
+    short = create(tenant, receiver.url("/short"), secret="k")
+    assert short["secret"] == "k"
+    assert create(tenant, "https://example.com/long", secret="s" * 256)["secret"] == "s" * 256
+    for bad in ("", "   ", "s" * 257, "s" * 100_000):
+        r = tenant.post("/api/v1/webhooks", {"url": "https://example.com/x", "secret": bad})
+        assert r.status_code == 422, (len(bad), r.text)
+        assert r.json() == {"error": "validation_failed", "message": "Invalid request parameters",
+                            "errors": {"secret": r.json()["errors"]["secret"]}} and len(r.json()["errors"]["secret"]) == 1
+    r = tenant.patch(f"/api/v1/webhooks/{short['id']}", {"secret": ""})
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["secret"]
+    tenant.post(f"/api/v1/webhooks/{short['id']}/test")
+    [d] = eventually(lambda: receiver.delivered("/short"))
+    assert d["headers"]["x-loginwa-signature"] == hmac.new(b"k", d["body"], hashlib.sha256).hexdigest()
 
 
 def test_endpoint_validation(stack, new_tenant):

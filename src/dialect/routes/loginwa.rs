@@ -182,6 +182,8 @@ static KEYED: &[Entry<Build, Gate>] = &[
         path: "/v1/webhooks/{id}",
         methods: &[
             (Method::Get, |c| Keyed::Webhooks(Webhooks::Get { id: c[0] })),
+            // The reference says only "Update"; clients send either verb, and both patch.
+            (Method::Put, |c| Keyed::Webhooks(Webhooks::Update { id: c[0] })),
             (Method::Patch, |c| Keyed::Webhooks(Webhooks::Update { id: c[0] })),
             (Method::Delete, |c| Keyed::Webhooks(Webhooks::Delete { id: c[0] })),
         ],
@@ -364,7 +366,7 @@ mod tests {
         assert_eq!(allow(Method::Get, "auth/start"), "POST");
         assert_eq!(allow(Method::Other, "auth/verify"), "POST");
         assert_eq!(allow(Method::Put, "v1/webhooks"), "GET, POST");
-        assert_eq!(allow(Method::Post, "v1/webhooks/wh_1"), "GET, PATCH, DELETE");
+        assert_eq!(allow(Method::Post, "v1/webhooks/wh_1"), "GET, PUT, PATCH, DELETE");
         assert_eq!(allow(Method::Post, "v1/webhooks/wh_1/deliveries"), "GET");
         for action in ["test", "regenerate-secret", "replay", "deliveries/d_1/replay"] {
             assert_eq!(allow(Method::Get, &format!("v1/webhooks/wh_1/{action}")), "POST", "{action}");
