@@ -130,14 +130,14 @@ struct NamedBody<'a, D> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum LoginwaData<'a> {
-    Progress(MessageProgress<&'static str>),
+    Progress(Box<MessageProgress<&'static str>>),
     Other(Data<'a>),
 }
 
 fn loginwa_data(what: &What) -> LoginwaData<'_> {
     match what {
         What::MessageSent(m) | What::MessageDelivered(m) | What::MessageRead(m) | What::MessageFailed(m) => {
-            LoginwaData::Progress(m.lowercase())
+            LoginwaData::Progress(Box::new(m.lowercase()))
         }
         other => LoginwaData::Other(other.data()),
     }
