@@ -72,6 +72,13 @@ def assert_otp_works(client, session_id: str):
     assert r.json()["status"] == "verified" and r.json()["phone_number"] == TO
 
 
+def assert_started(client, out: str):
+    """A helper's printed answer is the start's (its code's lifetime, a session that verifies)."""
+    started = json.loads(out)
+    assert started["expires_in"] == OTP_TTL_S, started
+    assert_otp_works(client, started["session_id"])
+
+
 @pytest.mark.parametrize(
     "needles",
     [("auth/start", "YOUR_API_KEY"), ("auth/verify", "YOUR_API_KEY"), ("messages/send", "YOUR_API_KEY")],
@@ -123,14 +130,10 @@ def test_php_guzzle_otp_start(client, scratch):
 def test_node_send_otp_helper(client, scratch):
     snippet = block(LOGINWA, "const BASE_URL = 'https://api.loginwa.com/api';", "}")
     out = node(client.tenant.stack, scratch, snippet, client.env, after=f"console.log(JSON.stringify(await sendOtp('{TO}')));\n")
-    started = json.loads(out)
-    assert started["expires_in"] == OTP_TTL_S, started
-    assert_otp_works(client, started["session_id"])
+    assert_started(client, out)
 
 
 def test_python_send_otp_helper(client, scratch):
     snippet = block(LOGINWA, "import requests", "return res.json()")
     out = python(client.tenant.stack, scratch, snippet, client.env, after=f"import json\nprint(json.dumps(send_otp('{TO}')))\n")
-    started = json.loads(out)
-    assert started["expires_in"] == OTP_TTL_S, started
-    assert_otp_works(client, started["session_id"])
+    assert_started(client, out)
